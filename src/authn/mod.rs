@@ -1,0 +1,5 @@
+//! Authentication: who is the client? Pure, no HTTP.
+
+mod credentials;
+
+pub use credentials::{Credentials, Labels, Secret};

@@ -1,0 +1,99 @@
+//! The YAML shape of the configuration file, one struct per section, mirroring docker_auth's
+//! layout. Every struct denies unknown keys so a typo is an error instead of a silently ignored
+//! setting (docker_auth issue #326). Validation and conversion into the runtime
+//! [`Config`](super::Config) happen in `super::validate`.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use crate::authn::Labels;
+
+/// `server:`: where to listen.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSpec {
+    /// `host:port` to listen on (default `127.0.0.1:5001`). `--listen` overrides it.
+    pub addr: Option<String>,
+    /// Prefix for every route, e.g. `/registry-auth` (default none). Must start with `/`.
+    pub path_prefix: Option<String>,
+}
+
+/// `token:`: how tokens are signed and for how long they live.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenSpec {
+    /// `iss` claim; must equal the registry's `auth.token.issuer`. Required.
+    pub issuer: Option<String>,
+    /// Token lifetime in seconds (default 900, at least 60).
+    pub expiration: Option<i64>,
+    /// PEM certificate (chain, leaf first) of the signing key.
+    pub certificate: Option<PathBuf>,
+    /// PEM private key (PKCS#8, SEC1 or PKCS#1).
+    pub key: Option<PathBuf>,
+    /// Create an ES256 key and a self-signed certificate at `key`/`certificate` when both are
+    /// missing (default false).
+    #[serde(default)]
+    pub generate: bool,
+    /// How the registry finds the verification key: `kid-libtrust` (default) or `x5c`.
+    pub signing_header: Option<SigningHeaderSpec>,
+    /// If set, only these `service` values may be requested (default: any).
+    pub allowed_services: Option<Vec<String>>,
+}
+
+/// `token.signing_header` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SigningHeaderSpec {
+    /// `kid` = libtrust key ID of the signing certificate's public key (registry 2.x).
+    KidLibtrust,
+    /// `x5c` = the certificate chain from `token.certificate`, leaf first.
+    X5c,
+}
+
+/// One entry of `users:`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserSpec {
+    /// bcrypt hash (`$2a$`, `$2b$` or `$2y$`). Required for every user but the anonymous `""`.
+    pub password: Option<String>,
+    /// Labels for ACL matching.
+    #[serde(default)]
+    pub labels: Labels,
+}
+
+/// One entry of `acl:`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AclEntrySpec {
+    /// Conditions, all ANDed. `{}` matches everything.
+    #[serde(rename = "match")]
+    pub matches: MatchSpec,
+    /// `["*"]` grants what was requested, a list is intersected with the request, `[]` denies.
+    pub actions: Vec<String>,
+    /// Free text, shown by `acl explain` and in logs when the entry decides.
+    #[serde(default)]
+    pub comment: Option<String>,
+}
+
+/// `match:` of an ACL entry. Each string is a glob (`*`, `?` do not cross `/`; `**` does) or a
+/// `/regex/`, with placeholders.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MatchSpec {
+    /// Account (user name; `""` is anonymous).
+    pub account: Option<String>,
+    /// Resource type (`repository`, `registry`).
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    /// Resource name (`alice/app`, `catalog`).
+    pub name: Option<String>,
+    /// The `service` the token is for.
+    pub service: Option<String>,
+    /// Client IP address or CIDR.
+    pub ip: Option<String>,
+    /// Label name → pattern; the user must have a matching value for every key.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}

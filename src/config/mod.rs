@@ -1,0 +1,3 @@
+//! Configuration: the YAML file shape and its validated runtime form.
+
+pub mod file;

@@ -1,0 +1,26 @@
+//! registry-auth: a token-authentication server for container registries.
+//!
+//! A stock registry (CNCF distribution 2.x/3.x, zot) answers unauthenticated clients with a
+//! `WWW-Authenticate: Bearer realm=…` challenge. The client asks this server for a token; we
+//! authenticate it, evaluate the ACL for every requested scope and sign a JWT carrying the granted
+//! actions, which the registry verifies against its `rootcertbundle`.
+//!
+//! # Layering
+//!
+//! ```text
+//! main.rs / cli.rs        ──▶ config, server, token (key generation), authz (explain)
+//! server/  (HTTP only)    ──▶ authn, authz, token, config
+//! authn, authz, token     ──▶ config::file types only; pure, no HTTP, unit-tested
+//! ```
+//!
+//! Only `server/` knows HTTP. Deny decisions are outcomes (`AuthnOutcome`, `AclDecision`), never
+//! errors; errors mean "could not service the request" and map to HTTP in exactly one place
+//! (`server::error`).
+
+pub mod authn;
+pub mod authz;
+pub mod cli;
+pub mod config;
+pub mod server;
+pub mod telemetry;
+pub mod token;
