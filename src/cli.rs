@@ -1,1 +1,99 @@
-//! cli
+//! Command-line interface (clap derive). The commands themselves run in `main.rs`.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::telemetry::LogFormat;
+
+/// Token-authentication server for container registries (docker_auth compatible).
+#[derive(Debug, Parser)]
+#[command(name = "registry-auth", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Log level: error, warn, info, debug or trace (RUST_LOG overrides it).
+    #[arg(long, global = true, default_value = "info",
+          value_parser = ["error", "warn", "info", "debug", "trace"])]
+    pub log_level: String,
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the token server.
+    Serve {
+        /// The YAML config file.
+        #[arg(long, short = 'c')]
+        config: PathBuf,
+        /// Listen address (`host:port`); overrides `server.addr`. Port 0 picks a free port.
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// Validate a config file: print every problem and exit 1, or a summary and exit 0.
+    CheckConfig {
+        /// The YAML config file.
+        config: PathBuf,
+    },
+    /// Print a bcrypt hash of a password read from stdin (or prompted for on a terminal).
+    HashPassword {
+        /// bcrypt cost (4–31). Each +1 doubles the work per login.
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(4..=31))]
+        cost: u32,
+    },
+    /// Create a signing key and a self-signed certificate for `token.key`/`token.certificate`.
+    GenKeys {
+        /// Key type: ec-p256 (ES256, default), ec-p384 (ES384), rsa-2048, rsa-3072, rsa-4096 (RS256).
+        #[arg(long = "type", default_value = "ec-p256")]
+        kind: String,
+        /// Where to write the private key (mode 0600).
+        #[arg(long)]
+        key: PathBuf,
+        /// Where to write the certificate (give it to the registry as `rootcertbundle`).
+        #[arg(long)]
+        certificate: PathBuf,
+        /// Certificate subject common name.
+        #[arg(long, default_value = "registry-auth token signer")]
+        common_name: String,
+        /// Certificate validity in days.
+        #[arg(long, default_value_t = 3650)]
+        days: u32,
+        /// Overwrite existing files.
+        #[arg(long)]
+        force: bool,
+    },
+    /// ACL tools.
+    #[command(subcommand)]
+    Acl(AclCommand),
+}
+
+/// `acl` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum AclCommand {
+    /// Show, per scope, the actions the ACL grants and which entry decided.
+    Explain {
+        /// The YAML config file.
+        #[arg(long, short = 'c')]
+        config: PathBuf,
+        /// Account name (empty for anonymous).
+        #[arg(long, default_value = "")]
+        account: String,
+        /// A label of the user, `key=value`; repeat for more values or keys.
+        #[arg(long = "labels", value_name = "KEY=VALUE")]
+        labels: Vec<String>,
+        /// Client IP address.
+        #[arg(long)]
+        ip: Option<IpAddr>,
+        /// The `service` of the request.
+        #[arg(long, default_value = "")]
+        service: String,
+        /// Scopes, e.g. `repository:alice/app:pull,push`.
+        #[arg(required = true)]
+        scopes: Vec<String>,
+    },
+}

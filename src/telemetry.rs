@@ -1,1 +1,33 @@
-//! telemetry
+//! Logging setup: `tracing` to stderr as text or JSON lines.
+//!
+//! Nothing in this crate logs a password, a token or an `Authorization` header; secrets are
+//! wrapped in [`crate::authn::Secret`], whose `Debug` is redacted.
+
+use std::io::IsTerminal;
+
+use tracing_subscriber::EnvFilter;
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Installs the global subscriber. `level` is `error`, `warn`, `info`, `debug` or `trace`;
+/// `RUST_LOG`, when set, takes precedence (e.g. `RUST_LOG=registry_auth=debug,tower_http=info`).
+pub fn init(level: &str, format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false);
+    // try_init: a second call (tests) keeps the first subscriber.
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+}

@@ -1,5 +1,111 @@
-//! Authentication: who is the client? Pure, no HTTP.
+//! Authentication: who is the client? Pure (no HTTP), synchronous and CPU-bound (bcrypt), so the
+//! server runs it on a blocking thread.
+//!
+//! Backends answer with an [`AuthnOutcome`]: `Authenticated` (with labels), `WrongPassword` (stops
+//! the chain: the user exists and the password is wrong) or `NoMatch` (this backend does not know
+//! the user; ask the next). An [`AuthnError`] means the backend could not answer at all and becomes
+//! a 5xx. These are docker_auth's chain semantics.
 
+mod bcrypt_hash;
 mod credentials;
+pub mod htpasswd;
+mod static_users;
 
+use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+pub use bcrypt_hash::{BcryptHashError, check_bcrypt_hash};
 pub use credentials::{Credentials, Labels, Secret};
+pub use static_users::{StaticUsers, UserRecord};
+
+/// The decision of one authenticator (or of the whole chain).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthnOutcome {
+    /// The credentials are valid; the user carries these labels.
+    Authenticated(Labels),
+    /// The user is known and the password is wrong. Stops the chain.
+    WrongPassword,
+    /// Unknown to this backend; the next one is asked. At the end of the chain it is a denial.
+    NoMatch,
+}
+
+/// A backend could not answer (not a denial). Becomes a 5xx; details go to the log only.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum AuthnError {
+    /// The named backend failed.
+    #[error("authentication backend `{backend}` failed: {message}")]
+    Backend {
+        /// Config key of the backend.
+        backend: &'static str,
+        /// What went wrong (never contains a secret).
+        message: String,
+    },
+}
+
+static BCRYPT_VERIFICATIONS: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    static THREAD_BCRYPT_VERIFICATIONS: Cell<u64> = const { Cell::new(0) };
+}
+
+/// How many bcrypt verifications this process has run (a metric).
+pub fn bcrypt_verifications() -> u64 {
+    BCRYPT_VERIFICATIONS.load(Ordering::Relaxed)
+}
+
+/// How many bcrypt verifications the calling thread has run: a test hook that proves, without
+/// timing, that an unknown user costs exactly as much as a wrong password.
+pub fn bcrypt_verifications_on_this_thread() -> u64 {
+    THREAD_BCRYPT_VERIFICATIONS.with(Cell::get)
+}
+
+fn verify_bcrypt(password: &str, hash: &str) -> Result<bool, bcrypt::BcryptError> {
+    BCRYPT_VERIFICATIONS.fetch_add(1, Ordering::Relaxed);
+    THREAD_BCRYPT_VERIFICATIONS.with(|c| c.set(c.get() + 1));
+    bcrypt::verify(password, hash)
+}
+
+/// The authenticators in docker_auth's fixed order (today: the static users).
+#[derive(Debug, Clone)]
+pub struct Chain {
+    users: StaticUsers,
+    /// Hash of a random password at the users' highest cost: an unknown user is verified against
+    /// it so that it costs one bcrypt, like a known user with a wrong password.
+    dummy_hash: String,
+}
+
+impl Chain {
+    /// Builds the chain. Computes the dummy hash (one bcrypt run at the users' highest cost).
+    pub fn new(users: StaticUsers) -> Result<Self, AuthnError> {
+        // With no named user any cost will do; 10 is what `hash-password` uses by default.
+        let cost = users.max_cost().unwrap_or(10);
+        let random: [u8; 16] = rand::random();
+        let dummy_hash = bcrypt::hash(random, cost).map_err(|e| AuthnError::Backend {
+            backend: "users",
+            message: format!("cannot create the dummy hash: {e}"),
+        })?;
+        Ok(Self { users, dummy_hash })
+    }
+
+    /// The static users.
+    pub fn users(&self) -> &StaticUsers {
+        &self.users
+    }
+
+    /// Runs the chain: the first backend that does not answer `NoMatch` decides. When nobody
+    /// matched a named user, one bcrypt verification against the dummy hash is run so that an
+    /// unknown user and a wrong password cannot be told apart by timing.
+    pub fn authenticate(&self, creds: &Credentials) -> Result<AuthnOutcome, AuthnError> {
+        match self.users.authenticate(creds)? {
+            AuthnOutcome::NoMatch if !creds.is_anonymous() => {
+                // The result is irrelevant; only the work matters.
+                let _ = verify_bcrypt(creds.password.expose(), &self.dummy_hash);
+                Ok(AuthnOutcome::NoMatch)
+            }
+            outcome => Ok(outcome),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

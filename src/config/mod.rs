@@ -1,3 +1,114 @@
-//! Configuration: the YAML file shape and its validated runtime form.
+//! Configuration: the YAML file shape ([`file`]) and its validated runtime form ([`Config`]).
+//!
+//! Loading is strict: unknown keys, wrong types, invalid patterns, bad CIDRs, missing files and
+//! unsupported docker_auth sections are errors that name the YAML path and say how to fix them,
+//! and all of them are reported at once. Relative paths resolve against the config file's folder.
 
+mod error;
 pub mod file;
+mod load;
+#[cfg(test)]
+mod tests;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use error::{ConfigError, ConfigIssue};
+pub use load::{load, parse};
+
+use crate::authn;
+use crate::authz::Acl;
+use crate::token::{HeaderMode, SigningKey};
+
+/// Address used when `server.addr` is not set.
+pub const DEFAULT_ADDR: &str = "127.0.0.1:5001";
+/// Token lifetime used when `token.expiration` is not set, in seconds.
+pub const DEFAULT_EXPIRATION_SECS: u64 = 900;
+/// The shortest token lifetime accepted: clients assume tokens live at least 60 s.
+pub const MIN_EXPIRATION_SECS: u64 = 60;
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it was loaded from.
+    pub file: PathBuf,
+    /// Listener settings.
+    pub server: ServerConfig,
+    /// Token settings.
+    pub token: TokenConfig,
+    /// The authenticators.
+    pub authn: authn::Chain,
+    /// The static ACL.
+    pub acl: Arc<Acl>,
+    /// The ACL entries as written (for `acl explain` and messages).
+    pub acl_entries: Vec<file::AclEntrySpec>,
+    /// Problems that do not stop the server (e.g. shadowed ACL entries).
+    pub warnings: Vec<ConfigIssue>,
+}
+
+/// `server:` after validation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerConfig {
+    /// Listen address (`host:port`), already normalised (`:5001` → `0.0.0.0:5001`).
+    pub addr: String,
+    /// Route prefix without a trailing slash; empty for none.
+    pub path_prefix: String,
+}
+
+/// `token:` after validation.
+#[derive(Debug, Clone)]
+pub struct TokenConfig {
+    /// `iss` claim.
+    pub issuer: String,
+    /// Token lifetime.
+    pub lifetime: Duration,
+    /// Certificate (chain) file of the signing key.
+    pub certificate: PathBuf,
+    /// Private key file.
+    pub key: PathBuf,
+    /// Whether the server may create the key and certificate on first start.
+    pub generate: bool,
+    /// How the signing key is identified in the JWS header.
+    pub header_mode: HeaderMode,
+    /// Services that may be requested; `None` means any.
+    pub allowed_services: Option<Vec<String>>,
+    /// The signing key, when its files exist (with `generate: true` they may not exist yet).
+    pub signing_key: Option<Arc<SigningKey>>,
+}
+
+/// One-line rendering of an ACL entry, e.g.
+/// `match {account: "alice", name: "alice/*"} actions [pull, push] # comment`.
+pub fn describe_acl_entry(entry: &file::AclEntrySpec) -> String {
+    let m = &entry.matches;
+    let mut fields: Vec<String> = Vec::new();
+    for (name, value) in [
+        ("account", &m.account),
+        ("type", &m.kind),
+        ("name", &m.name),
+        ("service", &m.service),
+        ("ip", &m.ip),
+    ] {
+        if let Some(v) = value {
+            fields.push(format!("{name}: {v:?}"));
+        }
+    }
+    if !m.labels.is_empty() {
+        let labels: Vec<String> = m
+            .labels
+            .iter()
+            .map(|(k, v)| format!("{k}: {v:?}"))
+            .collect();
+        fields.push(format!("labels: {{{}}}", labels.join(", ")));
+    }
+    let mut s = format!(
+        "match {{{}}} actions [{}]",
+        fields.join(", "),
+        entry.actions.join(", ")
+    );
+    if let Some(c) = &entry.comment {
+        s.push_str(" # ");
+        s.push_str(c);
+    }
+    s
+}

@@ -1,0 +1,863 @@
+//! Reading the YAML and turning it into a [`Config`], collecting every problem on the way.
+//!
+//! The file is first parsed into a YAML tree; each section (and each ACL entry and user) is then
+//! deserialized on its own, so one typo does not hide the problems after it.
+
+use std::collections::HashMap;
+use std::fs;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+
+use regex::Regex;
+use serde::de::DeserializeOwned;
+use serde_yaml_ng::{Mapping, Value};
+
+use super::file::{AclEntrySpec, ServerSpec, SigningHeaderSpec, TokenSpec, UserSpec};
+use super::{
+    Config, ConfigError, ConfigIssue, DEFAULT_ADDR, DEFAULT_EXPIRATION_SECS, MIN_EXPIRATION_SECS,
+    ServerConfig, TokenConfig,
+};
+use crate::authn::{self, Labels, StaticUsers, UserRecord, check_bcrypt_hash};
+use crate::authz::Acl;
+use crate::token::{HeaderMode, SigningKey};
+
+/// Top-level keys we implement.
+const KNOWN_SECTIONS: &[&str] = &["server", "token", "users", "users_file", "acl"];
+
+/// docker_auth sections we do not implement (yet), with what to use instead.
+const UNSUPPORTED_SECTIONS: &[(&str, &str)] = &[
+    (
+        "google_auth",
+        "web logins (Google) are not supported yet; give users passwords with `users` or `users_file` meanwhile",
+    ),
+    (
+        "github_auth",
+        "web logins (GitHub) are not supported yet; give users passwords with `users` or `users_file` meanwhile",
+    ),
+    (
+        "oidc_auth",
+        "web logins (OIDC) are not supported yet; give users passwords with `users` or `users_file` meanwhile",
+    ),
+    (
+        "gitlab_auth",
+        "web logins (GitLab) are not supported yet; give users passwords with `users` or `users_file` meanwhile",
+    ),
+    (
+        "ldap_auth",
+        "LDAP is not supported yet; give users passwords with `users` or `users_file` (htpasswd -B) meanwhile",
+    ),
+    (
+        "mongo_auth",
+        "MongoDB users are not supported; export them to an htpasswd file and use `users_file`",
+    ),
+    (
+        "xorm_auth",
+        "SQL (xorm) users are not supported yet; export them to an htpasswd file and use `users_file`",
+    ),
+    (
+        "ext_auth",
+        "external authentication programs are not supported yet; use `users` or `users_file`",
+    ),
+    (
+        "plugin_authn",
+        "Go plugins cannot be loaded by registry-auth; use `users` or `users_file`",
+    ),
+    (
+        "acl_mongo",
+        "MongoDB ACLs are not supported; move the entries (sorted by `seq`) into the static `acl` list",
+    ),
+    (
+        "acl_xorm",
+        "SQL (xorm) ACLs are not supported yet; move the entries (sorted by `seq`) into the static `acl` list",
+    ),
+    (
+        "casbin_authz",
+        "Casbin is not supported yet; express the policy as static `acl` entries",
+    ),
+    (
+        "ext_authz",
+        "external authorization programs are not supported yet; use the static `acl` list",
+    ),
+    (
+        "plugin_authz",
+        "Go plugins cannot be loaded by registry-auth; use the static `acl` list",
+    ),
+];
+
+/// docker_auth `server:` keys we do not implement (yet).
+const UNSUPPORTED_SERVER_KEYS: &[(&str, &str)] = &[
+    (
+        "net",
+        "unix sockets are not supported yet; listen on TCP with `server.addr`",
+    ),
+    (
+        "certificate",
+        "TLS is not supported yet; terminate TLS at your ingress or load balancer and run registry-auth on plain HTTP behind it",
+    ),
+    (
+        "key",
+        "TLS is not supported yet; terminate TLS at your ingress or load balancer and run registry-auth on plain HTTP behind it",
+    ),
+    ("hsts", "TLS is not supported yet; set HSTS at your ingress"),
+    (
+        "tls_min_version",
+        "TLS is not supported yet; terminate TLS at your ingress",
+    ),
+    (
+        "tls_curve_preferences",
+        "TLS is not supported yet; terminate TLS at your ingress",
+    ),
+    (
+        "tls_cipher_suites",
+        "TLS is not supported yet; terminate TLS at your ingress",
+    ),
+    (
+        "letsencrypt",
+        "Let's Encrypt is not supported; terminate TLS at your ingress (e.g. with cert-manager)",
+    ),
+    (
+        "real_ip_header",
+        "client IPs from proxy headers are not supported yet; ACL `ip` rules see the peer address, so remove `ip` rules that rely on the header",
+    ),
+    (
+        "real_ip_pos",
+        "client IPs from proxy headers are not supported yet; ACL `ip` rules see the peer address",
+    ),
+];
+
+/// Reads and validates the config file at `path`.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse(&text, path)
+}
+
+/// Validates config text; `file` is where it came from (relative paths resolve against its
+/// folder).
+pub fn parse(text: &str, file: &Path) -> Result<Config, ConfigError> {
+    let base = match file.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let mut loader = Loader {
+        base,
+        issues: Vec::new(),
+    };
+    let config = loader.load(text, file);
+    match config {
+        Some(config) if loader.issues.is_empty() => Ok(config),
+        _ => Err(ConfigError::Invalid {
+            file: file.to_path_buf(),
+            issues: loader.issues,
+        }),
+    }
+}
+
+struct Loader {
+    base: PathBuf,
+    issues: Vec<ConfigIssue>,
+}
+
+#[derive(Default)]
+struct Sections {
+    server: Option<ServerSpec>,
+    token: Option<TokenSpec>,
+    users: Option<Vec<(String, Option<UserSpec>)>>,
+    users_file: Option<PathBuf>,
+    acl: Option<Vec<Option<AclEntrySpec>>>,
+}
+
+impl Loader {
+    fn issue(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.issues.push(ConfigIssue::new(path, message));
+    }
+
+    fn load(&mut self, text: &str, file: &Path) -> Option<Config> {
+        let root: Value = match serde_yaml_ng::from_str(text) {
+            Ok(v) => v,
+            Err(e) => {
+                self.issue("", format!("not valid YAML: {e}"));
+                return None;
+            }
+        };
+        let map = match root {
+            Value::Mapping(m) => m,
+            Value::Null => {
+                self.issue(
+                    "",
+                    "the file is empty; start from config.example.yaml or examples/reference.yml",
+                );
+                return None;
+            }
+            _ => {
+                self.issue(
+                    "",
+                    "the top level must be a mapping of sections (server, token, users, acl, …)",
+                );
+                return None;
+            }
+        };
+        let sections = self.sections(map);
+        self.validate(sections, file)
+    }
+
+    fn sections(&mut self, map: Mapping) -> Sections {
+        let mut s = Sections::default();
+        for (key, value) in map {
+            let Some(key) = key.as_str().map(str::to_owned) else {
+                self.issue(
+                    "",
+                    format!("top-level key {} is not a string", describe(&key)),
+                );
+                continue;
+            };
+            match key.as_str() {
+                "server" => s.server = self.server_section(value),
+                "token" => s.token = self.token_section(value),
+                "users" => s.users = self.users_section(value),
+                "users_file" => s.users_file = self.de::<PathBuf>("users_file", value),
+                "acl" => s.acl = self.acl_section(value),
+                other => {
+                    if let Some((_, hint)) = UNSUPPORTED_SECTIONS.iter().find(|(k, _)| *k == other)
+                    {
+                        self.issue(other, *hint);
+                    } else {
+                        let mut candidates: Vec<&str> = KNOWN_SECTIONS.to_vec();
+                        candidates.extend(UNSUPPORTED_SECTIONS.iter().map(|(k, _)| *k));
+                        self.issue(
+                            other,
+                            unknown_key_message(other, &candidates, KNOWN_SECTIONS),
+                        );
+                    }
+                }
+            }
+        }
+        s
+    }
+
+    /// Deserializes `value` as `T`, recording a problem (with its full path) on failure.
+    fn de<T: DeserializeOwned>(&mut self, path: &str, value: Value) -> Option<T> {
+        match serde_path_to_error::deserialize::<_, T>(value) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                let inner = e.path().to_string();
+                let full = join_path(path, &inner);
+                let (full, message) = humanize_serde_error(&full, &e.into_inner().to_string());
+                self.issue(full, message);
+                None
+            }
+        }
+    }
+
+    fn server_section(&mut self, value: Value) -> Option<ServerSpec> {
+        let value = match value {
+            Value::Mapping(mut m) => {
+                for (key, hint) in UNSUPPORTED_SERVER_KEYS {
+                    if m.remove(*key).is_some() {
+                        self.issue(format!("server.{key}"), *hint);
+                    }
+                }
+                Value::Mapping(m)
+            }
+            Value::Null => return Some(ServerSpec::default()),
+            other => other,
+        };
+        self.de("server", value)
+    }
+
+    fn token_section(&mut self, value: Value) -> Option<TokenSpec> {
+        let value = match value {
+            Value::Mapping(mut m) => {
+                if let Some(v) = m.remove("disable_legacy_key_id") {
+                    // `false` is docker_auth's default and ours (libtrust kid): accept it.
+                    if v.as_bool() != Some(false) {
+                        self.issue(
+                            "token.disable_legacy_key_id",
+                            "JWK-thumbprint key IDs are not supported yet; for registry v3 use \
+                             `signing_header: x5c` (accepted by registry 2.8 and 3.x alike) and \
+                             remove this key",
+                        );
+                    }
+                }
+                Value::Mapping(m)
+            }
+            other => other,
+        };
+        self.de("token", value)
+    }
+
+    fn users_section(&mut self, value: Value) -> Option<Vec<(String, Option<UserSpec>)>> {
+        let map = match value {
+            Value::Mapping(m) => m,
+            Value::Null => return Some(Vec::new()),
+            other => {
+                self.issue(
+                    "users",
+                    format!(
+                        "expected a mapping of user name to {{password, labels}}, found {}",
+                        describe(&other)
+                    ),
+                );
+                return None;
+            }
+        };
+        let mut users = Vec::new();
+        for (name, spec) in map {
+            let Some(name) = name.as_str().map(str::to_owned) else {
+                self.issue(
+                    "users",
+                    format!("user name {} is not a string; quote it", describe(&name)),
+                );
+                continue;
+            };
+            let path = user_path(&name);
+            let spec = if spec.is_null() {
+                Some(UserSpec::default())
+            } else {
+                self.de::<UserSpec>(&path, spec)
+            };
+            users.push((name, spec));
+        }
+        Some(users)
+    }
+
+    fn acl_section(&mut self, value: Value) -> Option<Vec<Option<AclEntrySpec>>> {
+        let seq = match value {
+            Value::Sequence(s) => s,
+            other => {
+                self.issue(
+                    "acl",
+                    format!(
+                        "expected a list of entries `{{match: {{…}}, actions: […]}}`, found {}",
+                        describe(&other)
+                    ),
+                );
+                return None;
+            }
+        };
+        Some(
+            seq.into_iter()
+                .enumerate()
+                .map(|(i, entry)| self.de::<AclEntrySpec>(&format!("acl[{i}]"), entry))
+                .collect(),
+        )
+    }
+
+    fn resolve(&self, path: &Path) -> PathBuf {
+        if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            self.base.join(path)
+        }
+    }
+
+    fn validate(&mut self, s: Sections, file: &Path) -> Option<Config> {
+        let server = self.validate_server(s.server.unwrap_or_default());
+        let token = match s.token {
+            Some(t) => self.validate_token(t),
+            None => {
+                self.issue(
+                    "token",
+                    "missing; add `token: {issuer: \"…\", certificate: …, key: …}` (the issuer \
+                     must equal the registry's auth.token.issuer)",
+                );
+                None
+            }
+        };
+        let authn = self.validate_users(s.users, s.users_file);
+        let acl_entries: Vec<AclEntrySpec> = s.acl.iter().flatten().flatten().cloned().collect();
+        let acl = self.validate_acl(s.acl);
+        let mut warnings = Vec::new();
+        if let Some(acl) = &acl {
+            for sh in acl.shadowed() {
+                warnings.push(ConfigIssue::new(
+                    format!("acl[{}]", sh.index),
+                    format!(
+                        "can never match: acl[{}] above it matches every request this entry \
+                         matches, and the first match wins; move this entry above acl[{}] or \
+                         remove it",
+                        sh.by, sh.by
+                    ),
+                ));
+            }
+        }
+        Some(Config {
+            file: file.to_path_buf(),
+            server: server?,
+            token: token?,
+            authn: authn?,
+            acl: Arc::new(acl?),
+            acl_entries,
+            warnings,
+        })
+    }
+
+    fn validate_server(&mut self, spec: ServerSpec) -> Option<ServerConfig> {
+        let addr = match spec.addr.as_deref() {
+            None => Some(DEFAULT_ADDR.to_owned()),
+            Some(a) => match normalize_addr(a) {
+                Some(a) => Some(a),
+                None => {
+                    self.issue(
+                        "server.addr",
+                        format!(
+                            "`{a}` is not a listen address; use `host:port`, e.g. \
+                             `0.0.0.0:5001`, `127.0.0.1:5001`, `[::]:5001` or `:5001`"
+                        ),
+                    );
+                    None
+                }
+            },
+        };
+        let path_prefix = match spec.path_prefix.as_deref() {
+            None | Some("") | Some("/") => Some(String::new()),
+            Some(p) => {
+                let ok = p.starts_with('/')
+                    && !p.contains("//")
+                    && p.bytes().all(|b| {
+                        b.is_ascii_alphanumeric() || matches!(b, b'/' | b'-' | b'_' | b'.' | b'~')
+                    });
+                if ok {
+                    Some(p.trim_end_matches('/').to_owned())
+                } else {
+                    self.issue(
+                        "server.path_prefix",
+                        format!(
+                            "`{p}` is not a usable prefix; it must start with `/` and contain \
+                             only letters, digits and `/-_.~`, e.g. `/registry-auth`"
+                        ),
+                    );
+                    None
+                }
+            }
+        };
+        Some(ServerConfig {
+            addr: addr?,
+            path_prefix: path_prefix?,
+        })
+    }
+
+    fn validate_token(&mut self, t: TokenSpec) -> Option<TokenConfig> {
+        let issuer = match t.issuer {
+            Some(i) if !i.trim().is_empty() => Some(i),
+            _ => {
+                self.issue(
+                    "token.issuer",
+                    "missing; set it to the same string as the registry's auth.token.issuer, \
+                     e.g. `issuer: \"Acme auth server\"`",
+                );
+                None
+            }
+        };
+        let lifetime = match t.expiration {
+            None => Some(Duration::from_secs(DEFAULT_EXPIRATION_SECS)),
+            Some(secs) => match u64::try_from(secs) {
+                Ok(s) if s >= MIN_EXPIRATION_SECS => Some(Duration::from_secs(s)),
+                _ => {
+                    self.issue(
+                        "token.expiration",
+                        format!(
+                            "{secs} seconds is too short; clients assume a token lives at least \
+                             {MIN_EXPIRATION_SECS} s, so use {MIN_EXPIRATION_SECS} or more (900 is \
+                             a common choice)"
+                        ),
+                    );
+                    None
+                }
+            },
+        };
+        let header_mode = match t.signing_header.unwrap_or(SigningHeaderSpec::KidLibtrust) {
+            SigningHeaderSpec::KidLibtrust => HeaderMode::KidLibtrust,
+            SigningHeaderSpec::X5c => HeaderMode::X5c,
+        };
+        let allowed_services = match t.allowed_services {
+            Some(list) if list.is_empty() => {
+                self.issue(
+                    "token.allowed_services",
+                    "an empty list would refuse every request; remove the key to allow any \
+                     service, or list the registry's auth.token.service",
+                );
+                None
+            }
+            Some(list) => {
+                for (i, s) in list.iter().enumerate() {
+                    if s.is_empty() {
+                        self.issue(
+                            format!("token.allowed_services[{i}]"),
+                            "empty service name; use the registry's auth.token.service value",
+                        );
+                    }
+                }
+                Some(Some(list))
+            }
+            None => Some(None),
+        };
+        let (certificate, key) = match (t.certificate, t.key) {
+            (Some(c), Some(k)) => (Some(self.resolve(&c)), Some(self.resolve(&k))),
+            (c, k) => {
+                for (name, missing) in [("certificate", c.is_none()), ("key", k.is_none())] {
+                    if missing {
+                        self.issue(
+                            format!("token.{name}"),
+                            "missing; set both `token.certificate` and `token.key` (create them \
+                             with `registry-auth gen-keys`, or add `generate: true` to have the \
+                             server create them on first start)",
+                        );
+                    }
+                }
+                (None, None)
+            }
+        };
+        let signing_key = match (&certificate, &key) {
+            (Some(c), Some(k)) => self.signing_key(c, k, t.generate),
+            _ => None,
+        };
+        Some(TokenConfig {
+            issuer: issuer?,
+            lifetime: lifetime?,
+            certificate: certificate?,
+            key: key?,
+            generate: t.generate,
+            header_mode,
+            allowed_services: allowed_services?,
+            signing_key: signing_key?,
+        })
+    }
+
+    /// Loads the signing key. `Some(None)` means "not there yet, will be generated".
+    fn signing_key(
+        &mut self,
+        cert: &Path,
+        key: &Path,
+        generate: bool,
+    ) -> Option<Option<Arc<SigningKey>>> {
+        match (cert.exists(), key.exists()) {
+            (true, true) => match SigningKey::load(cert, key) {
+                Ok(k) => Some(Some(Arc::new(k))),
+                Err(e) => {
+                    self.issue("token.key", e.to_string());
+                    None
+                }
+            },
+            (false, false) if generate => Some(None),
+            (c, k) => {
+                if generate {
+                    let (present, missing, missing_key) = if c {
+                        (cert, key, "token.key")
+                    } else {
+                        (key, cert, "token.certificate")
+                    };
+                    self.issue(
+                        missing_key,
+                        format!(
+                            "{} does not exist but {} does; with `generate: true` both are \
+                             created together, so remove {} to regenerate both, or restore the \
+                             missing file",
+                            missing.display(),
+                            present.display(),
+                            present.display()
+                        ),
+                    );
+                } else {
+                    for (name, path, exists) in [("certificate", cert, c), ("key", key, k)] {
+                        if !exists {
+                            self.issue(
+                                format!("token.{name}"),
+                                format!(
+                                    "file not found: {}; create a key and certificate with \
+                                     `registry-auth gen-keys --key … --certificate …`, or set \
+                                     `token.generate: true`",
+                                    path.display()
+                                ),
+                            );
+                        }
+                    }
+                }
+                None
+            }
+        }
+    }
+
+    fn validate_users(
+        &mut self,
+        users: Option<Vec<(String, Option<UserSpec>)>>,
+        users_file: Option<PathBuf>,
+    ) -> Option<authn::Chain> {
+        if users.is_none() && users_file.is_none() {
+            self.issue(
+                "users",
+                "no users are configured, so every request would be refused; add `users` \
+                 (`\"\": {}` allows anonymous access) or `users_file` (an htpasswd -B file)",
+            );
+            return None;
+        }
+        let mut ok = true;
+        let mut table: HashMap<String, UserRecord> = HashMap::new();
+        let mut anonymous: Option<Labels> = None;
+        for (name, spec) in users.unwrap_or_default() {
+            let Some(spec) = spec else {
+                ok = false;
+                continue;
+            };
+            let path = user_path(&name);
+            if name.is_empty() {
+                if spec.password.is_some() {
+                    self.issue(
+                        format!("{path}.password"),
+                        "the anonymous entry `\"\"` takes no password; remove it (anonymous \
+                         clients send no credentials)",
+                    );
+                    ok = false;
+                }
+                anonymous = Some(spec.labels);
+                continue;
+            }
+            match spec.password {
+                None => {
+                    self.issue(
+                        format!("{path}.password"),
+                        "missing; every named user needs a bcrypt hash (create one with \
+                         `registry-auth hash-password` or `htpasswd -nB NAME`); docker_auth \
+                         accepted any password here, registry-auth refuses to",
+                    );
+                    ok = false;
+                }
+                Some(hash) => match check_bcrypt_hash(&hash) {
+                    Ok(()) => {
+                        table.insert(
+                            name,
+                            UserRecord {
+                                hash,
+                                labels: spec.labels,
+                            },
+                        );
+                    }
+                    Err(e) => {
+                        self.issue(format!("{path}.password"), e.to_string());
+                        ok = false;
+                    }
+                },
+            }
+        }
+        if let Some(rel) = users_file {
+            let path = self.resolve(&rel);
+            match fs::read_to_string(&path) {
+                Err(e) => {
+                    self.issue(
+                        "users_file",
+                        format!(
+                            "cannot read {}: {e}; point it at an htpasswd file made with \
+                             `htpasswd -B`",
+                            path.display()
+                        ),
+                    );
+                    ok = false;
+                }
+                Ok(text) => match authn::htpasswd::parse(&text) {
+                    Err(errors) => {
+                        for e in errors {
+                            self.issue(
+                                "users_file",
+                                format!("{} line {}: {}", path.display(), e.line, e.message),
+                            );
+                        }
+                        ok = false;
+                    }
+                    Ok(entries) => {
+                        for (name, hash) in entries {
+                            match table.entry(name) {
+                                std::collections::hash_map::Entry::Occupied(e) => {
+                                    self.issues.push(ConfigIssue::new(
+                                        "users_file",
+                                        format!(
+                                            "user `{}` is defined in both `users` and {}; keep \
+                                             one definition",
+                                            e.key(),
+                                            path.display()
+                                        ),
+                                    ));
+                                    ok = false;
+                                }
+                                std::collections::hash_map::Entry::Vacant(e) => {
+                                    e.insert(UserRecord {
+                                        hash,
+                                        labels: Labels::default(),
+                                    });
+                                }
+                            }
+                        }
+                    }
+                },
+            }
+        }
+        if !ok {
+            return None;
+        }
+        match authn::Chain::new(StaticUsers::new(table, anonymous)) {
+            Ok(chain) => Some(chain),
+            Err(e) => {
+                self.issue("users", e.to_string());
+                None
+            }
+        }
+    }
+
+    fn validate_acl(&mut self, acl: Option<Vec<Option<AclEntrySpec>>>) -> Option<Acl> {
+        let Some(entries) = acl else {
+            self.issue(
+                "acl",
+                "missing, so every scope would be denied; add an `acl` list (write `acl: []` \
+                 if denying everything is really what you want)",
+            );
+            return None;
+        };
+        let specs: Option<Vec<AclEntrySpec>> = entries.into_iter().collect();
+        // Entries that failed to deserialize are already reported; compile only a complete list
+        // so indexes in messages stay right.
+        let specs = specs?;
+        match Acl::compile(&specs) {
+            Ok(acl) => Some(acl),
+            Err(errors) => {
+                for e in errors {
+                    self.issue(format!("acl[{}].{}", e.index, e.field), e.message);
+                }
+                None
+            }
+        }
+    }
+}
+
+/// `users.alice`, or `users."name with spaces"` for names that need quoting.
+fn user_path(name: &str) -> String {
+    if !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'@'))
+    {
+        format!("users.{name}")
+    } else {
+        format!("users.{}", serde_json::Value::String(name.to_owned()))
+    }
+}
+
+fn join_path(prefix: &str, inner: &str) -> String {
+    if inner.is_empty() || inner == "." {
+        prefix.to_owned()
+    } else if inner.starts_with('[') {
+        format!("{prefix}{inner}")
+    } else {
+        format!("{prefix}.{inner}")
+    }
+}
+
+fn describe(v: &Value) -> String {
+    match v {
+        Value::Null => "nothing (null)".to_owned(),
+        Value::Bool(b) => format!("the boolean {b}"),
+        Value::Number(n) => format!("the number {n}"),
+        Value::String(s) => format!("the string {s:?}"),
+        Value::Sequence(_) => "a list".to_owned(),
+        Value::Mapping(_) => "a mapping".to_owned(),
+        Value::Tagged(_) => "a tagged value".to_owned(),
+    }
+}
+
+fn normalize_addr(addr: &str) -> Option<String> {
+    if let Some(port) = addr.strip_prefix(':') {
+        return port.parse::<u16>().ok().map(|p| format!("0.0.0.0:{p}"));
+    }
+    if addr.parse::<SocketAddr>().is_ok() {
+        return Some(addr.to_owned());
+    }
+    let (host, port) = addr.rsplit_once(':')?;
+    port.parse::<u16>().ok()?;
+    let host_ok = !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+    host_ok.then(|| addr.to_owned())
+}
+
+static UNKNOWN_FIELD: LazyLock<Option<Regex>> =
+    LazyLock::new(|| Regex::new(r"^unknown (field|variant) `([^`]*)`, (.*)$").ok());
+static BACKTICKED: LazyLock<Option<Regex>> = LazyLock::new(|| Regex::new(r"`([^`]*)`").ok());
+static MISSING_FIELD: LazyLock<Option<Regex>> =
+    LazyLock::new(|| Regex::new(r"^missing field `([^`]*)`").ok());
+
+/// Turns serde's message into one that names the key and says how to fix it.
+fn humanize_serde_error(path: &str, message: &str) -> (String, String) {
+    // serde_yaml_ng appends " at line N column M" to some messages; keep it, it helps.
+    if let Some(c) = UNKNOWN_FIELD.as_ref().and_then(|re| re.captures(message)) {
+        let what = &c[1];
+        let got = &c[2];
+        let expected: Vec<&str> = BACKTICKED
+            .as_ref()
+            .map(|re| {
+                re.captures_iter(&c[3])
+                    .filter_map(|m| m.get(1).map(|m| m.as_str()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if what == "field" {
+            let key_path = if path.ends_with(got) {
+                path.to_owned()
+            } else {
+                join_path(path, got)
+            };
+            return (key_path, unknown_key_message(got, &expected, &expected));
+        }
+        let hint = suggestion(got, &expected)
+            .map(|s| format!(" (did you mean `{s}`?)"))
+            .unwrap_or_default();
+        return (
+            path.to_owned(),
+            format!(
+                "unknown value `{got}`{hint}; use one of: {}",
+                expected.join(", ")
+            ),
+        );
+    }
+    if let Some(c) = MISSING_FIELD.as_ref().and_then(|re| re.captures(message)) {
+        let key = &c[1];
+        let hint = match key {
+            "actions" => {
+                " (write `actions: []` to deny, `actions: [\"*\"]` to grant whatever is \
+                 requested, or a list such as `[pull, push]`)"
+            }
+            "match" => " (write `match: {}` to match every request)",
+            _ => "",
+        };
+        return (
+            join_path(path, key),
+            format!("missing required key `{key}`{hint}"),
+        );
+    }
+    (path.to_owned(), message.to_owned())
+}
+
+fn unknown_key_message(got: &str, candidates: &[&str], valid: &[&str]) -> String {
+    let hint = suggestion(got, candidates)
+        .map(|s| format!(" (did you mean `{s}`?)"))
+        .unwrap_or_default();
+    if valid.is_empty() {
+        format!("unknown key `{got}`{hint}; no keys are allowed here")
+    } else {
+        format!(
+            "unknown key `{got}`{hint}; valid keys here are: {}",
+            valid.join(", ")
+        )
+    }
+}
+
+fn suggestion<'a>(got: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    candidates
+        .iter()
+        .map(|c| (strsim::damerau_levenshtein(got, c), *c))
+        .filter(|(d, c)| *d <= 2.max(c.len() / 3))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}

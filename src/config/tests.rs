@@ -1,0 +1,360 @@
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use super::*;
+use crate::token::{self, KeyKind};
+
+struct Dir(tempfile::TempDir);
+
+impl Dir {
+    fn new() -> Self {
+        Self(tempfile::tempdir().unwrap())
+    }
+
+    fn path(&self) -> &Path {
+        self.0.path()
+    }
+
+    fn with_keys(self) -> Self {
+        let key = token::generate_self_signed(KeyKind::EcP256, "t", 30).unwrap();
+        token::write_key_files(
+            &key,
+            &self.path().join("key.pem"),
+            &self.path().join("cert.pem"),
+        )
+        .unwrap();
+        self
+    }
+
+    fn write(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.path().join(name);
+        fs::write(&p, text).unwrap();
+        p
+    }
+
+    fn load(&self, yaml: &str) -> Result<Config, ConfigError> {
+        let p = self.write("config.yml", yaml);
+        load(&p)
+    }
+}
+
+const TOKEN: &str = "token: {issuer: Acme, certificate: cert.pem, key: key.pem}\n";
+
+fn hash() -> String {
+    bcrypt::hash("pw", 4).unwrap()
+}
+
+fn issues(result: Result<Config, ConfigError>) -> Vec<ConfigIssue> {
+    match result {
+        Err(ConfigError::Invalid { issues, .. }) => issues,
+        Err(e) => panic!("unexpected error: {e}"),
+        Ok(_) => panic!("config unexpectedly valid"),
+    }
+}
+
+fn find<'a>(issues: &'a [ConfigIssue], path: &str) -> &'a ConfigIssue {
+    issues
+        .iter()
+        .find(|i| i.path == path)
+        .unwrap_or_else(|| panic!("no issue at {path}; got {issues:#?}"))
+}
+
+#[test]
+fn minimal_config_loads_with_defaults() {
+    let d = Dir::new().with_keys();
+    let c = d
+        .load(&format!(
+            "{TOKEN}users: {{\"\": {{}}}}\nacl: [{{match: {{}}, actions: [pull]}}]\n"
+        ))
+        .unwrap();
+    assert_eq!(c.server.addr, DEFAULT_ADDR);
+    assert_eq!(c.server.path_prefix, "");
+    assert_eq!(c.token.lifetime.as_secs(), DEFAULT_EXPIRATION_SECS);
+    assert_eq!(c.token.header_mode, crate::token::HeaderMode::KidLibtrust);
+    // Relative paths resolve against the config file's folder.
+    assert_eq!(c.token.certificate, d.path().join("cert.pem"));
+    assert!(c.token.signing_key.is_some());
+    assert!(c.authn.users().allows_anonymous());
+    assert_eq!(c.acl.len(), 1);
+}
+
+#[test]
+fn typo_in_acl_match_key_names_path_and_fix() {
+    let d = Dir::new().with_keys();
+    let i = issues(d.load(&format!(
+        "{TOKEN}users: {{\"\": {{}}}}\nacl:\n  - match: {{account: admin}}\n    actions: [\"*\"]\n  - match: {{acount: admin}}\n    actions: [\"*\"]\n"
+    )));
+    let issue = find(&i, "acl[1].match.acount");
+    assert!(
+        issue.message.contains("did you mean `account`"),
+        "{}",
+        issue.message
+    );
+    assert!(issue.message.contains("valid keys"), "{}", issue.message);
+}
+
+#[test]
+fn every_problem_is_reported_at_once() {
+    let d = Dir::new().with_keys();
+    let i = issues(d.load(&format!(
+        "server: {{adr: x}}\n{TOKEN}users:\n  bob: {{labels: {{a: [b]}}}}\nacl:\n  - match: {{name: \"/[/\"}}\n    actions: []\n  - match: {{ip: 10.0.0.0/33}}\n    actions: []\n  - match: {{}}\n"
+    )));
+    find(&i, "server.adr");
+    find(&i, "users.bob.password");
+    let missing = find(&i, "acl[2].actions");
+    assert!(
+        missing.message.contains("actions: []"),
+        "{}",
+        missing.message
+    );
+    assert!(i.len() >= 3, "{i:#?}");
+}
+
+#[test]
+fn bad_regex_and_bad_cidr_name_their_field() {
+    let d = Dir::new().with_keys();
+    let i = issues(d.load(&format!(
+        "{TOKEN}users: {{\"\": {{}}}}\nacl:\n  - match: {{name: \"/[/\"}}\n    actions: []\n  - match: {{ip: 10.0.0.0/33}}\n    actions: []\n  - match: {{ip: not-an-ip}}\n    actions: []\n"
+    )));
+    find(&i, "acl[0].match.name");
+    find(&i, "acl[1].match.ip");
+    find(&i, "acl[2].match.ip");
+}
+
+#[test]
+fn user_without_password_is_an_error() {
+    let d = Dir::new().with_keys();
+    let i = issues(d.load(&format!("{TOKEN}users:\n  alice: {{}}\n  bob:\nacl: []\n")));
+    let a = find(&i, "users.alice.password");
+    assert!(a.message.contains("hash-password"), "{}", a.message);
+    find(&i, "users.bob.password");
+}
+
+#[test]
+fn anonymous_entry_with_password_and_bad_hash_are_errors() {
+    let d = Dir::new().with_keys();
+    let i = issues(d.load(&format!(
+        "{TOKEN}users:\n  \"\": {{password: \"{}\"}}\n  carol: {{password: plaintext}}\nacl: []\n",
+        hash()
+    )));
+    find(&i, "users.\"\".password");
+    let c = find(&i, "users.carol.password");
+    assert!(c.message.contains("bcrypt"), "{}", c.message);
+}
+
+#[test]
+fn short_expiration_is_an_error() {
+    let d = Dir::new().with_keys();
+    let i = issues(d.load(
+        "token: {issuer: A, certificate: cert.pem, key: key.pem, expiration: 30}\nusers: {\"\": {}}\nacl: []\n",
+    ));
+    let e = find(&i, "token.expiration");
+    assert!(e.message.contains("60"), "{}", e.message);
+}
+
+#[test]
+fn missing_key_files_name_the_path_and_the_fix() {
+    let d = Dir::new();
+    let i = issues(d.load(&format!("{TOKEN}users: {{\"\": {{}}}}\nacl: []\n")));
+    let k = find(&i, "token.key");
+    assert!(
+        k.message.contains("key.pem") && k.message.contains("gen-keys"),
+        "{}",
+        k.message
+    );
+    find(&i, "token.certificate");
+}
+
+#[test]
+fn generate_allows_missing_files_but_not_half_of_them() {
+    let d = Dir::new();
+    let yaml = "token: {issuer: A, certificate: cert.pem, key: key.pem, generate: true}\nusers: {\"\": {}}\nacl: []\n";
+    let c = d.load(yaml).unwrap();
+    assert!(c.token.generate && c.token.signing_key.is_none());
+    d.write("key.pem", "stale");
+    let i = issues(d.load(yaml));
+    let e = find(&i, "token.certificate");
+    assert!(e.message.contains("key.pem"), "{}", e.message);
+}
+
+#[test]
+fn key_not_matching_certificate_is_reported() {
+    let d = Dir::new().with_keys();
+    let other = token::generate_self_signed(KeyKind::EcP256, "other", 30).unwrap();
+    fs::write(d.path().join("key.pem"), other.key_pem).unwrap();
+    let i = issues(d.load(&format!("{TOKEN}users: {{\"\": {{}}}}\nacl: []\n")));
+    find(&i, "token.key");
+}
+
+#[test]
+fn unsupported_docker_auth_sections_say_what_to_use() {
+    let d = Dir::new().with_keys();
+    let i = issues(d.load(&format!(
+        "server: {{addr: \":5001\", certificate: s.pem, real_ip_header: X-Forwarded-For}}\n{TOKEN}users: {{\"\": {{}}}}\nacl: []\nldap_auth: {{addr: x}}\next_authz: {{command: x}}\n"
+    )));
+    assert!(find(&i, "ldap_auth").message.contains("users_file"));
+    assert!(find(&i, "ext_authz").message.contains("acl"));
+    assert!(find(&i, "server.certificate").message.contains("ingress"));
+    find(&i, "server.real_ip_header");
+}
+
+#[test]
+fn unknown_top_level_key_suggests_the_right_one() {
+    let d = Dir::new().with_keys();
+    let i = issues(d.load(&format!("{TOKEN}users: {{\"\": {{}}}}\nacls: []\n")));
+    assert!(find(&i, "acls").message.contains("did you mean `acl`"));
+    find(&i, "acl");
+}
+
+#[test]
+fn enum_values_and_types_are_checked() {
+    let d = Dir::new().with_keys();
+    let i = issues(d.load(
+        "token: {issuer: A, certificate: cert.pem, key: key.pem, signing_header: x5cc, expiration: soon}\nusers: {\"\": {}}\nacl: []\n",
+    ));
+    let t = &i[0];
+    assert!(t.path.starts_with("token."), "{i:#?}");
+}
+
+#[test]
+fn signing_header_value_suggestion() {
+    let d = Dir::new().with_keys();
+    let i = issues(d.load(
+        "token: {issuer: A, certificate: cert.pem, key: key.pem, signing_header: x5cc}\nusers: {\"\": {}}\nacl: []\n",
+    ));
+    let t = find(&i, "token.signing_header");
+    assert!(t.message.contains("did you mean `x5c`"), "{}", t.message);
+}
+
+#[test]
+fn disable_legacy_key_id_false_is_accepted_true_is_not() {
+    let d = Dir::new().with_keys();
+    d.load("token: {issuer: A, certificate: cert.pem, key: key.pem, disable_legacy_key_id: false}\nusers: {\"\": {}}\nacl: []\n")
+        .unwrap();
+    let i = issues(d.load("token: {issuer: A, certificate: cert.pem, key: key.pem, disable_legacy_key_id: true}\nusers: {\"\": {}}\nacl: []\n"));
+    assert!(
+        find(&i, "token.disable_legacy_key_id")
+            .message
+            .contains("x5c")
+    );
+}
+
+#[test]
+fn listen_address_forms() {
+    let d = Dir::new().with_keys();
+    for (given, expected) in [
+        (":5001", "0.0.0.0:5001"),
+        ("127.0.0.1:5001", "127.0.0.1:5001"),
+        ("[::]:5001", "[::]:5001"),
+        ("localhost:5001", "localhost:5001"),
+    ] {
+        let c = d
+            .load(&format!(
+                "server: {{addr: \"{given}\"}}\n{TOKEN}users: {{\"\": {{}}}}\nacl: []\n"
+            ))
+            .unwrap();
+        assert_eq!(c.server.addr, expected);
+    }
+    let i = issues(d.load(&format!(
+        "server: {{addr: nope}}\n{TOKEN}users: {{\"\": {{}}}}\nacl: []\n"
+    )));
+    find(&i, "server.addr");
+    let i = issues(d.load(&format!(
+        "server: {{path_prefix: \"no-slash\"}}\n{TOKEN}users: {{\"\": {{}}}}\nacl: []\n"
+    )));
+    find(&i, "server.path_prefix");
+}
+
+#[test]
+fn users_file_is_loaded_relative_to_the_config() {
+    let d = Dir::new().with_keys();
+    d.write("users.htpasswd", &format!("# team\nalice:{}\n", hash()));
+    let c = d
+        .load(&format!("{TOKEN}users_file: users.htpasswd\nacl: []\n"))
+        .unwrap();
+    assert_eq!(c.authn.users().len(), 1);
+    assert!(!c.authn.users().allows_anonymous());
+}
+
+#[test]
+fn users_file_errors_name_the_line() {
+    let d = Dir::new().with_keys();
+    d.write(
+        "users.htpasswd",
+        &format!("alice:{}\nbob:$apr1$x$y\n", hash()),
+    );
+    let i = issues(d.load(&format!("{TOKEN}users_file: users.htpasswd\nacl: []\n")));
+    let e = find(&i, "users_file");
+    assert!(
+        e.message.contains("line 2") && e.message.contains("htpasswd -B"),
+        "{}",
+        e.message
+    );
+    let i = issues(d.load(&format!("{TOKEN}users_file: missing.htpasswd\nacl: []\n")));
+    assert!(find(&i, "users_file").message.contains("missing.htpasswd"));
+}
+
+#[test]
+fn user_in_both_users_and_users_file_is_an_error() {
+    let d = Dir::new().with_keys();
+    d.write("u", &format!("alice:{}\n", hash()));
+    let i = issues(d.load(&format!(
+        "{TOKEN}users: {{alice: {{password: \"{}\"}}}}\nusers_file: u\nacl: []\n",
+        hash()
+    )));
+    assert!(find(&i, "users_file").message.contains("both"));
+}
+
+#[test]
+fn missing_sections_are_explained() {
+    let d = Dir::new();
+    let i = issues(d.load("server: {}\n"));
+    find(&i, "token");
+    find(&i, "users");
+    find(&i, "acl");
+    let i = issues(d.load(""));
+    assert!(i[0].message.contains("empty"));
+    let i = issues(d.load("acl: [\n"));
+    assert!(i[0].message.contains("YAML"), "{}", i[0].message);
+}
+
+#[test]
+fn shadowed_entries_are_warnings() {
+    let d = Dir::new().with_keys();
+    let c = d
+        .load(&format!(
+            "{TOKEN}users: {{\"\": {{}}}}\nacl:\n  - match: {{account: admin}}\n    actions: [\"*\"]\n  - match: {{account: admin, name: x}}\n    actions: [pull]\n"
+        ))
+        .unwrap();
+    assert_eq!(c.warnings.len(), 1, "{:#?}", c.warnings);
+    assert_eq!(c.warnings[0].path, "acl[1]");
+    assert!(c.warnings[0].message.contains("acl[0]"));
+}
+
+#[test]
+fn error_display_lists_every_issue_with_its_path() {
+    let d = Dir::new().with_keys();
+    let err = d
+        .load(&format!(
+            "{TOKEN}users: {{bob: {{}}}}\nacl: [{{match: {{acount: a}}, actions: []}}]\n"
+        ))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("2 problems"), "{err}");
+    assert!(err.contains("users.bob.password"), "{err}");
+    assert!(err.contains("acl[0].match.acount"), "{err}");
+}
+
+#[test]
+fn describe_acl_entry_renders_all_fields() {
+    let d = Dir::new().with_keys();
+    let c = d
+        .load(&format!(
+            "{TOKEN}users: {{\"\": {{}}}}\nacl:\n  - match: {{account: alice, name: \"alice/*\", labels: {{team: dev}}}}\n    actions: [pull, push]\n    comment: own namespace\n"
+        ))
+        .unwrap();
+    assert_eq!(
+        describe_acl_entry(&c.acl_entries[0]),
+        "match {account: \"alice\", name: \"alice/*\", labels: {team: \"dev\"}} actions [pull, push] # own namespace"
+    );
+}

@@ -1,0 +1,93 @@
+//! The one mapping from errors to HTTP responses.
+//!
+//! Bodies are registry-style JSON (`{"errors":[{"code","message"}]}`), which the Docker client
+//! and containers/image show to the user. Internal errors get a generic message; their details
+//! travel in the response extensions to the logging middleware (a conversion has no side
+//! effects).
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+/// An error answered to the client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApiError {
+    /// 400: the request is malformed; the message says what is wrong.
+    BadRequest(String),
+    /// 401: the credentials were not accepted. Same body whatever the reason.
+    Unauthorized {
+        /// Realm for `WWW-Authenticate: Basic`.
+        realm: String,
+    },
+    /// 404: no such route.
+    NotFound(String),
+    /// 405: the route exists, not for this method.
+    MethodNotAllowed,
+    /// 500: something failed on our side. The detail is logged, never sent.
+    Internal(String),
+}
+
+/// Detail of an internal error, put into the response extensions for the logging middleware.
+#[derive(Debug, Clone)]
+pub struct InternalDetail(pub Arc<str>);
+
+impl ApiError {
+    fn status(&self) -> StatusCode {
+        match self {
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let (code, message) = match &self {
+            Self::BadRequest(m) => ("BAD_REQUEST", m.clone()),
+            Self::Unauthorized { .. } => (
+                "UNAUTHORIZED",
+                "authentication required: incorrect username or password".to_owned(),
+            ),
+            Self::NotFound(m) => ("NOT_FOUND", m.clone()),
+            Self::MethodNotAllowed => (
+                "UNSUPPORTED",
+                "method not allowed on this endpoint".to_owned(),
+            ),
+            Self::Internal(_) => (
+                "UNKNOWN",
+                "internal server error; the details are in the server log".to_owned(),
+            ),
+        };
+        let body = json!({ "errors": [{ "code": code, "message": message }] });
+        let mut response = (status, Json(body)).into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        match self {
+            Self::Unauthorized { realm } => {
+                let value = format!("Basic realm=\"{}\"", realm.replace(['"', '\\'], ""));
+                if let Ok(v) = HeaderValue::from_str(&value) {
+                    headers.insert(header::WWW_AUTHENTICATE, v);
+                } else {
+                    headers.insert(
+                        header::WWW_AUTHENTICATE,
+                        HeaderValue::from_static("Basic realm=\"registry-auth\""),
+                    );
+                }
+            }
+            Self::Internal(detail) => {
+                response
+                    .extensions_mut()
+                    .insert(InternalDetail(Arc::from(detail)));
+            }
+            Self::BadRequest(_) | Self::NotFound(_) | Self::MethodNotAllowed => {}
+        }
+        response
+    }
+}

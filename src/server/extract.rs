@@ -1,0 +1,193 @@
+//! Parsing of what the token endpoint receives: the Basic `Authorization` header and the query
+//! string. Every malformed input becomes an [`ApiError::BadRequest`] that says what is wrong.
+
+use axum::http::{HeaderMap, header};
+use base64::Engine;
+use base64::alphabet::STANDARD;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+
+use super::error::ApiError;
+use crate::authn::{Credentials, Secret};
+use crate::token::{Scope, parse_scopes};
+
+/// Standard base64, padding optional (some clients strip it).
+const BASE64: GeneralPurpose = GeneralPurpose::new(
+    &STANDARD,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
+
+/// Credentials from the `Authorization` header. No header, or `Basic` with an empty user and
+/// password (`Og==`), is anonymous.
+pub fn basic_credentials(headers: &HeaderMap) -> Result<Credentials, ApiError> {
+    let mut values = headers.get_all(header::AUTHORIZATION).iter();
+    let Some(value) = values.next() else {
+        return Ok(Credentials::anonymous());
+    };
+    if values.next().is_some() {
+        return Err(bad("more than one Authorization header; send exactly one"));
+    }
+    let value = value
+        .to_str()
+        .map_err(|_| bad("the Authorization header is not ASCII"))?;
+    let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return Err(bad(
+            "unsupported Authorization scheme; send `Basic` credentials, or none for anonymous \
+             access",
+        ));
+    }
+    let encoded = rest.trim();
+    if encoded.is_empty() {
+        return Err(bad(
+            "Basic credentials are empty; expected base64 of `user:password`",
+        ));
+    }
+    let decoded = BASE64
+        .decode(encoded)
+        .map_err(|_| bad("Basic credentials are not valid base64"))?;
+    let decoded =
+        String::from_utf8(decoded).map_err(|_| bad("Basic credentials are not valid UTF-8"))?;
+    let Some((user, password)) = decoded.split_once(':') else {
+        return Err(bad(
+            "Basic credentials must be `user:password` (no colon found)",
+        ));
+    };
+    Ok(Credentials {
+        account: user.to_owned(),
+        password: Secret::new(password),
+    })
+}
+
+/// The query parameters of `GET /auth`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TokenQuery {
+    /// `service`.
+    pub service: Option<String>,
+    /// `account`.
+    pub account: Option<String>,
+    /// `client_id` (free text, for the log).
+    pub client_id: Option<String>,
+    /// `offline_token=true` (a refresh token is requested; not issued yet).
+    pub offline_token: bool,
+    /// Parsed and merged `scope` parameters.
+    pub scopes: Vec<Scope>,
+}
+
+/// Parses the query string. Repeated `scope` parameters and space-separated scopes are both
+/// accepted; other repeated parameters must agree.
+pub fn token_query(raw: Option<&str>) -> Result<TokenQuery, ApiError> {
+    let mut q = TokenQuery::default();
+    let mut scope_params: Vec<String> = Vec::new();
+    for (key, value) in form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
+        match key.as_ref() {
+            "service" => set_once(&mut q.service, "service", value.into_owned())?,
+            "account" => set_once(&mut q.account, "account", value.into_owned())?,
+            "client_id" => set_once(&mut q.client_id, "client_id", value.into_owned())?,
+            "offline_token" => q.offline_token = value.eq_ignore_ascii_case("true"),
+            "scope" => scope_params.push(value.into_owned()),
+            _ => {}
+        }
+    }
+    q.scopes = parse_scopes(scope_params.iter().map(String::as_str))
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    Ok(q)
+}
+
+fn set_once(slot: &mut Option<String>, name: &str, value: String) -> Result<(), ApiError> {
+    match slot {
+        Some(existing) if *existing != value => Err(ApiError::BadRequest(format!(
+            "the `{name}` parameter is given twice with different values"
+        ))),
+        _ => {
+            *slot = Some(value);
+            Ok(())
+        }
+    }
+}
+
+fn bad(message: &str) -> ApiError {
+    ApiError::BadRequest(message.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::HeaderValue;
+
+    use super::*;
+
+    fn headers(value: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(header::AUTHORIZATION, HeaderValue::from_str(value).unwrap());
+        h
+    }
+
+    #[test]
+    fn basic_credentials_variants() {
+        let c = basic_credentials(&headers("Basic YWxpY2U6c2VjcmV0")).unwrap();
+        assert_eq!(c.account, "alice");
+        assert_eq!(c.password.expose(), "secret");
+        // Scheme is case-insensitive, padding optional, colons allowed in the password.
+        let c = basic_credentials(&headers("basic YWxpY2U6YTpi")).unwrap();
+        assert_eq!((c.account.as_str(), c.password.expose()), ("alice", "a:b"));
+        let c = basic_credentials(&headers("Basic YWxpY2U6c2VjcmV0ZQ")).unwrap();
+        assert_eq!(c.password.expose(), "secrete");
+        assert!(basic_credentials(&HeaderMap::new()).unwrap().is_anonymous());
+        let anon = basic_credentials(&headers("Basic Og==")).unwrap();
+        assert!(anon.is_anonymous() && anon.password.is_empty());
+    }
+
+    #[test]
+    fn malformed_basic_credentials_are_bad_requests() {
+        for (value, needle) in [
+            ("Bearer abc", "scheme"),
+            ("Basic", "empty"),
+            ("Basic    ", "empty"),
+            ("Basic !!!", "base64"),
+            ("Basic YWxpY2U=", "no colon"),
+            ("Basic /w==", "UTF-8"),
+        ] {
+            match basic_credentials(&headers(value)) {
+                Err(ApiError::BadRequest(m)) => assert!(m.contains(needle), "{value}: {m}"),
+                other => panic!("{value}: {other:?}"),
+            }
+        }
+        let mut two = headers("Basic Og==");
+        two.append(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Basic Og=="),
+        );
+        assert!(matches!(
+            basic_credentials(&two),
+            Err(ApiError::BadRequest(_))
+        ));
+    }
+
+    #[test]
+    fn query_collects_repeated_and_space_separated_scopes() {
+        let q = token_query(Some(
+            "service=reg&scope=repository:a:pull&scope=repository:a:pull,push%20repository:b:pull\
+             &account=alice&client_id=docker&offline_token=true&unknown=1",
+        ))
+        .unwrap();
+        assert_eq!(q.service.as_deref(), Some("reg"));
+        assert_eq!(q.account.as_deref(), Some("alice"));
+        assert_eq!(q.client_id.as_deref(), Some("docker"));
+        assert!(q.offline_token);
+        let scopes: Vec<String> = q.scopes.iter().map(ToString::to_string).collect();
+        assert_eq!(scopes, ["repository:a:pull,push", "repository:b:pull"]);
+        assert_eq!(token_query(None).unwrap(), TokenQuery::default());
+    }
+
+    #[test]
+    fn query_rejects_conflicts_and_bad_scopes() {
+        assert!(matches!(
+            token_query(Some("service=a&service=b")),
+            Err(ApiError::BadRequest(m)) if m.contains("service")
+        ));
+        assert!(token_query(Some("service=a&service=a")).is_ok());
+        assert!(matches!(
+            token_query(Some("service=a&scope=nonsense")),
+            Err(ApiError::BadRequest(m)) if m.contains("nonsense")
+        ));
+    }
+}

@@ -1,0 +1,54 @@
+//! Shared, cheaply clonable application state.
+
+use std::sync::Arc;
+
+use crate::config::Config;
+use crate::token::TokenIssuer;
+
+/// Everything a request needs: the validated config and the token issuer (signing key parsed
+/// once at start-up).
+#[derive(Debug, Clone)]
+pub struct AppState(Arc<Inner>);
+
+/// The contents of [`AppState`].
+#[derive(Debug)]
+pub struct Inner {
+    /// The validated configuration.
+    pub config: Config,
+    /// Signs tokens.
+    pub issuer: TokenIssuer,
+}
+
+/// Why the state could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// `token.key`/`token.certificate` were not loaded (they must exist, or be generated first).
+    #[error(
+        "the signing key is not loaded; create it with `registry-auth gen-keys` or set \
+         `token.generate: true`"
+    )]
+    NoSigningKey,
+}
+
+impl AppState {
+    /// Builds the state from a validated config whose signing key is loaded.
+    pub fn new(config: Config) -> Result<Self, StateError> {
+        let key = config
+            .token
+            .signing_key
+            .clone()
+            .ok_or(StateError::NoSigningKey)?;
+        let issuer = TokenIssuer::new(
+            config.token.issuer.clone(),
+            config.token.lifetime,
+            key,
+            config.token.header_mode,
+        );
+        Ok(Self(Arc::new(Inner { config, issuer })))
+    }
+
+    /// The shared contents.
+    pub fn inner(&self) -> &Arc<Inner> {
+        &self.0
+    }
+}
