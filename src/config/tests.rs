@@ -358,3 +358,42 @@ fn describe_acl_entry_renders_all_fields() {
         "match {account: \"alice\", name: \"alice/*\", labels: {team: \"dev\"}} actions [pull, push] # own namespace"
     );
 }
+
+/// Every example config shipped with the project must load. They all use `generate: true`, so
+/// they are copied to a temp dir to keep generated keys out of the source tree.
+#[test]
+fn every_shipped_example_config_loads() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = vec![root.join("config.example.yaml")];
+    for entry in fs::read_dir(root.join("examples")).unwrap() {
+        let p = entry.unwrap().path();
+        if matches!(p.extension().and_then(|e| e.to_str()), Some("yml" | "yaml")) {
+            files.push(p);
+        }
+    }
+    // Fixtures named `bad-*` are deliberately invalid (the CLI tests use them).
+    for fixture in fs::read_dir(root.join("tests/fixtures")).unwrap() {
+        let p = fixture.unwrap().path();
+        let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if !name.starts_with("bad-")
+            && matches!(p.extension().and_then(|e| e.to_str()), Some("yml" | "yaml"))
+        {
+            files.push(p);
+        }
+    }
+    assert!(files.len() >= 3, "{files:?}");
+    for file in files {
+        let d = Dir::new();
+        let text = fs::read_to_string(&file).unwrap();
+        let copy = d.write("config.yml", &text);
+        match load(&copy) {
+            Ok(c) => assert!(
+                c.warnings.is_empty(),
+                "{}: unexpected warnings {:#?}",
+                file.display(),
+                c.warnings
+            ),
+            Err(e) => panic!("{}: {e}", file.display()),
+        }
+    }
+}
