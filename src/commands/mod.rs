@@ -1,0 +1,5 @@
+//! The subcommands of the binary. `anyhow` is used here and in `main.rs` only.
+
+pub(crate) mod config;
+pub(crate) mod keys;
+pub(crate) mod serve;
