@@ -70,6 +70,50 @@ pub enum Command {
     /// ACL tools.
     #[command(subcommand)]
     Acl(AclCommand),
+    /// Refresh-token tools.
+    #[command(subcommand)]
+    Tokens(TokensCommand),
+    /// Robot-account tools.
+    #[command(subcommand)]
+    Robot(RobotCommand),
+}
+
+/// `tokens` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum TokensCommand {
+    /// Revoke one refresh token (by id, or the token itself) or every refresh token of a user
+    /// issued until now. Writes `token.refresh.revocations_file`; running servers pick it up.
+    Revoke {
+        /// The YAML config file.
+        #[arg(long, short = 'c')]
+        config: PathBuf,
+        /// Revoke all of this user's refresh tokens issued until now.
+        #[arg(long, conflicts_with = "token")]
+        user: Option<String>,
+        /// A token id (as logged as `refresh_token_id`) or a whole refresh token.
+        #[arg(required_unless_present = "user")]
+        token: Option<String>,
+    },
+}
+
+/// `robot` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum RobotCommand {
+    /// Create a robot: prints its secret once and the YAML to add under `robots:`.
+    Create {
+        /// Robot name (lower-case letters, digits, `.`, `_`, `-`); it logs in as `robot$NAME`.
+        name: String,
+        /// What it may do, `type:name-pattern:actions` (repeatable), e.g.
+        /// `repository:ci/**:pull,push`.
+        #[arg(long = "scope", required = true)]
+        scopes: Vec<String>,
+        /// When it stops working: a duration from now (`30d`, `12h`) or an RFC 3339 time.
+        #[arg(long)]
+        expires: Option<String>,
+        /// bcrypt cost of the stored hash.
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(4..=31))]
+        cost: u32,
+    },
 }
 
 /// `acl` subcommands.

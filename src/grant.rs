@@ -1,17 +1,22 @@
-//! A token request from end to end, without HTTP: authenticate the client, evaluate the ACL for
-//! every requested scope, and sign a token carrying the granted subset.
+//! A token request from end to end, without HTTP: authenticate the client (by password or by
+//! refresh token), decide every requested scope (the ACL for users, their own scopes for robots),
+//! and sign a token carrying the granted subset, plus a refresh token when offline access was
+//! asked for and is enabled.
 //!
-//! Denials are outcomes: bad credentials give [`GrantOutcome::Unauthorized`], a denied scope is a
-//! grant with no actions. [`GrantError`] means the request could not be serviced (5xx).
+//! Denials are outcomes: bad credentials or a bad refresh token give
+//! [`GrantOutcome::Unauthorized`], a denied scope is a grant with no actions. [`GrantError`] means
+//! the request could not be serviced (5xx).
 
 use std::net::IpAddr;
 use std::time::SystemTime;
 
-use crate::authn::{self, AuthnOutcome, Credentials, Labels};
+use crate::authn::{self, AuthnOutcome, Credentials, Identity, IdentityKind, Labels, Secret};
 use crate::authz::{Acl, AclDecision, AuthzRequest};
+use crate::config::Config;
+use crate::token::refresh::RefreshError;
 use crate::token::{Grant, IssuedToken, Scope, TokenError, TokenIssuer};
 
-/// What a client asked for.
+/// What a client asked for with its password (or anonymously).
 #[derive(Debug, Clone)]
 pub struct TokenRequest {
     /// The `service` (becomes `aud`).
@@ -22,17 +27,52 @@ pub struct TokenRequest {
     pub credentials: Credentials,
     /// The client's IP address, for ACL `ip` rules.
     pub ip: Option<IpAddr>,
+    /// Offline access was asked for (`offline_token=true`, `access_type=offline`).
+    pub offline: bool,
 }
 
-/// The ACL's answer for one requested scope.
+/// What a client asked for with a refresh token.
+#[derive(Debug, Clone)]
+pub struct RefreshRequest {
+    /// The refresh token.
+    pub refresh_token: Secret,
+    /// The `service`; must be the one the refresh token was issued for.
+    pub service: String,
+    /// Requested scopes.
+    pub scopes: Vec<Scope>,
+    /// The client's IP address.
+    pub ip: Option<IpAddr>,
+}
+
+/// The decision for one requested scope.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScopeDecision {
     /// The scope as requested (after merging duplicates).
     pub scope: Scope,
     /// Granted actions (sorted; empty = denied).
     pub granted: Vec<String>,
-    /// Index of the ACL entry that decided, or `None` when no entry matched (denied).
-    pub entry: Option<usize>,
+    /// Who decided.
+    pub decided_by: DecidedBy,
+}
+
+/// Who decided a scope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DecidedBy {
+    /// The ACL entry with this index.
+    AclEntry(usize),
+    /// No ACL entry matched: denied by default.
+    NoMatch,
+    /// The robot's own scopes.
+    RobotScopes,
+}
+
+/// A refresh token handed out with an access token.
+#[derive(Debug, Clone)]
+pub struct IssuedRefresh {
+    /// The token (a secret: never log it).
+    pub token: Secret,
+    /// Its id (loggable; used for revocation).
+    pub id: String,
 }
 
 /// The result of a token request.
@@ -40,14 +80,20 @@ pub struct ScopeDecision {
 pub enum GrantOutcome {
     /// A token was issued (possibly with fewer actions than requested).
     Issued {
+        /// The account the token is for.
+        account: String,
         /// The signed token.
         token: IssuedToken,
         /// Per-scope decisions, in request order.
         decisions: Vec<ScopeDecision>,
+        /// A refresh token, when offline access was asked for and is enabled.
+        refresh: Option<IssuedRefresh>,
     },
-    /// The credentials were not accepted (unknown user, wrong or empty password, anonymous
-    /// access disabled). Deliberately carries no reason.
-    Unauthorized,
+    /// The credentials (or refresh token) were not accepted. The reason is for the log only.
+    Unauthorized {
+        /// Why, for the log (never contains a secret).
+        reason: &'static str,
+    },
 }
 
 /// The request could not be serviced.
@@ -61,7 +107,7 @@ pub enum GrantError {
     Token(#[from] TokenError),
 }
 
-/// Evaluates the ACL for each scope.
+/// Evaluates the ACL for each scope (users and anonymous).
 pub fn authorize_scopes(
     acl: &Acl,
     account: &str,
@@ -82,46 +128,91 @@ pub fn authorize_scopes(
                 labels,
                 actions: &scope.actions,
             };
-            match acl.authorize(&req) {
-                AclDecision::Matched { entry, granted } => ScopeDecision {
-                    scope: scope.clone(),
-                    granted,
-                    entry: Some(entry),
-                },
-                AclDecision::NoMatch => ScopeDecision {
-                    scope: scope.clone(),
-                    granted: Vec::new(),
-                    entry: None,
-                },
+            let (granted, decided_by) = match acl.authorize(&req) {
+                AclDecision::Matched { entry, granted } => (granted, DecidedBy::AclEntry(entry)),
+                AclDecision::NoMatch => (Vec::new(), DecidedBy::NoMatch),
+            };
+            ScopeDecision {
+                scope: scope.clone(),
+                granted,
+                decided_by,
             }
         })
         .collect()
 }
 
-/// Handles a token request: authenticate, authorize, sign. CPU-bound (bcrypt, signing): call it
-/// from a blocking thread.
-pub fn grant(
-    authn: &authn::Chain,
-    acl: &Acl,
+/// What `account` (with `labels`) would be granted, without authenticating: robots (an existing
+/// `robot$NAME`) by their scopes, everyone else by the ACL. For `acl explain`.
+pub fn explain(
+    config: &Config,
+    account: &str,
+    labels: &Labels,
+    service: &str,
+    ip: Option<IpAddr>,
+    scopes: &[Scope],
+) -> Vec<ScopeDecision> {
+    let identity = match config.authn.lookup(account, SystemTime::now()) {
+        Some(
+            i @ Identity {
+                kind: IdentityKind::Robot(_),
+                ..
+            },
+        ) => i,
+        _ => Identity {
+            labels: labels.clone(),
+            kind: IdentityKind::User,
+            fingerprint: None,
+        },
+    };
+    decide(config, account, &identity, service, ip, scopes)
+}
+
+/// Decides every scope for an authenticated identity.
+fn decide(
+    config: &Config,
+    account: &str,
+    identity: &Identity,
+    service: &str,
+    ip: Option<IpAddr>,
+    scopes: &[Scope],
+) -> Vec<ScopeDecision> {
+    match &identity.kind {
+        IdentityKind::Robot(name) => {
+            let grants = config.robot_scopes.get(name);
+            scopes
+                .iter()
+                .map(|scope| ScopeDecision {
+                    scope: scope.clone(),
+                    granted: grants
+                        .map(|g| g.grant(&scope.kind, &scope.name, &scope.actions))
+                        .unwrap_or_default(),
+                    decided_by: DecidedBy::RobotScopes,
+                })
+                .collect()
+        }
+        IdentityKind::Anonymous | IdentityKind::User => {
+            authorize_scopes(&config.acl, account, &identity.labels, service, ip, scopes)
+        }
+    }
+}
+
+/// The resource side of a request.
+struct Ask<'a> {
+    service: &'a str,
+    ip: Option<IpAddr>,
+    scopes: &'a [Scope],
+}
+
+fn issue(
+    config: &Config,
     issuer: &TokenIssuer,
-    request: &TokenRequest,
+    account: &str,
+    identity: &Identity,
+    ask: &Ask<'_>,
+    refresh: Option<IssuedRefresh>,
     now: SystemTime,
 ) -> Result<GrantOutcome, GrantError> {
-    let labels = match authn.authenticate(&request.credentials)? {
-        AuthnOutcome::Authenticated(labels) => labels,
-        AuthnOutcome::WrongPassword | AuthnOutcome::NoMatch => {
-            return Ok(GrantOutcome::Unauthorized);
-        }
-    };
-    let account = request.credentials.account.as_str();
-    let decisions = authorize_scopes(
-        acl,
-        account,
-        &labels,
-        &request.service,
-        request.ip,
-        &request.scopes,
-    );
+    let decisions = decide(config, account, identity, ask.service, ask.ip, ask.scopes);
     let access: Vec<Grant> = decisions
         .iter()
         .map(|d| Grant {
@@ -130,6 +221,123 @@ pub fn grant(
             actions: d.granted.clone(),
         })
         .collect();
-    let token = issuer.issue(account, &request.service, &access, now)?;
-    Ok(GrantOutcome::Issued { token, decisions })
+    let token = issuer.issue(account, ask.service, &access, now)?;
+    Ok(GrantOutcome::Issued {
+        account: account.to_owned(),
+        token,
+        decisions,
+        refresh,
+    })
 }
+
+/// Handles a password (or anonymous) token request. CPU-bound (bcrypt, signing): call it from
+/// a blocking thread.
+pub fn grant(
+    config: &Config,
+    issuer: &TokenIssuer,
+    request: &TokenRequest,
+    now: SystemTime,
+) -> Result<GrantOutcome, GrantError> {
+    let identity = match config.authn.authenticate(&request.credentials)? {
+        AuthnOutcome::Authenticated(identity) => identity,
+        AuthnOutcome::WrongPassword => {
+            return Ok(GrantOutcome::Unauthorized {
+                reason: "wrong password",
+            });
+        }
+        AuthnOutcome::NoMatch => {
+            return Ok(GrantOutcome::Unauthorized {
+                reason: if request.credentials.is_anonymous() {
+                    "anonymous access is not enabled"
+                } else {
+                    "unknown user"
+                },
+            });
+        }
+    };
+    let account = request.credentials.account.as_str();
+    let refresh = match (
+        &config.token.refresh,
+        &identity.fingerprint,
+        request.offline,
+    ) {
+        (Some(r), Some(fp), true) => {
+            let (token, claims) = r.codec.issue(account, &request.service, fp, now);
+            Some(IssuedRefresh {
+                token: Secret::new(token),
+                id: claims.id,
+            })
+        }
+        _ => None,
+    };
+    let ask = Ask {
+        service: &request.service,
+        ip: request.ip,
+        scopes: &request.scopes,
+    };
+    issue(config, issuer, account, &identity, &ask, refresh, now)
+}
+
+/// Handles `grant_type=refresh_token`: the token must be authentic, unexpired, for this
+/// service and not revoked, and its subject must still exist with the same credential. The
+/// subject's current labels and the current ACL (or robot scopes) apply. No new refresh token is
+/// issued.
+pub fn grant_refresh(
+    config: &Config,
+    issuer: &TokenIssuer,
+    request: &RefreshRequest,
+    now: SystemTime,
+) -> Result<(GrantOutcome, Option<String>), GrantError> {
+    let unauthorized = |reason| Ok((GrantOutcome::Unauthorized { reason }, None));
+    let Some(refresh) = &config.token.refresh else {
+        return unauthorized("refresh tokens are not enabled");
+    };
+    let claims = match refresh
+        .codec
+        .verify(request.refresh_token.expose(), &request.service, now)
+    {
+        Ok(c) => c,
+        Err(RefreshError::Expired) => return unauthorized("refresh token expired"),
+        Err(RefreshError::WrongService) => {
+            return unauthorized("refresh token issued for another service");
+        }
+        Err(RefreshError::Invalid | RefreshError::Revoked) => {
+            return unauthorized("invalid refresh token");
+        }
+    };
+    let (revoked, reload_problem) = refresh.revocations.check(&claims);
+    if revoked {
+        return Ok((
+            GrantOutcome::Unauthorized {
+                reason: "refresh token revoked",
+            },
+            reload_problem,
+        ));
+    }
+    let Some(identity) = config.authn.lookup(&claims.sub, now) else {
+        return Ok((
+            GrantOutcome::Unauthorized {
+                reason: "the refresh token's user no longer exists",
+            },
+            reload_problem,
+        ));
+    };
+    if identity.fingerprint.as_deref() != Some(claims.fp.as_str()) {
+        return Ok((
+            GrantOutcome::Unauthorized {
+                reason: "the refresh token's user changed their password",
+            },
+            reload_problem,
+        ));
+    }
+    let ask = Ask {
+        service: &request.service,
+        ip: request.ip,
+        scopes: &request.scopes,
+    };
+    let outcome = issue(config, issuer, &claims.sub, &identity, &ask, None, now)?;
+    Ok((outcome, reload_problem))
+}
+
+#[cfg(test)]
+mod tests;

@@ -6,7 +6,7 @@ use std::io::{self, Write};
 use std::process::ExitCode;
 
 use clap::Parser;
-use registry_auth::cli::{AclCommand, Cli, Command};
+use registry_auth::cli::{AclCommand, Cli, Command, RobotCommand, TokensCommand};
 use registry_auth::telemetry;
 
 fn main() -> ExitCode {
@@ -32,6 +32,17 @@ fn main() -> ExitCode {
             service,
             scopes,
         }) => commands::config::acl_explain(&config, &account, &labels, ip, &service, &scopes),
+        Command::Tokens(TokensCommand::Revoke {
+            config,
+            user,
+            token,
+        }) => commands::tokens::revoke(&config, user.as_deref(), token.as_deref()),
+        Command::Robot(RobotCommand::Create {
+            name,
+            scopes,
+            expires,
+            cost,
+        }) => commands::tokens::robot_create(&name, &scopes, expires.as_deref(), cost),
     };
     match result {
         Ok(code) => code,

@@ -9,6 +9,7 @@
 mod bcrypt_hash;
 mod credentials;
 pub mod htpasswd;
+mod robots;
 mod static_users;
 
 use std::cell::Cell;
@@ -16,13 +17,37 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 pub use bcrypt_hash::{BcryptHashError, check_bcrypt_hash};
 pub use credentials::{Credentials, Labels, Secret};
+pub use robots::{ROBOT_PREFIX, RobotRecord, Robots};
 pub use static_users::{StaticUsers, UserRecord};
+
+/// Who an authenticated client is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// Labels for the ACL.
+    pub labels: Labels,
+    /// What kind of principal.
+    pub kind: IdentityKind,
+    /// Fingerprint of the credential checked, for refresh tokens (a password change invalidates
+    /// them). `None` when no refresh token may be issued (anonymous).
+    pub fingerprint: Option<String>,
+}
+
+/// The kinds of principal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdentityKind {
+    /// No credentials; the `""` user.
+    Anonymous,
+    /// A user from `users` or `users_file`; the ACL decides.
+    User,
+    /// A robot (by name, without the `robot$` prefix); its own scopes decide.
+    Robot(String),
+}
 
 /// The decision of one authenticator (or of the whole chain).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AuthnOutcome {
-    /// The credentials are valid; the user carries these labels.
-    Authenticated(Labels),
+    /// The credentials are valid.
+    Authenticated(Identity),
     /// The user is known and the password is wrong. Stops the chain.
     WrongPassword,
     /// Unknown to this backend; the next one is asked. At the end of the chain it is a denial.
@@ -65,9 +90,10 @@ fn verify_bcrypt(password: &str, hash: &str) -> Result<bool, bcrypt::BcryptError
     bcrypt::verify(password, hash)
 }
 
-/// The authenticators in docker_auth's fixed order (today: the static users).
+/// The authenticators in docker_auth's fixed order (today: robots, then the static users).
 #[derive(Debug, Clone)]
 pub struct Chain {
+    robots: Robots,
     users: StaticUsers,
     /// Hash of a random password at the users' highest cost: an unknown user is verified against
     /// it so that it costs one bcrypt, like a known user with a wrong password.
@@ -76,15 +102,24 @@ pub struct Chain {
 
 impl Chain {
     /// Builds the chain. Computes the dummy hash (one bcrypt run at the users' highest cost).
-    pub fn new(users: StaticUsers) -> Result<Self, AuthnError> {
+    pub fn new(users: StaticUsers, robots: Robots) -> Result<Self, AuthnError> {
         // With no named user any cost will do; 10 is what `hash-password` uses by default.
-        let cost = users.max_cost().unwrap_or(10);
+        let cost = users
+            .max_cost()
+            .into_iter()
+            .chain(robots.max_cost())
+            .max()
+            .unwrap_or(10);
         let random: [u8; 16] = rand::random();
         let dummy_hash = bcrypt::hash(random, cost).map_err(|e| AuthnError::Backend {
             backend: "users",
             message: format!("cannot create the dummy hash: {e}"),
         })?;
-        Ok(Self { users, dummy_hash })
+        Ok(Self {
+            robots,
+            users,
+            dummy_hash,
+        })
     }
 
     /// The static users.
@@ -92,11 +127,33 @@ impl Chain {
         &self.users
     }
 
+    /// The robots.
+    pub fn robots(&self) -> &Robots {
+        &self.robots
+    }
+
+    /// The current identity of `account` without a password, for re-checking a refresh token:
+    /// `None` when the account is gone (or the robot expired), so the token is refused.
+    pub fn lookup(&self, account: &str, now: std::time::SystemTime) -> Option<Identity> {
+        if account.starts_with(ROBOT_PREFIX) {
+            self.robots.lookup(account, now)
+        } else {
+            self.users.lookup(account)
+        }
+    }
+
     /// Runs the chain: the first backend that does not answer `NoMatch` decides. When nobody
     /// matched a named user, one bcrypt verification against the dummy hash is run so that an
     /// unknown user and a wrong password cannot be told apart by timing.
     pub fn authenticate(&self, creds: &Credentials) -> Result<AuthnOutcome, AuthnError> {
-        match self.users.authenticate(creds)? {
+        let outcome = match self
+            .robots
+            .authenticate(creds, std::time::SystemTime::now())?
+        {
+            AuthnOutcome::NoMatch => self.users.authenticate(creds)?,
+            decided => decided,
+        };
+        match outcome {
             AuthnOutcome::NoMatch if !creds.is_anonymous() => {
                 // The result is irrelevant; only the work matters.
                 let _ = verify_bcrypt(creds.password.expose(), &self.dummy_hash);

@@ -3,7 +3,8 @@
 
 use std::collections::HashMap;
 
-use super::{AuthnError, AuthnOutcome, Credentials, Labels, verify_bcrypt};
+use super::{AuthnError, AuthnOutcome, Credentials, Identity, IdentityKind, Labels, verify_bcrypt};
+use crate::token::refresh::credential_fingerprint;
 
 /// One configured user.
 #[derive(Debug, Clone)]
@@ -56,7 +57,11 @@ impl StaticUsers {
     pub fn authenticate(&self, creds: &Credentials) -> Result<AuthnOutcome, AuthnError> {
         if creds.is_anonymous() {
             return Ok(match (&self.anonymous, creds.password.is_empty()) {
-                (Some(labels), true) => AuthnOutcome::Authenticated(labels.clone()),
+                (Some(labels), true) => AuthnOutcome::Authenticated(Identity {
+                    labels: labels.clone(),
+                    kind: IdentityKind::Anonymous,
+                    fingerprint: None,
+                }),
                 _ => AuthnOutcome::NoMatch,
             });
         }
@@ -71,9 +76,23 @@ impl StaticUsers {
             }
         })?;
         Ok(if ok && !creds.password.is_empty() {
-            AuthnOutcome::Authenticated(user.labels.clone())
+            AuthnOutcome::Authenticated(identity(user))
         } else {
             AuthnOutcome::WrongPassword
         })
+    }
+
+    /// The user's current identity (labels and credential fingerprint), or `None` when the user
+    /// no longer exists.
+    pub fn lookup(&self, account: &str) -> Option<Identity> {
+        self.users.get(account).map(identity)
+    }
+}
+
+fn identity(user: &UserRecord) -> Identity {
+    Identity {
+        labels: user.labels.clone(),
+        kind: IdentityKind::User,
+        fingerprint: Some(credential_fingerprint(&user.hash)),
     }
 }

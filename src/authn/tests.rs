@@ -16,10 +16,13 @@ fn chain(anonymous: bool) -> Chain {
         user("alicepass", Labels::from_iter([("team", vec!["dev"])])),
     );
     users.insert("bob".to_owned(), user("bobpass", Labels::default()));
-    Chain::new(StaticUsers::new(
-        users,
-        anonymous.then(|| Labels::from_iter([("kind", vec!["anon"])])),
-    ))
+    Chain::new(
+        StaticUsers::new(
+            users,
+            anonymous.then(|| Labels::from_iter([("kind", vec!["anon"])])),
+        ),
+        Robots::default(),
+    )
     .unwrap()
 }
 
@@ -35,10 +38,12 @@ fn right_password_authenticates_with_labels() {
     let outcome = chain(false)
         .authenticate(&creds("alice", "alicepass"))
         .unwrap();
-    assert_eq!(
-        outcome,
-        AuthnOutcome::Authenticated(Labels::from_iter([("team", vec!["dev"])]))
-    );
+    let AuthnOutcome::Authenticated(identity) = outcome else {
+        panic!("{outcome:?}");
+    };
+    assert_eq!(identity.labels, Labels::from_iter([("team", vec!["dev"])]));
+    assert_eq!(identity.kind, IdentityKind::User);
+    assert!(identity.fingerprint.is_some());
 }
 
 #[test]
@@ -76,7 +81,11 @@ fn anonymous_needs_the_empty_user_entry() {
     );
     assert_eq!(
         chain(true).authenticate(&Credentials::anonymous()).unwrap(),
-        AuthnOutcome::Authenticated(Labels::from_iter([("kind", vec!["anon"])]))
+        AuthnOutcome::Authenticated(Identity {
+            labels: Labels::from_iter([("kind", vec!["anon"])]),
+            kind: IdentityKind::Anonymous,
+            fingerprint: None,
+        })
     );
     // An empty user name with a password is not anonymous access.
     assert_eq!(
@@ -129,7 +138,7 @@ fn dummy_hash_uses_the_highest_configured_cost() {
             labels: Labels::default(),
         },
     );
-    let c = Chain::new(StaticUsers::new(users, None)).unwrap();
+    let c = Chain::new(StaticUsers::new(users, None), Robots::default()).unwrap();
     assert!(c.dummy_hash.starts_with("$2b$06$"), "{}", c.dummy_hash);
 }
 
@@ -139,4 +148,53 @@ fn secret_debug_is_redacted() {
     let shown = format!("{c:?}");
     assert!(!shown.contains("hunter2"), "{shown}");
     assert!(shown.contains("alice"));
+}
+
+#[test]
+fn robots_log_in_with_their_prefix_and_expire() {
+    let mut robots = HashMap::new();
+    robots.insert(
+        "ci".to_owned(),
+        RobotRecord {
+            hash: bcrypt::hash("s3cret", 4).unwrap(),
+            expires: Some(std::time::SystemTime::now() + std::time::Duration::from_secs(60)),
+        },
+    );
+    robots.insert(
+        "old".to_owned(),
+        RobotRecord {
+            hash: bcrypt::hash("s3cret", 4).unwrap(),
+            expires: Some(std::time::UNIX_EPOCH),
+        },
+    );
+    let c = Chain::new(StaticUsers::default(), Robots::new(robots)).unwrap();
+    let AuthnOutcome::Authenticated(id) = c.authenticate(&creds("robot$ci", "s3cret")).unwrap()
+    else {
+        panic!("robot login failed");
+    };
+    assert_eq!(id.kind, IdentityKind::Robot("ci".to_owned()));
+    for (account, password, expected) in [
+        ("robot$ci", "wrong", AuthnOutcome::WrongPassword),
+        ("robot$ci", "", AuthnOutcome::WrongPassword),
+        ("robot$old", "s3cret", AuthnOutcome::WrongPassword),
+        ("robot$nobody", "s3cret", AuthnOutcome::NoMatch),
+        ("ci", "s3cret", AuthnOutcome::NoMatch),
+    ] {
+        let before = bcrypt_verifications_on_this_thread();
+        assert_eq!(
+            c.authenticate(&creds(account, password)).unwrap(),
+            expected,
+            "{account}"
+        );
+        assert_eq!(
+            bcrypt_verifications_on_this_thread() - before,
+            1,
+            "{account}"
+        );
+    }
+    assert!(c.lookup("robot$ci", std::time::SystemTime::now()).is_some());
+    assert!(
+        c.lookup("robot$old", std::time::SystemTime::now())
+            .is_none()
+    );
 }

@@ -70,9 +70,11 @@
 //! [`Acl::shadowed`] lists entries that can never match because an earlier entry covers them.
 
 mod acl;
+mod grants;
 mod matcher;
 
 #[cfg(test)]
 mod tests;
 
 pub use acl::{Acl, AclCompileError, AclDecision, AuthzRequest, Shadowed};
+pub use grants::ScopeGrants;

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::{Result, bail};
 use registry_auth::authn::Labels;
 use registry_auth::config::{self, ConfigError};
-use registry_auth::grant::authorize_scopes;
+use registry_auth::grant::{DecidedBy, explain};
 use registry_auth::token::parse_scopes;
 
 pub(crate) fn check_config(path: &Path) -> Result<ExitCode> {
@@ -75,7 +75,7 @@ pub(crate) fn acl_explain(
             .push(v.to_owned());
     }
     let scopes = parse_scopes(scopes.iter().map(String::as_str))?;
-    let decisions = authorize_scopes(&config.acl, account, &label_map, service, ip, &scopes);
+    let decisions = explain(&config, account, &label_map, service, ip, &scopes);
     let mut out = io::stdout().lock();
     writeln!(
         out,
@@ -90,8 +90,8 @@ pub(crate) fn acl_explain(
             d.granted.join(",")
         };
         writeln!(out, "{}\n  granted: {granted}", d.scope)?;
-        match d.entry {
-            Some(i) => {
+        match d.decided_by {
+            DecidedBy::AclEntry(i) => {
                 let entry = config
                     .acl_entries
                     .get(i)
@@ -99,9 +99,13 @@ pub(crate) fn acl_explain(
                     .unwrap_or_default();
                 writeln!(out, "  decided by acl[{i}]: {entry}")?;
             }
-            None => writeln!(
+            DecidedBy::NoMatch => writeln!(
                 out,
                 "  decided by: no ACL entry matched (denied by default)"
+            )?,
+            DecidedBy::RobotScopes => writeln!(
+                out,
+                "  decided by: the robot's own scopes (the ACL is not consulted for robots)"
             )?,
         }
     }

@@ -40,6 +40,46 @@ pub struct TokenSpec {
     pub signing_header: Option<SigningHeaderSpec>,
     /// If set, only these `service` values may be requested (default: any).
     pub allowed_services: Option<Vec<String>>,
+    /// Certificates published (JWKS, root bundle) but never used to sign: the next key before a
+    /// rotation, the previous one after it.
+    #[serde(default)]
+    pub extra_certificates: Vec<PathBuf>,
+    /// Refresh (identity) tokens for `docker login` and the OAuth2 POST flow.
+    pub refresh: Option<RefreshSpec>,
+}
+
+/// `token.refresh`: stateless refresh tokens.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshSpec {
+    /// Issue refresh tokens when offline access is asked for (default false).
+    #[serde(default)]
+    pub enabled: bool,
+    /// How long a refresh token is valid, e.g. `90d`, `12h` (default 90 days).
+    pub lifetime: Option<String>,
+    /// File holding the secret that authenticates refresh tokens (same file on every replica).
+    pub secret_file: Option<PathBuf>,
+    /// Older secrets still accepted during a rotation.
+    #[serde(default)]
+    pub previous_secret_files: Vec<PathBuf>,
+    /// Revoked token ids and users (written by `registry-auth tokens revoke`; re-read on change).
+    pub revocations_file: Option<PathBuf>,
+}
+
+/// One entry of `robots:`: a long-lived credential with explicit scopes (the ACL is not
+/// consulted for robots).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RobotSpec {
+    /// bcrypt hash of the robot's secret.
+    pub secret: Option<String>,
+    /// File holding the bcrypt hash (instead of `secret`).
+    pub secret_file: Option<PathBuf>,
+    /// RFC 3339 time after which the robot is refused.
+    pub expires: Option<String>,
+    /// Scope patterns the robot may be granted, e.g. `repository:ci/**:pull,push`.
+    #[serde(default)]
+    pub scopes: Vec<String>,
 }
 
 /// `token.signing_header` values.
@@ -50,6 +90,8 @@ pub enum SigningHeaderSpec {
     KidLibtrust,
     /// `x5c` = the certificate chain from `token.certificate`, leaf first.
     X5c,
+    /// `kid` = RFC 7638 JWK thumbprint of the signing key (registry v3.1+).
+    KidThumbprint,
 }
 
 /// One entry of `users:`.

@@ -8,23 +8,26 @@ use std::fs;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, LazyLock};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use regex::Regex;
 use serde::de::DeserializeOwned;
 use serde_yaml_ng::{Mapping, Value};
 
-use super::file::{AclEntrySpec, ServerSpec, SigningHeaderSpec, TokenSpec, UserSpec};
-use super::{
-    Config, ConfigError, ConfigIssue, DEFAULT_ADDR, DEFAULT_EXPIRATION_SECS, MIN_EXPIRATION_SECS,
-    ServerConfig, TokenConfig,
+use super::file::{
+    AclEntrySpec, RefreshSpec, RobotSpec, ServerSpec, SigningHeaderSpec, TokenSpec, UserSpec,
 };
-use crate::authn::{self, Labels, StaticUsers, UserRecord, check_bcrypt_hash};
-use crate::authz::Acl;
-use crate::token::{HeaderMode, SigningKey};
+use super::{
+    Config, ConfigError, ConfigIssue, DEFAULT_ADDR, DEFAULT_EXPIRATION_SECS,
+    DEFAULT_REFRESH_LIFETIME, MIN_EXPIRATION_SECS, RefreshConfig, ServerConfig, TokenConfig,
+};
+use crate::authn::{self, Labels, RobotRecord, Robots, StaticUsers, UserRecord, check_bcrypt_hash};
+use crate::authz::{Acl, ScopeGrants};
+use crate::token::refresh::{self, RefreshCodec, Revocations};
+use crate::token::{HeaderMode, PublishedKey, SigningKey};
 
 /// Top-level keys we implement.
-const KNOWN_SECTIONS: &[&str] = &["server", "token", "users", "users_file", "acl"];
+const KNOWN_SECTIONS: &[&str] = &["server", "token", "users", "users_file", "robots", "acl"];
 
 /// docker_auth sections we do not implement (yet), with what to use instead.
 const UNSUPPORTED_SECTIONS: &[(&str, &str)] = &[
@@ -168,6 +171,7 @@ struct Sections {
     token: Option<TokenSpec>,
     users: Option<Vec<(String, Option<UserSpec>)>>,
     users_file: Option<PathBuf>,
+    robots: Option<Vec<(String, Option<RobotSpec>)>>,
     acl: Option<Vec<Option<AclEntrySpec>>>,
 }
 
@@ -219,6 +223,7 @@ impl Loader {
                 "server" => s.server = self.server_section(value),
                 "token" => s.token = self.token_section(value),
                 "users" => s.users = self.users_section(value),
+                "robots" => s.robots = self.named_section("robots", value),
                 "users_file" => s.users_file = self.de::<PathBuf>("users_file", value),
                 "acl" => s.acl = self.acl_section(value),
                 other => {
@@ -270,24 +275,42 @@ impl Loader {
     }
 
     fn token_section(&mut self, value: Value) -> Option<TokenSpec> {
+        let mut legacy_key_id_disabled = false;
         let value = match value {
             Value::Mapping(mut m) => {
+                // docker_auth: `true` puts the JWK thumbprint in `kid` (our `kid-thumbprint`);
+                // `false` is its default and ours (libtrust kid).
                 if let Some(v) = m.remove("disable_legacy_key_id") {
-                    // `false` is docker_auth's default and ours (libtrust kid): accept it.
-                    if v.as_bool() != Some(false) {
-                        self.issue(
+                    match v.as_bool() {
+                        Some(b) => legacy_key_id_disabled = b,
+                        None => self.issue(
                             "token.disable_legacy_key_id",
-                            "JWK-thumbprint key IDs are not supported yet; for registry v3 use \
-                             `signing_header: x5c` (accepted by registry 2.8 and 3.x alike) and \
-                             remove this key",
-                        );
+                            format!(
+                                "expected true or false, found {}; better, replace it with \
+                                 `signing_header: kid-thumbprint` (true) or remove it (false)",
+                                describe(&v)
+                            ),
+                        ),
                     }
                 }
                 Value::Mapping(m)
             }
             other => other,
         };
-        self.de("token", value)
+        let mut spec: TokenSpec = self.de("token", value)?;
+        if legacy_key_id_disabled {
+            match spec.signing_header {
+                None | Some(SigningHeaderSpec::KidThumbprint) => {
+                    spec.signing_header = Some(SigningHeaderSpec::KidThumbprint);
+                }
+                Some(_) => self.issue(
+                    "token.disable_legacy_key_id",
+                    "`true` is docker_auth's way of saying `signing_header: kid-thumbprint`, \
+                     but `signing_header` asks for another header; keep only `signing_header`",
+                ),
+            }
+        }
+        Some(spec)
     }
 
     fn users_section(&mut self, value: Value) -> Option<Vec<(String, Option<UserSpec>)>> {
@@ -323,6 +346,39 @@ impl Loader {
             users.push((name, spec));
         }
         Some(users)
+    }
+
+    /// A mapping of name → spec (e.g. `robots:`), each entry deserialized on its own.
+    fn named_section<T: DeserializeOwned>(
+        &mut self,
+        section: &str,
+        value: Value,
+    ) -> Option<Vec<(String, Option<T>)>> {
+        let map = match value {
+            Value::Mapping(m) => m,
+            Value::Null => return Some(Vec::new()),
+            other => {
+                self.issue(
+                    section,
+                    format!("expected a mapping of names, found {}", describe(&other)),
+                );
+                return None;
+            }
+        };
+        let mut entries = Vec::new();
+        for (name, spec) in map {
+            let Some(name) = name.as_str().map(str::to_owned) else {
+                self.issue(
+                    section,
+                    format!("name {} is not a string; quote it", describe(&name)),
+                );
+                continue;
+            };
+            let path = named_path(section, &name);
+            let spec = self.de::<T>(&path, spec);
+            entries.push((name, spec));
+        }
+        Some(entries)
     }
 
     fn acl_section(&mut self, value: Value) -> Option<Vec<Option<AclEntrySpec>>> {
@@ -368,7 +424,11 @@ impl Loader {
                 None
             }
         };
-        let authn = self.validate_users(s.users, s.users_file);
+        let (robots, robot_scopes) = match self.validate_robots(s.robots.unwrap_or_default()) {
+            Some((robots, scopes)) => (Some(robots), Some(scopes)),
+            None => (None, None),
+        };
+        let authn = self.validate_users(s.users, s.users_file, robots);
         let acl_entries: Vec<AclEntrySpec> = s.acl.iter().flatten().flatten().cloned().collect();
         let acl = self.validate_acl(s.acl);
         let mut warnings = Vec::new();
@@ -385,11 +445,15 @@ impl Loader {
                 ));
             }
         }
+        if let Some(t) = &token {
+            warnings.extend(short_coordinate_warning(t));
+        }
         Some(Config {
             file: file.to_path_buf(),
             server: server?,
             token: token?,
             authn: authn?,
+            robot_scopes: Arc::new(robot_scopes?),
             acl: Arc::new(acl?),
             acl_entries,
             warnings,
@@ -473,6 +537,7 @@ impl Loader {
         let header_mode = match t.signing_header.unwrap_or(SigningHeaderSpec::KidLibtrust) {
             SigningHeaderSpec::KidLibtrust => HeaderMode::KidLibtrust,
             SigningHeaderSpec::X5c => HeaderMode::X5c,
+            SigningHeaderSpec::KidThumbprint => HeaderMode::KidThumbprint,
         };
         let allowed_services = match t.allowed_services {
             Some(list) if list.is_empty() => {
@@ -516,6 +581,11 @@ impl Loader {
             (Some(c), Some(k)) => self.signing_key(c, k, t.generate),
             _ => None,
         };
+        let extra_certificates = self.extra_certificates(&t.extra_certificates);
+        let refresh = match t.refresh {
+            Some(r) if r.enabled => self.validate_refresh(r).map(Some),
+            _ => Some(None),
+        };
         Some(TokenConfig {
             issuer: issuer?,
             lifetime: lifetime?,
@@ -525,6 +595,102 @@ impl Loader {
             header_mode,
             allowed_services: allowed_services?,
             signing_key: signing_key?,
+            extra_certificates: extra_certificates?,
+            refresh: refresh?,
+        })
+    }
+
+    /// Loads `token.extra_certificates`: published (JWKS, root bundle), never used to sign.
+    fn extra_certificates(&mut self, paths: &[PathBuf]) -> Option<Vec<PublishedKey>> {
+        let mut ok = true;
+        let mut keys = Vec::with_capacity(paths.len());
+        for (i, rel) in paths.iter().enumerate() {
+            match PublishedKey::load(&self.resolve(rel)) {
+                Ok(key) => keys.push(key),
+                Err(e) => {
+                    self.issue(
+                        format!("token.extra_certificates[{i}]"),
+                        format!(
+                            "{e}; list PEM certificate files (a key's certificate, optionally \
+                             followed by its CA chain) whose keys registries should also trust"
+                        ),
+                    );
+                    ok = false;
+                }
+            }
+        }
+        ok.then_some(keys)
+    }
+
+    fn validate_refresh(&mut self, r: RefreshSpec) -> Option<RefreshConfig> {
+        let lifetime = match r.lifetime.as_deref() {
+            None => Some(DEFAULT_REFRESH_LIFETIME),
+            Some(text) => match humantime::parse_duration(text) {
+                Ok(d) if d >= Duration::from_secs(MIN_EXPIRATION_SECS) => Some(d),
+                Ok(_) => {
+                    self.issue(
+                        "token.refresh.lifetime",
+                        format!("{text:?} is too short; use at least a minute, e.g. `90d`"),
+                    );
+                    None
+                }
+                Err(e) => {
+                    self.issue(
+                        "token.refresh.lifetime",
+                        format!("{text:?} is not a duration ({e}); write e.g. `90d` or `12h`"),
+                    );
+                    None
+                }
+            },
+        };
+        let current = match r.secret_file {
+            Some(f) => match refresh::read_secret(&self.resolve(&f)) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    self.issue("token.refresh.secret_file", e.to_string());
+                    None
+                }
+            },
+            None => {
+                self.issue(
+                    "token.refresh.secret_file",
+                    "missing; refresh tokens need a secret shared by every replica: create one \
+                     with `head -c 48 /dev/urandom | base64 > refresh.secret` and point this at it",
+                );
+                None
+            }
+        };
+        let mut previous = Vec::new();
+        let mut previous_ok = true;
+        for (i, f) in r.previous_secret_files.iter().enumerate() {
+            match refresh::read_secret(&self.resolve(f)) {
+                Ok(s) => previous.push(s),
+                Err(e) => {
+                    self.issue(
+                        format!("token.refresh.previous_secret_files[{i}]"),
+                        e.to_string(),
+                    );
+                    previous_ok = false;
+                }
+            }
+        }
+        let revocations = match r.revocations_file {
+            None => Some(Revocations::none()),
+            Some(f) => match Revocations::load(self.resolve(&f)) {
+                Ok(rev) => Some(rev),
+                Err(e) => {
+                    self.issue("token.refresh.revocations_file", e);
+                    None
+                }
+            },
+        };
+        let (lifetime, current, revocations) = (lifetime?, current?, revocations?);
+        if !previous_ok {
+            return None;
+        }
+        Some(RefreshConfig {
+            codec: Arc::new(RefreshCodec::new(&current, &previous, lifetime)),
+            revocations: Arc::new(revocations),
         })
     }
 
@@ -582,12 +748,128 @@ impl Loader {
         }
     }
 
+    fn validate_robots(
+        &mut self,
+        specs: Vec<(String, Option<RobotSpec>)>,
+    ) -> Option<(Robots, HashMap<String, ScopeGrants>)> {
+        let mut ok = true;
+        let mut records = HashMap::new();
+        let mut scopes = HashMap::new();
+        for (name, spec) in specs {
+            let Some(spec) = spec else {
+                ok = false;
+                continue;
+            };
+            let path = named_path("robots", &name);
+            let valid_name = name
+                .bytes()
+                .next()
+                .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+                && name.bytes().all(|b| {
+                    b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-')
+                });
+            if !valid_name {
+                self.issue(
+                    path.clone(),
+                    "a robot name must be lower-case letters, digits, `.`, `_` or `-` (it logs \
+                     in as `robot$NAME`)",
+                );
+                ok = false;
+            }
+            let hash = match (spec.secret, spec.secret_file) {
+                (Some(h), None) => Some(h),
+                (None, Some(f)) => {
+                    let f = self.resolve(&f);
+                    match fs::read_to_string(&f) {
+                        Ok(text) => Some(text.trim().to_owned()),
+                        Err(e) => {
+                            self.issue(
+                                format!("{path}.secret_file"),
+                                format!("cannot read {}: {e}", f.display()),
+                            );
+                            None
+                        }
+                    }
+                }
+                (Some(_), Some(_)) => {
+                    self.issue(
+                        format!("{path}.secret"),
+                        "give `secret` or `secret_file`, not both",
+                    );
+                    None
+                }
+                (None, None) => {
+                    self.issue(
+                        format!("{path}.secret"),
+                        "missing; create a robot with `registry-auth robot create NAME --scope …`, \
+                         which prints the secret once and the bcrypt hash to put here",
+                    );
+                    None
+                }
+            };
+            let hash = match hash.map(|h| check_bcrypt_hash(&h).map(|()| h)) {
+                Some(Ok(h)) => Some(h),
+                Some(Err(e)) => {
+                    self.issue(format!("{path}.secret"), e.to_string());
+                    None
+                }
+                None => None,
+            };
+            let expires = match spec.expires.as_deref() {
+                None => Some(None),
+                Some(text) => match time::OffsetDateTime::parse(
+                    text,
+                    &time::format_description::well_known::Rfc3339,
+                ) {
+                    Ok(t) => Some(Some(SystemTime::from(t))),
+                    Err(_) => {
+                        self.issue(
+                            format!("{path}.expires"),
+                            format!(
+                                "{text:?} is not an RFC 3339 time; write e.g. \
+                                 `2027-01-31T00:00:00Z`"
+                            ),
+                        );
+                        None
+                    }
+                },
+            };
+            let grants = if spec.scopes.is_empty() {
+                self.issue(
+                    format!("{path}.scopes"),
+                    "a robot without scopes can do nothing; list what it may do, e.g. \
+                     `[\"repository:ci/**:pull,push\"]`",
+                );
+                None
+            } else {
+                match ScopeGrants::compile(&spec.scopes) {
+                    Ok(g) => Some(g),
+                    Err(errors) => {
+                        for (i, e) in errors {
+                            self.issue(format!("{path}.scopes[{i}]"), e);
+                        }
+                        None
+                    }
+                }
+            };
+            match (hash, expires, grants) {
+                (Some(hash), Some(expires), Some(grants)) => {
+                    records.insert(name.clone(), RobotRecord { hash, expires });
+                    scopes.insert(name, grants);
+                }
+                _ => ok = false,
+            }
+        }
+        ok.then(|| (Robots::new(records), scopes))
+    }
+
     fn validate_users(
         &mut self,
         users: Option<Vec<(String, Option<UserSpec>)>>,
         users_file: Option<PathBuf>,
+        robots: Option<Robots>,
     ) -> Option<authn::Chain> {
-        if users.is_none() && users_file.is_none() {
+        if users.is_none() && users_file.is_none() && robots.as_ref().is_none_or(Robots::is_empty) {
             self.issue(
                 "users",
                 "no users are configured, so every request would be refused; add `users` \
@@ -694,10 +976,11 @@ impl Loader {
                 },
             }
         }
+        let robots = robots?;
         if !ok {
             return None;
         }
-        match authn::Chain::new(StaticUsers::new(table, anonymous)) {
+        match authn::Chain::new(StaticUsers::new(table, anonymous), robots) {
             Ok(chain) => Some(chain),
             Err(e) => {
                 self.issue("users", e.to_string());
@@ -729,6 +1012,28 @@ impl Loader {
             }
         }
     }
+}
+
+/// `robots.ci`, or `robots."odd name"`.
+fn named_path(section: &str, name: &str) -> String {
+    let user = user_path(name);
+    format!("{section}{}", &user["users".len()..])
+}
+
+/// With `kid-thumbprint`, an EC signing key whose `x` or `y` starts with a zero byte gets
+/// another `kid` from registry v3.1 (which drops leading zeros) than the RFC 7638 one we send.
+fn short_coordinate_warning(t: &TokenConfig) -> Option<ConfigIssue> {
+    let key = t.signing_key.as_ref()?;
+    (t.header_mode == HeaderMode::KidThumbprint && key.public_key().params().has_short_coordinate())
+        .then(|| {
+            ConfigIssue::new(
+                "token.key",
+                "this EC key has a coordinate starting with a zero byte, so registry v3.1 computes \
+             a different JWK thumbprint than the `kid` we send and refuses the tokens; create \
+             a new key with `registry-auth gen-keys` (it never makes such keys), or use \
+             `signing_header: x5c`",
+            )
+        })
 }
 
 /// `users.alice`, or `users."name with spaces"` for names that need quoting.

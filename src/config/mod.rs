@@ -9,7 +9,10 @@ pub mod file;
 mod load;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_trust;
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,8 +21,9 @@ pub use error::{ConfigError, ConfigIssue};
 pub use load::{load, parse};
 
 use crate::authn;
-use crate::authz::Acl;
-use crate::token::{HeaderMode, SigningKey};
+use crate::authz::{Acl, ScopeGrants};
+use crate::token::refresh::{RefreshCodec, Revocations};
+use crate::token::{HeaderMode, PublishedKey, SigningKey};
 
 /// Address used when `server.addr` is not set.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:5001";
@@ -39,6 +43,8 @@ pub struct Config {
     pub token: TokenConfig,
     /// The authenticators.
     pub authn: authn::Chain,
+    /// Each robot's scopes (robots are explicit grants; the ACL is not consulted for them).
+    pub robot_scopes: Arc<HashMap<String, ScopeGrants>>,
     /// The static ACL.
     pub acl: Arc<Acl>,
     /// The ACL entries as written (for `acl explain` and messages).
@@ -75,7 +81,25 @@ pub struct TokenConfig {
     pub allowed_services: Option<Vec<String>>,
     /// The signing key, when its files exist (with `generate: true` they may not exist yet).
     pub signing_key: Option<Arc<SigningKey>>,
+    /// `token.extra_certificates`, loaded: keys published next to the signing key (JWKS, root
+    /// bundle) but never used to sign. Build the whole set with
+    /// [`PublishedKeys::new`](crate::token::PublishedKeys::new).
+    pub extra_certificates: Vec<PublishedKey>,
+    /// Refresh tokens, when `token.refresh.enabled`.
+    pub refresh: Option<RefreshConfig>,
 }
+
+/// `token.refresh` after validation.
+#[derive(Debug, Clone)]
+pub struct RefreshConfig {
+    /// Issues and checks refresh tokens with the configured secrets.
+    pub codec: Arc<RefreshCodec>,
+    /// Revoked tokens and users (re-read when the file changes).
+    pub revocations: Arc<Revocations>,
+}
+
+/// Default refresh-token lifetime: 90 days.
+pub const DEFAULT_REFRESH_LIFETIME: Duration = Duration::from_secs(90 * 24 * 3600);
 
 /// One-line rendering of an ACL entry, e.g.
 /// `match {account: "alice", name: "alice/*"} actions [pull, push] # comment`.

@@ -227,19 +227,6 @@ fn signing_header_value_suggestion() {
 }
 
 #[test]
-fn disable_legacy_key_id_false_is_accepted_true_is_not() {
-    let d = Dir::new().with_keys();
-    d.load("token: {issuer: A, certificate: cert.pem, key: key.pem, disable_legacy_key_id: false}\nusers: {\"\": {}}\nacl: []\n")
-        .unwrap();
-    let i = issues(d.load("token: {issuer: A, certificate: cert.pem, key: key.pem, disable_legacy_key_id: true}\nusers: {\"\": {}}\nacl: []\n"));
-    assert!(
-        find(&i, "token.disable_legacy_key_id")
-            .message
-            .contains("x5c")
-    );
-}
-
-#[test]
 fn listen_address_forms() {
     let d = Dir::new().with_keys();
     for (given, expected) in [
@@ -396,4 +383,68 @@ fn every_shipped_example_config_loads() {
             Err(e) => panic!("{}: {e}", file.display()),
         }
     }
+}
+
+#[test]
+fn robots_are_validated_with_paths() {
+    let d = Dir::new().with_keys();
+    let h = hash();
+    let i = issues(d.load(&format!(
+        "{TOKEN}users: {{\"\": {{}}}}\nacl: []\nrobots:\n  ci:\n    scopes: [\"repository:ci/**:pull\"]\n  deploy:\n    secret: \"{h}\"\n    expires: tomorrow\n    scopes: [\"repository\", \"repository:ok/*:pull\"]\n  Bad:\n    secret: \"{h}\"\n    scopes: [\"repository:x:pull\"]\n  empty:\n    secret: \"{h}\"\n"
+    )));
+    assert!(
+        find(&i, "robots.ci.secret")
+            .message
+            .contains("robot create")
+    );
+    assert!(
+        find(&i, "robots.deploy.expires")
+            .message
+            .contains("RFC 3339")
+    );
+    find(&i, "robots.deploy.scopes[0]");
+    find(&i, "robots.Bad");
+    find(&i, "robots.empty.scopes");
+    let c = d
+        .load(&format!(
+            "{TOKEN}acl: []\nrobots:\n  ci:\n    secret: \"{h}\"\n    expires: \"2030-01-01T00:00:00+02:00\"\n    scopes: [\"repository:ci/**:pull,push\"]\n"
+        ))
+        .unwrap();
+    assert_eq!(c.authn.robots().len(), 1);
+    assert!(c.robot_scopes.contains_key("ci"));
+}
+
+#[test]
+fn refresh_settings_are_validated() {
+    let d = Dir::new().with_keys();
+    let base = "token:\n  issuer: A\n  certificate: cert.pem\n  key: key.pem\n  refresh:\n";
+    let tail = "users: {\"\": {}}\nacl: []\n";
+    let i = issues(d.load(&format!("{base}    enabled: true\n{tail}")));
+    assert!(
+        find(&i, "token.refresh.secret_file")
+            .message
+            .contains("urandom")
+    );
+    d.write("short.secret", "tiny");
+    let i = issues(d.load(&format!(
+        "{base}    enabled: true\n    secret_file: short.secret\n    lifetime: forever\n    previous_secret_files: [missing.secret]\n{tail}"
+    )));
+    find(&i, "token.refresh.secret_file");
+    find(&i, "token.refresh.lifetime");
+    find(&i, "token.refresh.previous_secret_files[0]");
+    d.write("good.secret", &"k".repeat(40));
+    let c = d
+        .load(&format!(
+            "{base}    enabled: true\n    secret_file: good.secret\n    lifetime: 30d\n{tail}"
+        ))
+        .unwrap();
+    assert_eq!(
+        c.token.refresh.unwrap().codec.lifetime(),
+        std::time::Duration::from_secs(30 * 86400)
+    );
+    // Disabled: the rest is not required.
+    let c = d
+        .load(&format!("{base}    enabled: false\n{tail}"))
+        .unwrap();
+    assert!(c.token.refresh.is_none());
 }

@@ -26,6 +26,15 @@ pub enum ApiError {
     NotFound(String),
     /// 405: the route exists, not for this method.
     MethodNotAllowed,
+    /// An OAuth2 error on the POST flow: `{"error", "error_description"}` (RFC 6749 §5.2).
+    OAuth {
+        /// 400, 401 or 413.
+        status: StatusCode,
+        /// `invalid_request`, `unsupported_grant_type`, `invalid_scope`, `invalid_grant`.
+        error: &'static str,
+        /// What is wrong.
+        description: String,
+    },
     /// 500: something failed on our side. The detail is logged, never sent.
     Internal(String),
 }
@@ -41,6 +50,7 @@ impl ApiError {
             Self::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::OAuth { status, .. } => *status,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -49,6 +59,16 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
+        if let Self::OAuth {
+            error, description, ..
+        } = &self
+        {
+            let body = json!({ "error": error, "error_description": description });
+            let mut response = (status, Json(body)).into_response();
+            let headers = response.headers_mut();
+            headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            return response;
+        }
         let (code, message) = match &self {
             Self::BadRequest(m) => ("BAD_REQUEST", m.clone()),
             Self::Unauthorized { .. } => (
@@ -60,6 +80,7 @@ impl IntoResponse for ApiError {
                 "UNSUPPORTED",
                 "method not allowed on this endpoint".to_owned(),
             ),
+            Self::OAuth { description, .. } => ("BAD_REQUEST", description.clone()),
             Self::Internal(_) => (
                 "UNKNOWN",
                 "internal server error; the details are in the server log".to_owned(),
@@ -86,7 +107,10 @@ impl IntoResponse for ApiError {
                     .extensions_mut()
                     .insert(InternalDetail(Arc::from(detail)));
             }
-            Self::BadRequest(_) | Self::NotFound(_) | Self::MethodNotAllowed => {}
+            Self::BadRequest(_)
+            | Self::NotFound(_)
+            | Self::MethodNotAllowed
+            | Self::OAuth { .. } => {}
         }
         response
     }

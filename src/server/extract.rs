@@ -93,6 +93,76 @@ pub fn token_query(raw: Option<&str>) -> Result<TokenQuery, ApiError> {
     Ok(q)
 }
 
+/// The form fields of the OAuth2 `POST` (RFC 6749 §4.3 and §6, distribution's oauth.md).
+#[derive(Debug, Default)]
+pub struct OAuthForm {
+    /// `grant_type`: `password` or `refresh_token`.
+    pub grant_type: Option<String>,
+    /// `service`.
+    pub service: Option<String>,
+    /// `client_id`.
+    pub client_id: Option<String>,
+    /// `access_type=offline` asks for a refresh token.
+    pub offline: bool,
+    /// `username` (password grant).
+    pub username: Option<String>,
+    /// `password` (password grant).
+    pub password: Option<Secret>,
+    /// `refresh_token` (refresh grant).
+    pub refresh_token: Option<Secret>,
+    /// `scope` fields: repeated (podman) and/or space-separated (docker, containerd).
+    pub scopes: Vec<Scope>,
+}
+
+/// Parses an `application/x-www-form-urlencoded` body. Errors are OAuth2 errors.
+pub fn oauth_form(body: &[u8]) -> Result<OAuthForm, ApiError> {
+    let mut f = OAuthForm::default();
+    let mut scope_params: Vec<String> = Vec::new();
+    let mut password: Option<String> = None;
+    let mut refresh: Option<String> = None;
+    for (key, value) in form_urlencoded::parse(body) {
+        let result = match key.as_ref() {
+            "grant_type" => set_once(&mut f.grant_type, "grant_type", value.into_owned()),
+            "service" => set_once(&mut f.service, "service", value.into_owned()),
+            "client_id" => set_once(&mut f.client_id, "client_id", value.into_owned()),
+            "username" => set_once(&mut f.username, "username", value.into_owned()),
+            "password" => set_once(&mut password, "password", value.into_owned()),
+            "refresh_token" => set_once(&mut refresh, "refresh_token", value.into_owned()),
+            "access_type" => {
+                f.offline = value == "offline";
+                Ok(())
+            }
+            "scope" => {
+                scope_params.push(value.into_owned());
+                Ok(())
+            }
+            _ => Ok(()),
+        };
+        result.map_err(|e| match e {
+            ApiError::BadRequest(m) => invalid_request(m),
+            other => other,
+        })?;
+    }
+    f.password = password.map(Secret::new);
+    f.refresh_token = refresh.map(Secret::new);
+    f.scopes =
+        parse_scopes(scope_params.iter().map(String::as_str)).map_err(|e| ApiError::OAuth {
+            status: axum::http::StatusCode::BAD_REQUEST,
+            error: "invalid_scope",
+            description: e.to_string(),
+        })?;
+    Ok(f)
+}
+
+/// An OAuth2 `invalid_request` (400).
+pub fn invalid_request(description: impl Into<String>) -> ApiError {
+    ApiError::OAuth {
+        status: axum::http::StatusCode::BAD_REQUEST,
+        error: "invalid_request",
+        description: description.into(),
+    }
+}
+
 fn set_once(slot: &mut Option<String>, name: &str, value: String) -> Result<(), ApiError> {
     match slot {
         Some(existing) if *existing != value => Err(ApiError::BadRequest(format!(
@@ -176,6 +246,39 @@ mod tests {
         let scopes: Vec<String> = q.scopes.iter().map(ToString::to_string).collect();
         assert_eq!(scopes, ["repository:a:pull,push", "repository:b:pull"]);
         assert_eq!(token_query(None).unwrap(), TokenQuery::default());
+    }
+
+    #[test]
+    fn oauth_form_fields() {
+        let f = oauth_form(
+            b"grant_type=password&username=alice&password=p%26w&service=reg&client_id=containers%2Fimage\
+              &access_type=offline&scope=repository:a:pull&scope=repository:a:push+repository:b:pull",
+        )
+        .unwrap();
+        assert_eq!(f.grant_type.as_deref(), Some("password"));
+        assert_eq!(f.username.as_deref(), Some("alice"));
+        assert_eq!(f.password.unwrap().expose(), "p&w");
+        assert_eq!(f.client_id.as_deref(), Some("containers/image"));
+        assert!(f.offline);
+        let scopes: Vec<String> = f.scopes.iter().map(ToString::to_string).collect();
+        assert_eq!(scopes, ["repository:a:pull,push", "repository:b:pull"]);
+        assert!(matches!(
+            oauth_form(b"grant_type=password&grant_type=refresh_token"),
+            Err(ApiError::OAuth {
+                error: "invalid_request",
+                ..
+            })
+        ));
+        assert!(matches!(
+            oauth_form(b"scope=bad"),
+            Err(ApiError::OAuth {
+                error: "invalid_scope",
+                ..
+            })
+        ));
+        let f = oauth_form(b"grant_type=refresh_token&refresh_token=abc").unwrap();
+        assert!(!f.offline);
+        assert_eq!(f.refresh_token.unwrap().expose(), "abc");
     }
 
     #[test]

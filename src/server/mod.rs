@@ -111,3 +111,5 @@ impl MakeRequestId for Counter {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_keys;

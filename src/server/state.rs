@@ -3,7 +3,9 @@
 use std::sync::Arc;
 
 use crate::config::Config;
-use crate::token::TokenIssuer;
+use crate::token::{PublishedKeys, TokenIssuer};
+
+use super::routes::keys::KeyDocuments;
 
 /// Everything a request needs: the validated config and the token issuer (signing key parsed
 /// once at start-up).
@@ -17,6 +19,8 @@ pub struct Inner {
     pub config: Config,
     /// Signs tokens.
     pub issuer: TokenIssuer,
+    /// The JWK Set and certificate bundle of the published keys, encoded once.
+    pub keys: KeyDocuments,
 }
 
 /// Why the state could not be built.
@@ -28,6 +32,9 @@ pub enum StateError {
          `token.generate: true`"
     )]
     NoSigningKey,
+    /// The JWK Set could not be encoded.
+    #[error("cannot encode the published keys as a JWK Set: {0}")]
+    Publish(#[from] serde_json::Error),
 }
 
 impl AppState {
@@ -38,13 +45,19 @@ impl AppState {
             .signing_key
             .clone()
             .ok_or(StateError::NoSigningKey)?;
+        let published = PublishedKeys::new(&key, &config.token.extra_certificates);
+        let keys = KeyDocuments::new(&published, config.token.header_mode)?;
         let issuer = TokenIssuer::new(
             config.token.issuer.clone(),
             config.token.lifetime,
             key,
             config.token.header_mode,
         );
-        Ok(Self(Arc::new(Inner { config, issuer })))
+        Ok(Self(Arc::new(Inner {
+            config,
+            issuer,
+            keys,
+        })))
     }
 
     /// The shared contents.

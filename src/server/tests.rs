@@ -23,6 +23,11 @@ struct TestApp {
 
 fn app_with(extra_token: &str, prefix: &str) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("refresh.secret"),
+        "a-test-refresh-secret-of-enough-length-0123456789",
+    )
+    .unwrap();
     let key = token::generate_self_signed(KeyKind::EcP256, "test", 30).unwrap();
     token::write_key_files(
         &key,
@@ -68,6 +73,39 @@ acl:
 
 fn app() -> TestApp {
     app_with("", "")
+}
+
+/// The app with refresh tokens on (the secret file lives next to the config).
+fn app_refresh() -> TestApp {
+    app_with(
+        "  refresh:\n    enabled: true\n    secret_file: refresh.secret\n    lifetime: 1h",
+        "",
+    )
+}
+
+async fn post_form(app: &TestApp, uri: &str, content_type: &str, body: Vec<u8>) -> Reply {
+    let req = Request::builder()
+        .method(Method::POST)
+        .uri(uri)
+        .header(header::CONTENT_TYPE, content_type)
+        .body(Body::from(body))
+        .unwrap();
+    let resp = app.app.clone().oneshot(req).await.unwrap();
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let body = to_bytes(resp.into_body(), 1 << 20).await.unwrap();
+    let json = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    Reply {
+        status,
+        headers,
+        json,
+    }
+}
+
+const FORM: &str = "application/x-www-form-urlencoded";
+
+async fn post(app: &TestApp, body: &str) -> Reply {
+    post_form(app, "/auth", FORM, body.as_bytes().to_vec()).await
 }
 
 struct Reply {
@@ -303,10 +341,6 @@ async fn aliases_prefix_post_and_unknown_routes() {
             .status,
         StatusCode::NOT_FOUND
     );
-    // OAuth2 POST is not implemented yet: 404 makes clients fall back to GET.
-    let post = send(&app, Method::POST, "/registry-auth/auth", None).await;
-    assert_eq!(post.status, StatusCode::NOT_FOUND);
-    assert_eq!(post.json["errors"][0]["code"], "NOT_FOUND");
     let put = send(&app, Method::PUT, "/registry-auth/auth", None).await;
     assert_eq!(put.status, StatusCode::METHOD_NOT_ALLOWED);
 }
@@ -328,4 +362,174 @@ fn state_needs_a_signing_key() {
     let config = config::load(Path::new(&path)).unwrap();
     assert!(config.token.signing_key.is_none());
     assert!(AppState::new(config).is_err());
+}
+
+#[tokio::test]
+async fn oauth_password_grant_returns_granted_scope() {
+    let app = app_refresh();
+    let r = post(
+        &app,
+        "grant_type=password&username=alice&password=alicepass&service=reg&client_id=test\
+         &scope=repository:alice/app:pull,push,delete+repository:bob/app:pull",
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    assert_eq!(r.json["token"], r.json["access_token"]);
+    assert_eq!(r.json["scope"], "repository:alice/app:pull,push");
+    assert_eq!(r.json["expires_in"], 300);
+    assert!(r.json["issued_at"].is_string());
+    assert!(
+        r.json.get("refresh_token").is_none(),
+        "no offline access asked"
+    );
+    assert_eq!(claims(&r)["sub"], "alice");
+}
+
+#[tokio::test]
+async fn oauth_offline_password_grant_then_refresh_grant() {
+    let app = app_refresh();
+    let r = post(
+        &app,
+        "grant_type=password&username=alice&password=alicepass&service=reg&client_id=docker\
+         &access_type=offline",
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    let refresh = r.json["refresh_token"].as_str().unwrap().to_owned();
+    // podman sends repeated scope fields; docker a space-separated list.
+    let body = format!(
+        "grant_type=refresh_token&refresh_token={refresh}&service=reg&client_id=containers%2Fimage\
+         &scope=repository:alice/app:pull&scope=repository:alice/app:push"
+    );
+    let r = post(&app, &body).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    assert_eq!(r.json["scope"], "repository:alice/app:pull,push");
+    assert_eq!(
+        claims(&r)["access"],
+        serde_json::json!([{"type": "repository", "name": "alice/app", "actions": ["pull", "push"]}])
+    );
+    assert!(r.json.get("refresh_token").is_none());
+    // access_type=offline on a refresh grant returns the same refresh token.
+    let r = post(&app, &format!("{body}&access_type=offline")).await;
+    assert_eq!(r.json["refresh_token"], refresh.as_str());
+    // Another service: refused.
+    let r = post(
+        &app,
+        &format!("grant_type=refresh_token&refresh_token={refresh}&service=other&client_id=x"),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(r.json["error"], "invalid_grant");
+}
+
+#[tokio::test]
+async fn get_returns_a_refresh_token_only_with_offline_token() {
+    let refreshing = app_refresh();
+    let app = &refreshing;
+    let auth = basic("alice", "alicepass");
+    let plain = send(
+        app,
+        Method::GET,
+        "/auth?service=reg&account=alice",
+        Some(&auth),
+    )
+    .await;
+    assert_eq!(plain.status, StatusCode::OK);
+    assert!(plain.json.get("refresh_token").is_none());
+    let offline = send(
+        app,
+        Method::GET,
+        "/auth?service=reg&account=alice&client_id=docker&offline_token=true",
+        Some(&auth),
+    )
+    .await;
+    assert!(
+        offline.json["refresh_token"]
+            .as_str()
+            .unwrap()
+            .starts_with("rat1.")
+    );
+    // Refresh tokens disabled: never one, even when asked.
+    let off = self::app();
+    let r = send(
+        &off,
+        Method::GET,
+        "/auth?service=reg&offline_token=true",
+        Some(&auth),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.json.get("refresh_token").is_none());
+}
+
+#[tokio::test]
+async fn oauth_client_mistakes_are_4xx_with_oauth_errors() {
+    let app = app_refresh();
+    for (body, status, error) in [
+        ("service=reg&client_id=x", 400, "invalid_request"),
+        (
+            "grant_type=magic&service=reg&client_id=x",
+            400,
+            "unsupported_grant_type",
+        ),
+        (
+            "grant_type=password&client_id=x&username=a&password=b",
+            400,
+            "invalid_request",
+        ),
+        (
+            "grant_type=password&service=reg&username=a&password=b",
+            400,
+            "invalid_request",
+        ),
+        (
+            "grant_type=password&service=reg&client_id=x&password=b",
+            400,
+            "invalid_request",
+        ),
+        (
+            "grant_type=password&service=reg&client_id=x&username=a",
+            400,
+            "invalid_request",
+        ),
+        (
+            "grant_type=refresh_token&service=reg&client_id=x",
+            400,
+            "invalid_request",
+        ),
+        (
+            "grant_type=password&service=reg&client_id=x&username=alice&password=alicepass&scope=bad",
+            400,
+            "invalid_scope",
+        ),
+        (
+            "grant_type=password&service=reg&client_id=x&username=alice&password=wrong",
+            401,
+            "invalid_grant",
+        ),
+        (
+            "grant_type=password&service=reg&client_id=x&username=nobody&password=x",
+            401,
+            "invalid_grant",
+        ),
+        (
+            "grant_type=refresh_token&service=reg&client_id=x&refresh_token=garbage",
+            401,
+            "invalid_grant",
+        ),
+    ] {
+        let r = post(&app, body).await;
+        assert_eq!(r.status.as_u16(), status, "{body}: {}", r.json);
+        assert_eq!(r.json["error"], error, "{body}");
+        assert!(
+            r.json["error_description"]
+                .as_str()
+                .is_some_and(|d| !d.is_empty())
+        );
+    }
+    let r = post_form(&app, "/auth", "application/json", b"{}".to_vec()).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(r.json["error"], "invalid_request");
+    let r = post_form(&app, "/auth", FORM, vec![b'a'; 100_000]).await;
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
 }

@@ -2,9 +2,10 @@
 //!
 //! The shape is what distribution 2.8 (and v3, zot) verify:
 //!
-//! * header `{"typ":"JWT","alg":"ES256","kid":"<libtrust key ID>"}` ([`HeaderMode::KidLibtrust`])
-//!   or `{"typ":"JWT","alg":"ES256","x5c":["<std base64 DER>", ...]}` ([`HeaderMode::X5c`],
-//!   the whole chain of the certificate file, leaf first);
+//! * header `{"typ":"JWT","alg":"ES256","kid":"<libtrust key ID>"}` ([`HeaderMode::KidLibtrust`]),
+//!   `{"typ":"JWT","alg":"ES256","kid":"<RFC 7638 JWK thumbprint>"}`
+//!   ([`HeaderMode::KidThumbprint`]) or `{"typ":"JWT","alg":"ES256","x5c":["<std base64 DER>",
+//!   ...]}` ([`HeaderMode::X5c`], the whole chain of the certificate file, leaf first);
 //! * claims `iss`, `sub`, `aud` (a JSON **string**), `exp`, `nbf` (now − 5 s), `iat` (JSON
 //!   **integers**), `jti` (128 random bits) and `access` (`[{"type","name","actions":[...]}]`,
 //!   `[]` when nothing was requested, `"actions":[]` for a denied resource);
@@ -36,6 +37,9 @@ pub enum HeaderMode {
     /// `x5c` = the certificate chain (works with registry 2.x and 3.x; the bundle may hold the
     /// certificate itself or a CA that issued it).
     X5c,
+    /// `kid` = RFC 7638 JWK thumbprint of the signing key (registry v3.1+ for keys in its
+    /// `rootcertbundle`, v3.0 for RSA keys only; any v3 with the key in its `jwks` file).
+    KidThumbprint,
 }
 
 /// One entry of the `access` claim: the actions granted on one resource.
@@ -205,13 +209,16 @@ impl TokenIssuer {
     }
 }
 
-/// The header JSON. Every interpolated value is `[A-Z0-9:]` (alg, kid) or standard base64
-/// (`x5c`), so no JSON escaping is needed.
+/// The header JSON. Every interpolated value is `[A-Z0-9:]` (alg, libtrust kid), base64url
+/// (thumbprint kid) or standard base64 (`x5c`), so no JSON escaping is needed.
 fn header_json(key: &SigningKey, mode: HeaderMode) -> String {
     let mut header = format!(r#"{{"typ":"JWT","alg":"{}""#, key.algorithm().as_str());
     match mode {
         HeaderMode::KidLibtrust => {
             let _ = write!(header, r#","kid":"{}""#, key.kid());
+        }
+        HeaderMode::KidThumbprint => {
+            let _ = write!(header, r#","kid":"{}""#, key.thumbprint());
         }
         HeaderMode::X5c => {
             header.push_str(r#","x5c":["#);

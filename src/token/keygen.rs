@@ -10,6 +10,9 @@
 //! * [`ensure_generated`]: creates an ES256 key (mode 0600) and self-signed certificate (0644)
 //!   when neither file exists; [`write_key_files`] writes a [`GeneratedKey`] (for `gen-keys`).
 //!
+//! EC keys are drawn until neither coordinate starts with a zero byte, so that registry v3.1's
+//! JWK thumbprint (which drops leading zeros) equals the RFC 7638 one (`kid-thumbprint`).
+//!
 //! Private keys are PKCS#8 PEM (`PRIVATE KEY`). Files are written atomically: a temporary file
 //! in the same directory, created with its final mode, then renamed (or, for
 //! [`ensure_generated`], hard-linked so that an existing file is never clobbered).
@@ -323,15 +326,47 @@ fn generate_error(what: &'static str, e: &dyn fmt::Display) -> KeyError {
     }
 }
 
-fn generate_key_pair(kind: KeyKind) -> Result<KeyPair, KeyError> {
+/// How many EC keys [`generate_key_pair`] draws at most to find one without a short
+/// coordinate (each draw fails with probability ≈ 2/256, so 64 draws never all fail).
+const MAX_EC_DRAWS: usize = 64;
+
+pub(super) fn generate_key_pair(kind: KeyKind) -> Result<KeyPair, KeyError> {
+    let ec = |alg: &'static rcgen::SignatureAlgorithm| -> Result<KeyPair, KeyError> {
+        for _ in 0..MAX_EC_DRAWS {
+            let key =
+                KeyPair::generate_for(alg).map_err(|e| generate_error("a private key", &e))?;
+            if ec_coordinates_are_full_length(key.public_key_raw()) {
+                return Ok(key);
+            }
+        }
+        Err(generate_error(
+            "a private key",
+            &"no EC key without a leading zero coordinate byte was found",
+        ))
+    };
     let result = match kind {
-        KeyKind::EcP256 => KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256),
-        KeyKind::EcP384 => KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384),
+        KeyKind::EcP256 => return ec(&rcgen::PKCS_ECDSA_P256_SHA256),
+        KeyKind::EcP384 => return ec(&rcgen::PKCS_ECDSA_P384_SHA384),
         KeyKind::Rsa2048 => KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, RsaKeySize::_2048),
         KeyKind::Rsa3072 => KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, RsaKeySize::_3072),
         KeyKind::Rsa4096 => KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, RsaKeySize::_4096),
     };
     result.map_err(|e| generate_error("a private key", &e))
+}
+
+/// Whether an uncompressed EC point `04 ‖ x ‖ y` has `x` and `y` both starting with a non-zero
+/// byte. Distribution v3.1 computes the JWK thumbprint from coordinates stripped of leading
+/// zeros (RFC 7638 keeps them); for such keys both thumbprints agree, so a `kid-thumbprint`
+/// token is accepted whichever way the registry computes it.
+pub(crate) fn ec_coordinates_are_full_length(point: &[u8]) -> bool {
+    let Some((&0x04, xy)) = point.split_first() else {
+        return false;
+    };
+    if xy.is_empty() || !xy.len().is_multiple_of(2) {
+        return false;
+    }
+    let (x, y) = xy.split_at(xy.len() / 2);
+    x.first() != Some(&0) && y.first() != Some(&0)
 }
 
 /// Subject CN, validity window, random serial.

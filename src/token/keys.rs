@@ -30,6 +30,8 @@ use x509_parser::oid_registry::{
 use x509_parser::prelude::{FromDer, X509Certificate};
 use x509_parser::public_key::PublicKey;
 
+use super::publish::PublishedKey;
+
 /// Smallest RSA modulus accepted for signing, in bits.
 pub const MIN_RSA_BITS: usize = 2048;
 
@@ -235,7 +237,8 @@ enum Signer {
 pub struct SigningKey {
     algorithm: Algorithm,
     kid: String,
-    chain: Vec<Vec<u8>>,
+    /// The certificate chain and the public key in its published forms.
+    public: PublishedKey,
     not_after: SystemTime,
     signer: Signer,
     rng: SystemRandom,
@@ -246,7 +249,8 @@ impl fmt::Debug for SigningKey {
         f.debug_struct("SigningKey")
             .field("algorithm", &self.algorithm)
             .field("kid", &self.kid)
-            .field("chain_len", &self.chain.len())
+            .field("thumbprint", &self.public.thumbprint())
+            .field("chain_len", &self.public.certificate_chain().len())
             .field("not_after", &self.not_after)
             .finish_non_exhaustive()
     }
@@ -411,12 +415,13 @@ impl SigningKey {
             }
         };
 
+        let public = PublishedKey::from_chain(chain, cert_origin)?;
         Ok(SigningKey {
             algorithm,
             // Go's x509.MarshalPKIXPublicKey re-encodes the key canonically; aws-lc's SPKI DER
             // is the same canonical form (named curve, uncompressed point; RSA with NULL).
             kid: libtrust_key_id(&public_spki),
-            chain,
+            public,
             not_after,
             signer,
             rng: SystemRandom::new(),
@@ -433,9 +438,20 @@ impl SigningKey {
         &self.kid
     }
 
+    /// RFC 7638 JWK thumbprint of the leaf certificate's public key (the `kid` registry v3
+    /// trusts for a `rootcertbundle` certificate).
+    pub fn thumbprint(&self) -> &str {
+        self.public.thumbprint()
+    }
+
+    /// The public half: certificate chain, JWK parameters, key IDs.
+    pub fn public_key(&self) -> &PublishedKey {
+        &self.public
+    }
+
     /// The certificate chain as DER, leaf first, exactly as listed in the certificate PEM.
     pub fn certificate_chain(&self) -> &[Vec<u8>] {
-        &self.chain
+        self.public.certificate_chain()
     }
 
     /// End of the leaf certificate's validity period.
@@ -494,7 +510,7 @@ pub fn libtrust_key_id(spki_der: &[u8]) -> String {
 }
 
 /// Every `CERTIFICATE` block, in order.
-fn read_certificates(pem: &[u8], origin: &str) -> Result<Vec<Vec<u8>>, KeyError> {
+pub(super) fn read_certificates(pem: &[u8], origin: &str) -> Result<Vec<Vec<u8>>, KeyError> {
     let mut chain = Vec::new();
     for item in CertificateDer::pem_slice_iter(pem) {
         let cert = item.map_err(|e| KeyError::Pem {
@@ -512,7 +528,7 @@ fn read_certificates(pem: &[u8], origin: &str) -> Result<Vec<Vec<u8>>, KeyError>
     Ok(chain)
 }
 
-fn parse_certificate<'a>(
+pub(super) fn parse_certificate<'a>(
     der: &'a [u8],
     origin: &str,
     index: usize,
@@ -527,6 +543,18 @@ fn parse_certificate<'a>(
         return Err(error("trailing data after the certificate".into()));
     }
     Ok(cert)
+}
+
+/// The algorithm a token signed by the leaf certificate's key uses, rejecting key types
+/// registries cannot verify (with the same messages as for the signing key).
+pub(super) fn key_algorithm(
+    leaf: &X509Certificate<'_>,
+    origin: &str,
+) -> Result<Algorithm, KeyError> {
+    Ok(match expected_key(leaf, origin)? {
+        Expected::Rsa => Algorithm::Rs256,
+        Expected::Ec(algorithm, _, _) => algorithm,
+    })
 }
 
 /// The key type the leaf certificate requires, rejecting what registries cannot verify.

@@ -1,6 +1,7 @@
 //! Router composition: each feature exposes a `Router<AppState>`; they are merged here under
 //! `server.path_prefix`, with a JSON 404 fallback.
 
+pub(super) mod keys;
 mod token;
 
 use axum::Router;
@@ -12,6 +13,7 @@ use super::state::AppState;
 pub fn routes(prefix: &str) -> Router<AppState> {
     Router::new()
         .merge(token::routes(prefix))
+        .merge(keys::routes(prefix))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
 }

@@ -1,48 +1,55 @@
-//! The token endpoint: `GET <prefix>/auth` (also `/auth/token`, the path registry 2.8's
-//! `autoredirect` uses), in the Docker token protocol.
+//! The token endpoint at `<prefix>/auth` (also `/auth/token`, the path registry 2.8's
+//! `autoredirect` uses):
+//!
+//! * `GET`: the Docker token protocol (Basic credentials or anonymous, `scope` parameters);
+//! * `POST`: the OAuth2 flow (`grant_type=password` and `grant_type=refresh_token`, form body).
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::SystemTime;
 
+use axum::body::{Body, to_bytes};
 use axum::extract::{ConnectInfo, RawQuery, State};
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Serialize;
-use tracing::{debug, info};
+use tracing::{info, warn};
 
-use crate::grant::{self, GrantOutcome, ScopeDecision, TokenRequest};
+use crate::authn::Credentials;
+use crate::grant::{self, DecidedBy, GrantOutcome, RefreshRequest, ScopeDecision, TokenRequest};
 use crate::server::error::ApiError;
-use crate::server::extract::{basic_credentials, token_query};
-use crate::server::state::AppState;
+use crate::server::extract::{basic_credentials, invalid_request, oauth_form, token_query};
+use crate::server::state::{AppState, Inner};
+
+/// Largest OAuth2 form body accepted.
+const MAX_FORM_BYTES: usize = 64 * 1024;
 
 pub(super) fn routes(prefix: &str) -> Router<AppState> {
-    Router::new()
-        .route(
-            &format!("{prefix}/auth"),
-            get(token).post(oauth_not_supported),
-        )
-        .route(
-            &format!("{prefix}/auth/token"),
-            get(token).post(oauth_not_supported),
-        )
-        .route(
-            &format!("{prefix}/auth/token/"),
-            get(token).post(oauth_not_supported),
-        )
+    let mut router = Router::new();
+    for path in ["/auth", "/auth/token", "/auth/token/"] {
+        router = router.route(&format!("{prefix}{path}"), get(token).post(oauth_token));
+    }
+    router
 }
 
 /// The token response. `token` and `access_token` carry the same JWT (older clients read one,
-/// newer the other). No `refresh_token`: it is only ever issued once the OAuth2 POST flow works.
+/// newer the other). `scope` (the granted scopes) is sent on the OAuth2 flow, `refresh_token`
+/// only when offline access was asked for and is enabled.
 #[derive(Debug, Serialize)]
 struct TokenResponse<'a> {
     token: &'a str,
     access_token: &'a str,
     expires_in: u64,
     issued_at: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scope: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refresh_token: Option<&'a str>,
 }
 
+/// `GET`: the Docker token protocol.
 async fn token(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -50,26 +57,9 @@ async fn token(
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     let inner = state.inner().clone();
-    let config = &inner.config;
     let query = token_query(raw.as_deref())?;
     let credentials = basic_credentials(&headers)?;
-    let service = match query.service {
-        Some(s) if !s.is_empty() => s,
-        _ => {
-            return Err(ApiError::BadRequest(
-                "the `service` parameter is required (it becomes the token's audience and must \
-                 equal the registry's auth.token.service)"
-                    .to_owned(),
-            ));
-        }
-    };
-    if let Some(allowed) = &config.token.allowed_services
-        && !allowed.contains(&service)
-    {
-        return Err(ApiError::BadRequest(format!(
-            "tokens for service {service:?} are not issued here"
-        )));
-    }
+    let service = required_service(&inner, query.service).map_err(ApiError::BadRequest)?;
     if let Some(account) = &query.account
         && !credentials.is_anonymous()
         && *account != credentials.account
@@ -84,70 +74,229 @@ async fn token(
         scopes: query.scopes,
         credentials,
         ip: Some(peer.ip()),
+        offline: query.offline_token,
     };
-    let client_id = query.client_id;
-    // bcrypt and signing are CPU-bound: keep them off the async workers.
-    let task_state = inner.clone();
-    let (outcome, request) = tokio::task::spawn_blocking(move || {
-        let s = &task_state;
-        let outcome = grant::grant(
-            &s.config.authn,
-            &s.config.acl,
-            &s.issuer,
-            &request,
-            SystemTime::now(),
-        );
-        (outcome, request)
+    let client_id = query.client_id.unwrap_or_default();
+    let outcome = password_grant(&inner, request, peer, &client_id).await?;
+    respond(outcome, false, None).map_err(|()| ApiError::Unauthorized {
+        realm: inner.config.token.issuer.clone(),
     })
-    .await
-    .map_err(|e| ApiError::Internal(format!("token task failed: {e}")))?;
-    let outcome = outcome.map_err(|e| ApiError::Internal(e.to_string()))?;
-    let account = request.credentials.account.as_str();
-    match outcome {
-        GrantOutcome::Unauthorized => {
-            info!(
-                account,
-                service = %request.service,
-                client_ip = %peer.ip(),
-                client_id = client_id.as_deref().unwrap_or(""),
-                "token refused: bad credentials"
-            );
-            Err(ApiError::Unauthorized {
-                realm: config.token.issuer.clone(),
+}
+
+/// `POST`: the OAuth2 token flow.
+async fn oauth_token(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let inner = state.inner().clone();
+    let is_form = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(';').next().is_some_and(|m| {
+                m.trim()
+                    .eq_ignore_ascii_case("application/x-www-form-urlencoded")
             })
-        }
-        GrantOutcome::Issued { token, decisions } => {
-            info!(
-                account,
-                service = %request.service,
-                client_ip = %peer.ip(),
-                client_id = client_id.as_deref().unwrap_or(""),
-                scopes = %DecisionsDisplay(&decisions),
-                "token issued"
-            );
-            debug!(expires_in = token.expires_in, "token lifetime");
-            let body = TokenResponse {
-                token: &token.token,
-                access_token: &token.token,
-                expires_in: token.expires_in,
-                issued_at: &token.issued_at,
+        });
+    if !is_form {
+        return Err(invalid_request(
+            "the body must be a form (Content-Type: application/x-www-form-urlencoded)",
+        ));
+    }
+    let body = to_bytes(body, MAX_FORM_BYTES)
+        .await
+        .map_err(|_| ApiError::OAuth {
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            error: "invalid_request",
+            description: format!("the form body is larger than {MAX_FORM_BYTES} bytes"),
+        })?;
+    let form = oauth_form(&body)?;
+    let grant_type = form
+        .grant_type
+        .ok_or_else(|| invalid_request("missing `grant_type` (password or refresh_token)"))?;
+    let service = required_service(&inner, form.service).map_err(invalid_request)?;
+    let client_id = form
+        .client_id
+        .filter(|c| !c.is_empty())
+        .ok_or_else(|| invalid_request("missing `client_id` (any name for your client)"))?;
+    let invalid_grant = || ApiError::OAuth {
+        status: StatusCode::UNAUTHORIZED,
+        error: "invalid_grant",
+        description: "invalid credentials or refresh token".to_owned(),
+    };
+    match grant_type.as_str() {
+        "password" => {
+            let username = form
+                .username
+                .filter(|u| !u.is_empty())
+                .ok_or_else(|| invalid_request("missing `username` for grant_type=password"))?;
+            let password = form
+                .password
+                .ok_or_else(|| invalid_request("missing `password` for grant_type=password"))?;
+            let request = TokenRequest {
+                service,
+                scopes: form.scopes,
+                credentials: Credentials {
+                    account: username,
+                    password,
+                },
+                ip: Some(peer.ip()),
+                offline: form.offline,
             };
-            let mut response = Json(body).into_response();
-            let h = response.headers_mut();
-            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
-            Ok(response)
+            let outcome = password_grant(&inner, request, peer, &client_id).await?;
+            respond(outcome, true, None).map_err(|()| invalid_grant())
         }
+        "refresh_token" => {
+            let refresh_token = form.refresh_token.ok_or_else(|| {
+                invalid_request("missing `refresh_token` for grant_type=refresh_token")
+            })?;
+            // With access_type=offline the same refresh token is returned (oauth.md).
+            let echo = form.offline.then(|| refresh_token.clone());
+            let request = RefreshRequest {
+                refresh_token,
+                service,
+                scopes: form.scopes,
+                ip: Some(peer.ip()),
+            };
+            let task = inner.clone();
+            let (outcome, problem) = tokio::task::spawn_blocking(move || {
+                grant::grant_refresh(&task.config, &task.issuer, &request, SystemTime::now())
+            })
+            .await
+            .map_err(|e| ApiError::Internal(format!("token task failed: {e}")))?
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+            if let Some(problem) = problem {
+                warn!("{problem}");
+            }
+            log_outcome(&outcome, peer, &client_id, "refresh_token");
+            respond(outcome, true, echo.as_ref().map(|s| s.expose())).map_err(|()| invalid_grant())
+        }
+        other => Err(ApiError::OAuth {
+            status: StatusCode::BAD_REQUEST,
+            error: "unsupported_grant_type",
+            description: format!(
+                "grant_type {:?} is not supported; use password or refresh_token",
+                truncate(other)
+            ),
+        }),
     }
 }
 
-/// OAuth2 `POST` on the realm is not implemented yet. The token protocol says clients fall back
-/// to `GET` when the POST answers 404.
-async fn oauth_not_supported() -> ApiError {
-    ApiError::NotFound("the OAuth2 token flow (POST) is not supported; use GET".to_owned())
+fn required_service(inner: &Inner, service: Option<String>) -> Result<String, String> {
+    let service = match service {
+        Some(s) if !s.is_empty() => s,
+        _ => {
+            return Err(
+                "the `service` parameter is required (it becomes the token's audience \
+                        and must equal the registry's auth.token.service)"
+                    .to_owned(),
+            );
+        }
+    };
+    if let Some(allowed) = &inner.config.token.allowed_services
+        && !allowed.contains(&service)
+    {
+        return Err(format!(
+            "tokens for service {:?} are not issued here",
+            truncate(&service)
+        ));
+    }
+    Ok(service)
 }
 
-/// `repository:a:pull,push→pull[acl 2]; registry:catalog:*→-[no match]` for the log line.
+/// Runs a password grant on a blocking thread (bcrypt and signing are CPU-bound) and logs it.
+async fn password_grant(
+    inner: &Arc<Inner>,
+    request: TokenRequest,
+    peer: SocketAddr,
+    client_id: &str,
+) -> Result<GrantOutcome, ApiError> {
+    let task = inner.clone();
+    let outcome = tokio::task::spawn_blocking(move || {
+        grant::grant(&task.config, &task.issuer, &request, SystemTime::now())
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("token task failed: {e}")))?
+    .map_err(|e| ApiError::Internal(e.to_string()))?;
+    log_outcome(&outcome, peer, client_id, "password");
+    Ok(outcome)
+}
+
+/// The success response, or `Err(())` for an unauthorized outcome (the caller picks the error
+/// shape: registry-style for GET, OAuth2 for POST).
+fn respond(
+    outcome: GrantOutcome,
+    with_scope: bool,
+    echo_refresh: Option<&str>,
+) -> Result<Response, ()> {
+    let GrantOutcome::Issued {
+        token,
+        decisions,
+        refresh,
+        ..
+    } = outcome
+    else {
+        return Err(());
+    };
+    let scope = with_scope.then(|| {
+        decisions
+            .iter()
+            .filter(|d| !d.granted.is_empty())
+            .map(|d| format!("{}:{}:{}", d.scope.kind, d.scope.name, d.granted.join(",")))
+            .collect::<Vec<_>>()
+            .join(" ")
+    });
+    let body = TokenResponse {
+        token: &token.token,
+        access_token: &token.token,
+        expires_in: token.expires_in,
+        issued_at: &token.issued_at,
+        scope,
+        refresh_token: refresh.as_ref().map(|r| r.token.expose()).or(echo_refresh),
+    };
+    let mut response = Json(body).into_response();
+    let h = response.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    Ok(response)
+}
+
+fn log_outcome(outcome: &GrantOutcome, peer: SocketAddr, client_id: &str, grant: &str) {
+    match outcome {
+        GrantOutcome::Unauthorized { reason } => info!(
+            client_ip = %peer.ip(),
+            client_id,
+            grant,
+            reason,
+            "token refused"
+        ),
+        GrantOutcome::Issued {
+            account,
+            decisions,
+            refresh,
+            ..
+        } => info!(
+            account,
+            client_ip = %peer.ip(),
+            client_id,
+            grant,
+            scopes = %DecisionsDisplay(decisions),
+            refresh_token_id = refresh.as_ref().map_or("", |r| r.id.as_str()),
+            "token issued"
+        ),
+    }
+}
+
+fn truncate(s: &str) -> &str {
+    match s.char_indices().nth(64) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+/// `repository:a:pull,push→pull [acl 2]; registry:catalog:*→- [no match]` for the log line.
 struct DecisionsDisplay<'a>(&'a [ScopeDecision]);
 
 impl std::fmt::Display for DecisionsDisplay<'_> {
@@ -162,9 +311,10 @@ impl std::fmt::Display for DecisionsDisplay<'_> {
             } else {
                 f.write_str(&d.granted.join(","))?;
             }
-            match d.entry {
-                Some(e) => write!(f, " [acl {e}]")?,
-                None => f.write_str(" [no match]")?,
+            match d.decided_by {
+                DecidedBy::AclEntry(e) => write!(f, " [acl {e}]")?,
+                DecidedBy::NoMatch => f.write_str(" [no match]")?,
+                DecidedBy::RobotScopes => f.write_str(" [robot scopes]")?,
             }
         }
         Ok(())

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Installs the external programs the integration tests drive (Debian bookworm, as root):
+#   docker-registry (CNCF distribution 2.8.2), skopeo, podman, docker.io (dockerd + CLI), curl,
+#   ca-certificates, uidmap.
+# Idempotent and quick when everything is present (no apt-get at all then).
+# apt is kept from starting the packages' services (the registry would listen on :5000 on all
+# interfaces, docker.io would start a system dockerd) with a temporary /usr/sbin/policy-rc.d.
+set -euo pipefail
+
+PKGS=(docker-registry skopeo podman docker.io curl ca-certificates uidmap)
+
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "install-test-deps.sh: need root to install: ${missing[*]}" >&2
+    exit 1
+  fi
+  echo "install-test-deps.sh: installing ${missing[*]}" >&2
+  created=0
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\n# temporary, from scripts/install-test-deps.sh: do not start services\nexit 101\n' \
+      > /usr/sbin/policy-rc.d
+    chmod 755 /usr/sbin/policy-rc.d
+    created=1
+  fi
+  cleanup() { if [ "$created" = 1 ]; then rm -f /usr/sbin/policy-rc.d; fi; }
+  trap cleanup EXIT
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Every program the tests call must now be on PATH.
+for bin in docker-registry skopeo podman dockerd docker curl; do
+  if ! command -v "$bin" >/dev/null 2>&1; then
+    echo "install-test-deps.sh: $bin is still missing after installing ${PKGS[*]}" >&2
+    exit 1
+  fi
+done
+echo "install-test-deps.sh: ok ($(skopeo --version), $(podman --version), $(docker --version | cut -d, -f1), dockerd $(dockerd --version | awk '{print $3}' | tr -d ,))" >&2

@@ -1,0 +1,136 @@
+//! `registry-auth tokens revoke` and `registry-auth robot create`.
+
+use std::fs;
+use std::io::{self, Write};
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::SystemTime;
+
+use anyhow::{Context, Result, bail};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use registry_auth::authz::ScopeGrants;
+use registry_auth::config;
+use registry_auth::token::refresh::{RevocationList, unverified_token_id};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+pub(crate) fn revoke(path: &Path, user: Option<&str>, token: Option<&str>) -> Result<ExitCode> {
+    let config = match config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            writeln!(io::stderr(), "{e}")?;
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let Some(refresh) = &config.token.refresh else {
+        bail!("refresh tokens are not enabled in {}", path.display());
+    };
+    let Some(file) = refresh.revocations.path() else {
+        bail!(
+            "set token.refresh.revocations_file in {} (a file every replica can read) to revoke \
+             tokens",
+            path.display()
+        );
+    };
+    let mut list = match fs::read_to_string(file) {
+        Ok(text) => RevocationList::parse(&text)
+            .map_err(|e| anyhow::anyhow!("{}: {e}; fix or remove it first", file.display()))?,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => RevocationList::default(),
+        Err(e) => return Err(e).with_context(|| format!("while reading {}", file.display())),
+    };
+    let what = match (user, token) {
+        (Some(user), _) => {
+            let now = OffsetDateTime::now_utc()
+                .replace_nanosecond(0)
+                .unwrap_or_else(|_| OffsetDateTime::now_utc())
+                .format(&Rfc3339)
+                .context("while formatting the time")?;
+            list.users.insert(user.to_owned(), now.clone());
+            format!("every refresh token of user {user:?} issued until {now}")
+        }
+        (None, Some(token)) => {
+            // A whole token, or just its id.
+            let id = unverified_token_id(token).unwrap_or_else(|| token.to_owned());
+            list.tokens.insert(id.clone());
+            format!("refresh token {id}")
+        }
+        (None, None) => bail!("give a token id or --user NAME"),
+    };
+    let tmp = file.with_extension("tmp-revoke");
+    fs::write(&tmp, list.to_yaml()).with_context(|| format!("while writing {}", tmp.display()))?;
+    fs::rename(&tmp, file).with_context(|| format!("while replacing {}", file.display()))?;
+    writeln!(
+        io::stdout(),
+        "revoked {what} (written to {}; servers read it at the next refresh)",
+        file.display()
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) fn robot_create(
+    name: &str,
+    scopes: &[String],
+    expires: Option<&str>,
+    cost: u32,
+) -> Result<ExitCode> {
+    let valid_name = name
+        .bytes()
+        .next()
+        .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        && name.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-')
+        });
+    if !valid_name {
+        bail!("robot names are lower-case letters, digits, `.`, `_` or `-`");
+    }
+    if let Err(errors) = ScopeGrants::compile(scopes) {
+        let messages: Vec<String> = errors.into_iter().map(|(_, m)| m).collect();
+        bail!("bad --scope: {}", messages.join("; "));
+    }
+    let expires = match expires {
+        None => None,
+        Some(text) => Some(match humantime::parse_duration(text) {
+            Ok(d) => OffsetDateTime::from(SystemTime::now() + d)
+                .replace_nanosecond(0)
+                .unwrap_or_else(|_| OffsetDateTime::now_utc())
+                .format(&Rfc3339)
+                .context("while formatting the expiry")?,
+            Err(_) => {
+                OffsetDateTime::parse(text, &Rfc3339).map_err(|_| {
+                    anyhow::anyhow!(
+                        "--expires {text:?}: give a duration (30d, 12h) or an RFC 3339 time"
+                    )
+                })?;
+                text.to_owned()
+            }
+        }),
+    };
+    let secret_bytes: [u8; 32] = rand::random();
+    let secret = URL_SAFE_NO_PAD.encode(secret_bytes);
+    let hash = bcrypt::hash(&secret, cost).context("while hashing the secret")?;
+    let mut out = io::stdout().lock();
+    writeln!(
+        out,
+        "Robot `robot${name}` created. Its secret, shown only this once:\n"
+    )?;
+    writeln!(out, "    {secret}\n")?;
+    writeln!(
+        out,
+        "Add this under `robots:` in the config (the hash, never the secret):\n"
+    )?;
+    writeln!(out, "robots:\n  {name}:\n    secret: \"{hash}\"")?;
+    if let Some(e) = &expires {
+        writeln!(out, "    expires: \"{e}\"")?;
+    }
+    let quoted: Vec<String> = scopes
+        .iter()
+        .map(|s| serde_json::Value::String(s.clone()).to_string())
+        .collect();
+    writeln!(out, "    scopes: [{}]", quoted.join(", "))?;
+    writeln!(
+        out,
+        "\nLog in with: echo \"$SECRET\" | docker login --username 'robot${name}' --password-stdin REGISTRY"
+    )?;
+    Ok(ExitCode::SUCCESS)
+}

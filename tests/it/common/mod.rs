@@ -1,0 +1,14 @@
+//! Helpers shared by the integration tests: child processes, a small HTTP client, the test
+//! image, keys, the registry, our server, the clients, and the scenario runner.
+
+pub mod clients;
+pub mod dockerd;
+pub mod http;
+pub mod image;
+pub mod jwt;
+pub mod keys;
+pub mod proc;
+pub mod registry;
+pub mod scenario;
+pub mod server;
+pub mod stack;

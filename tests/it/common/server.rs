@@ -1,0 +1,204 @@
+//! `registry-auth serve` as a child process on an ephemeral loopback port.
+
+use std::fs::{self, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+
+use super::proc::{self, ChildGuard, StopMode, strip_ansi, tail};
+
+/// The server binary under test.
+pub fn binary() -> PathBuf {
+    match std::env::var_os("REGISTRY_AUTH_IT_BIN") {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => PathBuf::from(env!("CARGO_BIN_EXE_registry-auth")),
+    }
+}
+
+/// Runs a non-serving subcommand (`check-config …`) to completion.
+pub fn run_cli(args: &[&str]) -> proc::CmdOutput {
+    let mut cmd = Command::new(binary());
+    cmd.args(args).env_remove("RUST_LOG");
+    proc::run(&mut cmd, None, Duration::from_secs(30))
+}
+
+#[derive(Debug)]
+pub struct AuthServer {
+    /// `127.0.0.1:PORT` as logged by the server.
+    pub addr: String,
+    pub config: PathBuf,
+    /// stderr of every run of this server (appended across restarts).
+    pub log: PathBuf,
+    guard: ChildGuard,
+}
+
+impl AuthServer {
+    /// Starts `serve --config CONFIG --listen 127.0.0.1:0 --log-level trace`, stderr (and
+    /// stdout) appended to `log`, and waits for the `listening … addr=127.0.0.1:PORT` line.
+    pub fn start(config: &Path, log: &Path) -> Self {
+        Self::start_on(config, log, "127.0.0.1:0")
+    }
+
+    pub fn start_on(config: &Path, log: &Path, listen: &str) -> Self {
+        let start_offset = fs::metadata(log).map(|m| m.len()).unwrap_or(0) as usize;
+        let logf = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .expect("open server log");
+        let mut cmd = Command::new(binary());
+        cmd.arg("serve")
+            .arg("--config")
+            .arg(config)
+            .args(["--listen", listen, "--log-level", "trace"])
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(logf.try_clone().expect("dup log fd"))
+            .stderr(logf);
+        let line = proc::cmdline(&cmd);
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start `{line}`: {e}"));
+        let mut guard = ChildGuard::new("registry-auth", child, StopMode::Kill);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let text = fs::read(log).unwrap_or_default();
+            let text = strip_ansi(&String::from_utf8_lossy(
+                text.get(start_offset..).unwrap_or_default(),
+            ));
+            if let Some(addr) = text
+                .lines()
+                .filter(|l| l.contains("listening"))
+                .find_map(parse_addr)
+            {
+                return Self {
+                    addr,
+                    config: config.to_owned(),
+                    log: log.to_owned(),
+                    guard,
+                };
+            }
+            if let Some(status) = guard.try_wait() {
+                panic!(
+                    "`{line}` exited with {status} before logging `listening … addr=`; output:\n{}",
+                    tail(log, 40)
+                );
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "`{line}` did not log `listening … addr=127.0.0.1:PORT` within 20 s; output:\n{}",
+                    tail(log, 40)
+                );
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// `http://127.0.0.1:PORT/auth`
+    pub fn realm(&self) -> String {
+        format!("http://{}/auth", self.addr)
+    }
+
+    pub fn log_tail(&self, n: usize) -> String {
+        tail(&self.log, n)
+    }
+
+    pub fn stop(&mut self) {
+        self.guard.stop();
+    }
+
+    /// Stops, then starts again with the same config and log, on `listen`.
+    pub fn restart_on(&mut self, listen: &str) {
+        self.stop();
+        let fresh = Self::start_on(&self.config, &self.log, listen);
+        *self = fresh;
+    }
+}
+
+/// `addr=127.0.0.1:PORT` (optionally quoted, or JSON `"addr":"…"`).
+fn parse_addr(line: &str) -> Option<String> {
+    for key in ["addr=", "\"addr\":"] {
+        let mut rest = line;
+        while let Some(i) = rest.find(key) {
+            let v = rest[i + key.len()..].trim_start_matches(['"', ' ']);
+            let end = v
+                .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == ':'))
+                .unwrap_or(v.len());
+            let cand = &v[..end];
+            if let Some(port) = cand.strip_prefix("127.0.0.1:")
+                && port.parse::<u16>().is_ok_and(|p| p != 0)
+            {
+                return Some(cand.to_owned());
+            }
+            rest = &rest[i + key.len()..];
+        }
+    }
+    None
+}
+
+/// Fails if the server's log holds any of the secrets in any form a careless logger would
+/// write: verbatim, `user:password` base64 (standard and URL-safe), any JWT the tests
+/// received, or anything that looks like a JWT at all.
+pub fn assert_log_has_no_secrets(log: &Path, passwords: &[(String, String)], tokens: &[String]) {
+    let text = String::from_utf8_lossy(&fs::read(log).unwrap_or_default()).into_owned();
+    let plain = strip_ansi(&text);
+    let mut leaks = std::collections::BTreeSet::new();
+    for (user, password) in passwords {
+        let pair = format!("{user}:{password}");
+        // Very short test passwords ("x", "wrong") could appear in any log by chance; their
+        // `user:password` forms are still checked.
+        let raw = if password.len() >= 8 {
+            password.clone()
+        } else {
+            String::new()
+        };
+        let forms = [
+            ("password", raw),
+            ("user:password", pair.clone()),
+            ("base64(user:password)", STANDARD.encode(&pair)),
+            ("base64url(user:password)", URL_SAFE_NO_PAD.encode(&pair)),
+            (
+                "base64(user:password) unpadded",
+                STANDARD.encode(&pair).trim_end_matches('=').to_owned(),
+            ),
+        ];
+        for (what, needle) in forms {
+            if !needle.is_empty() && (text.contains(&needle) || plain.contains(&needle)) {
+                leaks.insert(format!("{what} of user {user:?}"));
+            }
+        }
+    }
+    for (i, t) in tokens.iter().enumerate() {
+        let sig = t.rsplit('.').next().unwrap_or_default();
+        if plain.contains(t.as_str()) || (sig.len() > 20 && plain.contains(sig)) {
+            leaks.insert(format!(
+                "token #{i} received by the tests (or its signature)"
+            ));
+        }
+    }
+    // `eyJ` = base64url('{"'): a JWT header followed by a payload.
+    let jwt_like = plain.match_indices("eyJ").any(|(pos, _)| {
+        plain[pos..]
+            .split(|c: char| !(c.is_ascii_alphanumeric() || "-_.".contains(c)))
+            .next()
+            .is_some_and(|w| w.matches('.').count() >= 2 && w.len() > 60)
+    });
+    if jwt_like {
+        leaks.insert("something shaped like a JWT".to_owned());
+    }
+    assert!(
+        leaks.is_empty(),
+        "registry-auth's log ({}) leaks secrets: {}",
+        log.display(),
+        leaks.into_iter().collect::<Vec<_>>().join(", ")
+    );
+    assert!(
+        !plain.trim().is_empty(),
+        "the server log {} is empty: log secrecy checked nothing",
+        log.display()
+    );
+}

@@ -1,0 +1,129 @@
+//! Scenario 5: configuration errors through the binary. A typo in an ACL match key is named
+//! with its YAML path by `check-config` (exit 1) and stops `serve` from starting; good configs
+//! pass `check-config`.
+
+use std::fs;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::common::keys::{KeyFiles, KeySetup};
+use crate::common::proc::{self, ChildGuard, StopMode, tail};
+use crate::common::server::{binary, run_cli};
+use crate::common::stack::{self, User, config_yaml};
+use crate::reference_fixture::fixture;
+
+const TYPO_ACL: &str = r#"  - match: {acount: alice, name: "alice/*"}
+    actions: [pull, push]
+"#;
+
+const GOOD_ACL: &str = r#"  - match: {account: alice, name: "alice/*"}
+    actions: [pull, push]
+"#;
+
+/// A config with valid keys whose only problem is `acl[0].match.acount`.
+fn typo_config(dir: &std::path::Path) -> std::path::PathBuf {
+    let keys = KeyFiles::write(KeySetup::EcKid, &dir.join("keys"));
+    let path = dir.join("typo.yml");
+    fs::write(
+        &path,
+        config_yaml(&keys, &[User::new("alice")], false, TYPO_ACL),
+    )
+    .expect("write");
+    path
+}
+
+#[test]
+fn check_config_names_the_misspelt_acl_key_and_its_path() {
+    let tmp = stack::tempdir("ra-it-cfg");
+    let path = typo_config(tmp.path());
+    let out = run_cli(&["check-config", &path.to_string_lossy()]);
+    let text = proc::strip_ansi(&out.combined());
+    assert_eq!(
+        out.code,
+        Some(1),
+        "check-config on a config with a typo must exit 1\n{}",
+        out.describe()
+    );
+    assert!(
+        text.contains("acount"),
+        "the output must name the unknown key `acount`\n{}",
+        out.describe()
+    );
+    assert!(
+        text.contains("acl[0].match"),
+        "the output must give the YAML path `acl[0].match`\n{}",
+        out.describe()
+    );
+}
+
+#[test]
+fn serve_refuses_to_start_with_a_misspelt_acl_key() {
+    let tmp = stack::tempdir("ra-it-cfg");
+    let path = typo_config(tmp.path());
+    let log = tmp.path().join("serve.log");
+    let logf = fs::File::create(&log).expect("log");
+    let mut cmd = Command::new(binary());
+    cmd.arg("serve")
+        .arg("--config")
+        .arg(&path)
+        .args(["--listen", "127.0.0.1:0"])
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(logf.try_clone().expect("dup"))
+        .stderr(logf);
+    let line = proc::cmdline(&cmd);
+    let mut guard = ChildGuard::new(
+        "registry-auth",
+        cmd.spawn().expect("spawn registry-auth"),
+        StopMode::Kill,
+    );
+    let status = guard.wait_timeout(Duration::from_secs(15));
+    let output = tail(&log, 30);
+    match status {
+        None => panic!("`{line}` is still running after 15 s: it must refuse the config\n{output}"),
+        Some(s) => {
+            assert!(!s.success(), "`{line}` exited 0 on a bad config\n{output}");
+            assert!(
+                output.contains("acount"),
+                "`{line}` should say why it refuses to start (name `acount`)\n{output}"
+            );
+        }
+    }
+}
+
+#[test]
+fn check_config_accepts_good_configs() {
+    let tmp = stack::tempdir("ra-it-cfg");
+    for setup in [KeySetup::EcKid, KeySetup::RsaKid, KeySetup::EcLeafX5c] {
+        let keys = KeyFiles::write(setup, &tmp.path().join(format!("{setup:?}")));
+        let path = tmp.path().join(format!("{setup:?}.yml"));
+        fs::write(
+            &path,
+            config_yaml(
+                &keys,
+                &[User::new("alice"), User::new("bob")],
+                true,
+                GOOD_ACL,
+            ),
+        )
+        .expect("write");
+        let out = run_cli(&["check-config", &path.to_string_lossy()]);
+        assert_eq!(
+            out.code,
+            Some(0),
+            "check-config rejected a good config ({setup:?}):\n{}\n{}",
+            fs::read_to_string(&path).unwrap_or_default(),
+            out.describe()
+        );
+    }
+    // The committed reference fixture, as the harness uses it (generate: true, files may not
+    // exist yet).
+    let reference = fixture("harness-reference.yml");
+    let out = run_cli(&["check-config", &reference.to_string_lossy()]);
+    assert_eq!(
+        out.code,
+        Some(0),
+        "check-config rejected tests/fixtures/harness-reference.yml\n{}",
+        out.describe()
+    );
+}

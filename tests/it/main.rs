@@ -1,0 +1,34 @@
+//! End-to-end tests: a real CNCF distribution registry 2.8.2 (`docker-registry`) with
+//! `auth.token` pointed at a `registry-auth serve` child process, driven by real clients
+//! (skopeo, podman, the docker CLI and a private dockerd) plus a raw HTTP client.
+//!
+//! Everything listens on 127.0.0.1 only. Each test owns its temp directory, ports and
+//! child processes; every child is killed and reaped when its guard drops. The external tools
+//! are installed by `scripts/install-test-deps.sh`; a missing tool fails the test with a message
+//! that says so (never a silent skip).
+//!
+//! Environment:
+//! * `REGISTRY_AUTH_IT_BIN=/path/to/binary` runs the suite against another build of the server
+//!   (for example a release binary); by default the binary cargo built for this package.
+//! * `REGISTRY_AUTH_IT_KEEP=1` keeps each test's temp dir (configs, keys, the server's and the
+//!   registry's logs) under /tmp instead of removing it.
+//! * `cargo test --test it -- --nocapture` shows every step's outcome table.
+
+// Long `json!` step tables.
+#![recursion_limit = "512"]
+// Test code: assertions are panics, and unwrap/expect with context is the clearest way to fail.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stderr,
+    clippy::print_stdout
+)]
+
+mod common;
+
+mod acl_matrix;
+mod config_errors;
+mod key_modes;
+mod reference_fixture;
+mod token_endpoint;
