@@ -67,6 +67,26 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Print the JWK Set of the published keys (signing key, then `token.extra_certificates`),
+    /// with the `kid`s tokens carry: the file registry v3's `auth.token.jwks` reads.
+    Jwks {
+        /// The YAML config file.
+        #[arg(long, short = 'c')]
+        config: PathBuf,
+        /// Write it to this file instead of stdout.
+        #[arg(long, short = 'o')]
+        output: Option<PathBuf>,
+    },
+    /// Print the signing key's public key (PEM SubjectPublicKeyInfo), for zot's
+    /// `http.auth.bearer.cert`.
+    PublicKey {
+        /// The YAML config file.
+        #[arg(long, short = 'c')]
+        config: PathBuf,
+        /// Write it to this file instead of stdout.
+        #[arg(long, short = 'o')]
+        output: Option<PathBuf>,
+    },
     /// ACL tools.
     #[command(subcommand)]
     Acl(AclCommand),

@@ -230,15 +230,29 @@ fn issue(
     })
 }
 
-/// Handles a password (or anonymous) token request. CPU-bound (bcrypt, signing): call it from
-/// a blocking thread.
+/// Handles a password (or anonymous) token request, authenticating with the chain directly
+/// (bcrypt on the calling thread). The server authenticates through the cached
+/// [`authn::Authenticator`] and calls [`grant_authenticated`].
 pub fn grant(
     config: &Config,
     issuer: &TokenIssuer,
     request: &TokenRequest,
     now: SystemTime,
 ) -> Result<GrantOutcome, GrantError> {
-    let identity = match config.authn.authenticate(&request.credentials)? {
+    let outcome = config.authn.authenticate(&request.credentials)?;
+    grant_authenticated(config, issuer, request, outcome, now)
+}
+
+/// Finishes a password (or anonymous) token request once authentication has answered: decide
+/// every scope and sign. Cheap (no bcrypt): fine on an async worker.
+pub fn grant_authenticated(
+    config: &Config,
+    issuer: &TokenIssuer,
+    request: &TokenRequest,
+    outcome: AuthnOutcome,
+    now: SystemTime,
+) -> Result<GrantOutcome, GrantError> {
+    let identity = match outcome {
         AuthnOutcome::Authenticated(identity) => identity,
         AuthnOutcome::WrongPassword => {
             return Ok(GrantOutcome::Unauthorized {

@@ -24,6 +24,10 @@ fn main() -> ExitCode {
             days,
             force,
         } => commands::keys::gen_keys(&kind, &key, &certificate, &common_name, days, force),
+        Command::Jwks { config, output } => commands::trust::jwks(&config, output.as_deref()),
+        Command::PublicKey { config, output } => {
+            commands::trust::public_key(&config, output.as_deref())
+        }
         Command::Acl(AclCommand::Explain {
             config,
             account,

@@ -7,6 +7,7 @@
 //! a 5xx. These are docker_auth's chain semantics.
 
 mod bcrypt_hash;
+mod cache;
 mod credentials;
 pub mod htpasswd;
 mod robots;
@@ -16,6 +17,7 @@ use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 pub use bcrypt_hash::{BcryptHashError, check_bcrypt_hash};
+pub use cache::{Authenticator, CacheSettings, CacheStats};
 pub use credentials::{Credentials, Labels, Secret};
 pub use robots::{ROBOT_PREFIX, RobotRecord, Robots};
 pub use static_users::{StaticUsers, UserRecord};
@@ -91,13 +93,15 @@ fn verify_bcrypt(password: &str, hash: &str) -> Result<bool, bcrypt::BcryptError
 }
 
 /// The authenticators in docker_auth's fixed order (today: robots, then the static users).
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Chain {
     robots: Robots,
     users: StaticUsers,
     /// Hash of a random password at the users' highest cost: an unknown user is verified against
     /// it so that it costs one bcrypt, like a known user with a wrong password.
     dummy_hash: String,
+    /// bcrypt verifications run by this chain (a test hook and a metric).
+    bcrypt_runs: AtomicU64,
 }
 
 impl Chain {
@@ -119,6 +123,7 @@ impl Chain {
             robots,
             users,
             dummy_hash,
+            bcrypt_runs: AtomicU64::new(0),
         })
     }
 
@@ -146,6 +151,21 @@ impl Chain {
     /// matched a named user, one bcrypt verification against the dummy hash is run so that an
     /// unknown user and a wrong password cannot be told apart by timing.
     pub fn authenticate(&self, creds: &Credentials) -> Result<AuthnOutcome, AuthnError> {
+        let before = bcrypt_verifications_on_this_thread();
+        let result = self.authenticate_inner(creds);
+        self.bcrypt_runs.fetch_add(
+            bcrypt_verifications_on_this_thread() - before,
+            Ordering::Relaxed,
+        );
+        result
+    }
+
+    /// How many bcrypt verifications this chain has run.
+    pub fn bcrypt_runs(&self) -> u64 {
+        self.bcrypt_runs.load(Ordering::Relaxed)
+    }
+
+    fn authenticate_inner(&self, creds: &Credentials) -> Result<AuthnOutcome, AuthnError> {
         let outcome = match self
             .robots
             .authenticate(creds, std::time::SystemTime::now())?

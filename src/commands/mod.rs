@@ -4,3 +4,4 @@ pub(crate) mod config;
 pub(crate) mod keys;
 pub(crate) mod serve;
 pub(crate) mod tokens;
+pub(crate) mod trust;

@@ -46,7 +46,7 @@ pub(crate) fn serve(path: &Path, listen: Option<String>) -> Result<ExitCode> {
 }
 
 /// Generates the key and certificate on first start when `token.generate` is set, then loads it.
-fn prepare_signing_key(config: &mut Config) -> Result<()> {
+pub(crate) fn prepare_signing_key(config: &mut Config) -> Result<()> {
     let t = &mut config.token;
     if t.signing_key.is_none() {
         let created = token::ensure_generated(&t.key, &t.certificate, &t.issuer)
@@ -68,7 +68,8 @@ fn prepare_signing_key(config: &mut Config) -> Result<()> {
         info!(
             certificate = %t.certificate.display(),
             algorithm = key.algorithm().as_str(),
-            kid = key.kid(),
+            header = ?t.header_mode,
+            kid = key.public_key().kid(t.header_mode),
             "signing tokens; the registry's rootcertbundle must hold this certificate (or its CA)"
         );
     }

@@ -18,6 +18,19 @@ pub struct ServerSpec {
     pub addr: Option<String>,
     /// Prefix for every route, e.g. `/registry-auth` (default none). Must start with `/`.
     pub path_prefix: Option<String>,
+    /// Most bcrypt verifications running at once (default: one less than the CPU count, at
+    /// least 1), so a storm of wrong passwords cannot starve other requests.
+    pub bcrypt_workers: Option<usize>,
+}
+
+/// `credential_cache:`: remembering verified credentials so repeated logins skip bcrypt.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CredentialCacheSpec {
+    /// How long a verified credential is remembered, e.g. `5m` (default); `0s` disables.
+    pub ttl: Option<String>,
+    /// Most entries kept (default 10000).
+    pub max_entries: Option<u64>,
 }
 
 /// `token:`: how tokens are signed and for how long they live.

@@ -15,11 +15,13 @@ use serde::de::DeserializeOwned;
 use serde_yaml_ng::{Mapping, Value};
 
 use super::file::{
-    AclEntrySpec, RefreshSpec, RobotSpec, ServerSpec, SigningHeaderSpec, TokenSpec, UserSpec,
+    AclEntrySpec, CredentialCacheSpec, RefreshSpec, RobotSpec, ServerSpec, SigningHeaderSpec,
+    TokenSpec, UserSpec,
 };
 use super::{
-    Config, ConfigError, ConfigIssue, DEFAULT_ADDR, DEFAULT_EXPIRATION_SECS,
-    DEFAULT_REFRESH_LIFETIME, MIN_EXPIRATION_SECS, RefreshConfig, ServerConfig, TokenConfig,
+    Config, ConfigError, ConfigIssue, DEFAULT_ADDR, DEFAULT_CACHE_ENTRIES, DEFAULT_CACHE_TTL,
+    DEFAULT_EXPIRATION_SECS, DEFAULT_REFRESH_LIFETIME, MIN_EXPIRATION_SECS, RefreshConfig,
+    ServerConfig, TokenConfig,
 };
 use crate::authn::{self, Labels, RobotRecord, Robots, StaticUsers, UserRecord, check_bcrypt_hash};
 use crate::authz::{Acl, ScopeGrants};
@@ -27,7 +29,15 @@ use crate::token::refresh::{self, RefreshCodec, Revocations};
 use crate::token::{HeaderMode, PublishedKey, SigningKey};
 
 /// Top-level keys we implement.
-const KNOWN_SECTIONS: &[&str] = &["server", "token", "users", "users_file", "robots", "acl"];
+const KNOWN_SECTIONS: &[&str] = &[
+    "server",
+    "token",
+    "users",
+    "users_file",
+    "robots",
+    "acl",
+    "credential_cache",
+];
 
 /// docker_auth sections we do not implement (yet), with what to use instead.
 const UNSUPPORTED_SECTIONS: &[(&str, &str)] = &[
@@ -173,6 +183,7 @@ struct Sections {
     users_file: Option<PathBuf>,
     robots: Option<Vec<(String, Option<RobotSpec>)>>,
     acl: Option<Vec<Option<AclEntrySpec>>>,
+    credential_cache: Option<CredentialCacheSpec>,
 }
 
 impl Loader {
@@ -224,6 +235,13 @@ impl Loader {
                 "token" => s.token = self.token_section(value),
                 "users" => s.users = self.users_section(value),
                 "robots" => s.robots = self.named_section("robots", value),
+                "credential_cache" => {
+                    s.credential_cache = if value.is_null() {
+                        Some(CredentialCacheSpec::default())
+                    } else {
+                        self.de("credential_cache", value)
+                    };
+                }
                 "users_file" => s.users_file = self.de::<PathBuf>("users_file", value),
                 "acl" => s.acl = self.acl_section(value),
                 other => {
@@ -412,7 +430,12 @@ impl Loader {
     }
 
     fn validate(&mut self, s: Sections, file: &Path) -> Option<Config> {
-        let server = self.validate_server(s.server.unwrap_or_default());
+        let server_spec = s.server.unwrap_or_default();
+        let credential_cache = self.validate_cache(
+            s.credential_cache.unwrap_or_default(),
+            server_spec.bcrypt_workers,
+        );
+        let server = self.validate_server(server_spec);
         let token = match s.token {
             Some(t) => self.validate_token(t),
             None => {
@@ -452,11 +475,66 @@ impl Loader {
             file: file.to_path_buf(),
             server: server?,
             token: token?,
-            authn: authn?,
+            authn: Arc::new(authn?),
+            credential_cache: credential_cache?,
             robot_scopes: Arc::new(robot_scopes?),
             acl: Arc::new(acl?),
             acl_entries,
             warnings,
+        })
+    }
+
+    fn validate_cache(
+        &mut self,
+        spec: CredentialCacheSpec,
+        workers: Option<usize>,
+    ) -> Option<authn::CacheSettings> {
+        let ttl = match spec.ttl.as_deref() {
+            None => Some(DEFAULT_CACHE_TTL),
+            Some("0") => Some(Duration::ZERO),
+            Some(text) => match humantime::parse_duration(text) {
+                Ok(d) => Some(d),
+                Err(e) => {
+                    self.issue(
+                        "credential_cache.ttl",
+                        format!(
+                            "{text:?} is not a duration ({e}); write e.g. `5m`, or `0s` to \
+                                 disable the cache"
+                        ),
+                    );
+                    None
+                }
+            },
+        };
+        let max_entries = match spec.max_entries {
+            Some(0) => {
+                self.issue(
+                    "credential_cache.max_entries",
+                    "0 entries cannot cache anything; disable the cache with `ttl: 0s` instead",
+                );
+                None
+            }
+            other => Some(other.unwrap_or(DEFAULT_CACHE_ENTRIES)),
+        };
+        let bcrypt_workers = match workers {
+            Some(0) => {
+                self.issue(
+                    "server.bcrypt_workers",
+                    "at least 1 worker is needed to check passwords",
+                );
+                None
+            }
+            Some(n) => Some(n),
+            None => Some(
+                std::thread::available_parallelism()
+                    .map_or(1, |n| n.get().saturating_sub(1))
+                    .max(1),
+            ),
+        };
+        Some(authn::CacheSettings {
+            ttl: ttl?,
+            max_entries: max_entries?,
+            bcrypt_workers: bcrypt_workers?,
         })
     }
 

@@ -42,7 +42,9 @@ pub struct Config {
     /// Token settings.
     pub token: TokenConfig,
     /// The authenticators.
-    pub authn: authn::Chain,
+    pub authn: Arc<authn::Chain>,
+    /// Verified-credential cache and bcrypt pool settings.
+    pub credential_cache: authn::CacheSettings,
     /// Each robot's scopes (robots are explicit grants; the ACL is not consulted for them).
     pub robot_scopes: Arc<HashMap<String, ScopeGrants>>,
     /// The static ACL.
@@ -97,6 +99,11 @@ pub struct RefreshConfig {
     /// Revoked tokens and users (re-read when the file changes).
     pub revocations: Arc<Revocations>,
 }
+
+/// Default time a verified credential is cached.
+pub const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(300);
+/// Default size of the credential cache.
+pub const DEFAULT_CACHE_ENTRIES: u64 = 10_000;
 
 /// Default refresh-token lifetime: 90 days.
 pub const DEFAULT_REFRESH_LIFETIME: Duration = Duration::from_secs(90 * 24 * 3600);

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use crate::authn::Authenticator;
 use crate::config::Config;
 use crate::token::{PublishedKeys, TokenIssuer};
 
@@ -21,6 +22,9 @@ pub struct Inner {
     pub issuer: TokenIssuer,
     /// The JWK Set and certificate bundle of the published keys, encoded once.
     pub keys: KeyDocuments,
+    /// Authentication with the credential cache and the bounded bcrypt pool (new per config,
+    /// so a reload empties the cache).
+    pub authenticator: Authenticator,
 }
 
 /// Why the state could not be built.
@@ -53,10 +57,12 @@ impl AppState {
             key,
             config.token.header_mode,
         );
+        let authenticator = Authenticator::new(config.authn.clone(), config.credential_cache);
         Ok(Self(Arc::new(Inner {
             config,
             issuer,
             keys,
+            authenticator,
         })))
     }
 

@@ -160,13 +160,10 @@ async fn oauth_token(
                 scopes: form.scopes,
                 ip: Some(peer.ip()),
             };
-            let task = inner.clone();
-            let (outcome, problem) = tokio::task::spawn_blocking(move || {
-                grant::grant_refresh(&task.config, &task.issuer, &request, SystemTime::now())
-            })
-            .await
-            .map_err(|e| ApiError::Internal(format!("token task failed: {e}")))?
-            .map_err(|e| ApiError::Internal(e.to_string()))?;
+            // No bcrypt here (an HMAC, a stat of the revocation file, a signature): inline.
+            let (outcome, problem) =
+                grant::grant_refresh(&inner.config, &inner.issuer, &request, SystemTime::now())
+                    .map_err(|e| ApiError::Internal(e.to_string()))?;
             if let Some(problem) = problem {
                 warn!("{problem}");
             }
@@ -206,19 +203,26 @@ fn required_service(inner: &Inner, service: Option<String>) -> Result<String, St
     Ok(service)
 }
 
-/// Runs a password grant on a blocking thread (bcrypt and signing are CPU-bound) and logs it.
+/// Runs a password grant: authentication through the credential cache (bcrypt, when needed,
+/// on the bounded pool), then the ACL and signing inline.
 async fn password_grant(
     inner: &Arc<Inner>,
     request: TokenRequest,
     peer: SocketAddr,
     client_id: &str,
 ) -> Result<GrantOutcome, ApiError> {
-    let task = inner.clone();
-    let outcome = tokio::task::spawn_blocking(move || {
-        grant::grant(&task.config, &task.issuer, &request, SystemTime::now())
-    })
-    .await
-    .map_err(|e| ApiError::Internal(format!("token task failed: {e}")))?
+    let authn = inner
+        .authenticator
+        .authenticate(&request.credentials)
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let outcome = grant::grant_authenticated(
+        &inner.config,
+        &inner.issuer,
+        &request,
+        authn,
+        SystemTime::now(),
+    )
     .map_err(|e| ApiError::Internal(e.to_string()))?;
     log_outcome(&outcome, peer, client_id, "password");
     Ok(outcome)

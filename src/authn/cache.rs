@@ -1,0 +1,319 @@
+//! The authentication front used by the server: a verified-credential cache, single-flight and a
+//! bounded bcrypt pool around the [`Chain`].
+//!
+//! * **Cache.** After a successful check, `(account, keyed hash of the password)` maps to the
+//!   identity for a configurable time. The key is an HMAC-SHA256 under a random per-process key, so
+//!   the password itself is never stored. Only successes are cached: there is no negative cache,
+//!   which would make a wrong password for a known user answer faster than for an unknown one.
+//!   Every hit is re-checked against the current configuration (the user's credential
+//!   fingerprint, a robot's expiry), and a new configuration gets a new cache.
+//! * **Single-flight.** Concurrent identical misses run bcrypt once and share the result: 16
+//!   parallel first pulls with the same CI credentials cost one bcrypt.
+//! * **Bounded pool.** bcrypt runs on at most `bcrypt_workers` blocking threads at a time, so a
+//!   storm of wrong passwords queues there while anonymous and cached requests, which never touch
+//!   the pool, keep being served.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use aws_lc_rs::hmac;
+use moka::future::Cache;
+use tokio::sync::Semaphore;
+
+use super::{AuthnError, AuthnOutcome, Chain, Credentials, Identity};
+
+/// Cache and pool settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheSettings {
+    /// How long a verified credential is remembered; zero disables the cache.
+    pub ttl: Duration,
+    /// Most entries kept.
+    pub max_entries: u64,
+    /// Most bcrypt verifications running at once.
+    pub bcrypt_workers: usize,
+}
+
+/// Counters, for metrics and tests.
+#[derive(Debug, Default)]
+pub struct CacheStats {
+    /// Requests answered from the cache.
+    pub hits: AtomicU64,
+    /// Requests that had to run the chain.
+    pub misses: AtomicU64,
+}
+
+/// The chain behind a cache, single-flight and a bounded pool.
+#[derive(Debug)]
+pub struct Authenticator {
+    chain: Arc<Chain>,
+    cache: Option<Cache<[u8; 32], Identity>>,
+    key: hmac::Key,
+    pool: Arc<Semaphore>,
+    stats: CacheStats,
+}
+
+/// What a coalesced miss returns when it is not a success (never cached).
+#[derive(Debug, Clone)]
+enum Miss {
+    Outcome(AuthnOutcome),
+    Error(AuthnError),
+}
+
+impl Authenticator {
+    /// Wraps `chain`.
+    pub fn new(chain: Arc<Chain>, settings: CacheSettings) -> Self {
+        let cache = (!settings.ttl.is_zero()).then(|| {
+            Cache::builder()
+                .max_capacity(settings.max_entries)
+                .time_to_live(settings.ttl)
+                .build()
+        });
+        let secret: [u8; 32] = rand::random();
+        Self {
+            chain,
+            cache,
+            key: hmac::Key::new(hmac::HMAC_SHA256, &secret),
+            pool: Arc::new(Semaphore::new(settings.bcrypt_workers.max(1))),
+            stats: CacheStats::default(),
+        }
+    }
+
+    /// The chain.
+    pub fn chain(&self) -> &Arc<Chain> {
+        &self.chain
+    }
+
+    /// Cache counters.
+    pub fn stats(&self) -> &CacheStats {
+        &self.stats
+    }
+
+    /// Authenticates, from the cache when possible.
+    pub async fn authenticate(&self, creds: &Credentials) -> Result<AuthnOutcome, AuthnError> {
+        if creds.is_anonymous() {
+            // No password to check: no bcrypt, nothing to cache.
+            return self.chain.authenticate(creds);
+        }
+        let Some(cache) = &self.cache else {
+            return self.verify(creds.clone()).await;
+        };
+        let key = self.cache_key(creds);
+        if let Some(identity) = cache.get(&key).await {
+            if self.still_valid(&creds.account, &identity) {
+                self.stats.hits.fetch_add(1, Ordering::Relaxed);
+                return Ok(AuthnOutcome::Authenticated(identity));
+            }
+            cache.invalidate(&key).await;
+        }
+        self.stats.misses.fetch_add(1, Ordering::Relaxed);
+        let result = cache
+            .try_get_with(key, async {
+                match self.verify(creds.clone()).await {
+                    Ok(AuthnOutcome::Authenticated(identity)) => Ok(identity),
+                    Ok(other) => Err(Miss::Outcome(other)),
+                    Err(e) => Err(Miss::Error(e)),
+                }
+            })
+            .await;
+        match result {
+            Ok(identity) => Ok(AuthnOutcome::Authenticated(identity)),
+            Err(miss) => match miss.as_ref() {
+                Miss::Outcome(o) => Ok(o.clone()),
+                Miss::Error(e) => Err(e.clone()),
+            },
+        }
+    }
+
+    /// Runs the chain (bcrypt) on the bounded pool.
+    async fn verify(&self, creds: Credentials) -> Result<AuthnOutcome, AuthnError> {
+        let _permit = self.pool.acquire().await.map_err(|_| AuthnError::Backend {
+            backend: "users",
+            message: "the bcrypt pool is closed".to_owned(),
+        })?;
+        let chain = self.chain.clone();
+        tokio::task::spawn_blocking(move || chain.authenticate(&creds))
+            .await
+            .map_err(|e| AuthnError::Backend {
+                backend: "users",
+                message: format!("the bcrypt task failed: {e}"),
+            })?
+    }
+
+    /// A cached identity is honoured only while the account still has the same credential (and
+    /// a robot has not expired).
+    fn still_valid(&self, account: &str, identity: &Identity) -> bool {
+        self.chain
+            .lookup(account, SystemTime::now())
+            .is_some_and(|current| current.fingerprint == identity.fingerprint)
+    }
+
+    fn cache_key(&self, creds: &Credentials) -> [u8; 32] {
+        let mut ctx = hmac::Context::with_key(&self.key);
+        ctx.update(&(creds.account.len() as u64).to_be_bytes());
+        ctx.update(creds.account.as_bytes());
+        ctx.update(creds.password.expose().as_bytes());
+        let tag = ctx.sign();
+        let mut key = [0u8; 32];
+        key.copy_from_slice(tag.as_ref());
+        key
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+    use crate::authn::{Labels, Robots, Secret, StaticUsers, UserRecord};
+
+    fn chain(cost: u32) -> Arc<Chain> {
+        let mut users = HashMap::new();
+        users.insert(
+            "ci".to_owned(),
+            UserRecord {
+                hash: bcrypt::hash("ci-pass", cost).unwrap(),
+                labels: Labels::default(),
+            },
+        );
+        Arc::new(
+            Chain::new(
+                StaticUsers::new(users, Some(Labels::default())),
+                Robots::default(),
+            )
+            .unwrap(),
+        )
+    }
+
+    fn settings(ttl_secs: u64, workers: usize) -> CacheSettings {
+        CacheSettings {
+            ttl: Duration::from_secs(ttl_secs),
+            max_entries: 100,
+            bcrypt_workers: workers,
+        }
+    }
+
+    fn creds(account: &str, password: &str) -> Credentials {
+        Credentials {
+            account: account.to_owned(),
+            password: Secret::new(password),
+        }
+    }
+
+    fn is_ok(outcome: &AuthnOutcome) -> bool {
+        matches!(outcome, AuthnOutcome::Authenticated(_))
+    }
+
+    #[tokio::test]
+    async fn repeat_credentials_hit_the_cache() {
+        let auth = Authenticator::new(chain(4), settings(300, 1));
+        let runs_before = auth.chain().bcrypt_runs();
+        for _ in 0..5 {
+            assert!(is_ok(
+                &auth.authenticate(&creds("ci", "ci-pass")).await.unwrap()
+            ));
+        }
+        assert_eq!(auth.chain().bcrypt_runs() - runs_before, 1);
+        assert_eq!(auth.stats().hits.load(Ordering::Relaxed), 4);
+        assert_eq!(auth.stats().misses.load(Ordering::Relaxed), 1);
+    }
+
+    #[tokio::test]
+    async fn wrong_passwords_are_never_cached_or_served_from_the_cache() {
+        let auth = Authenticator::new(chain(4), settings(300, 1));
+        assert!(is_ok(
+            &auth.authenticate(&creds("ci", "ci-pass")).await.unwrap()
+        ));
+        for _ in 0..3 {
+            assert_eq!(
+                auth.authenticate(&creds("ci", "wrong")).await.unwrap(),
+                AuthnOutcome::WrongPassword
+            );
+            assert_eq!(
+                auth.authenticate(&creds("nobody", "ci-pass"))
+                    .await
+                    .unwrap(),
+                AuthnOutcome::NoMatch
+            );
+        }
+        // 1 success + 3 wrong passwords + 3 unknown users, each a bcrypt run.
+        assert_eq!(auth.chain().bcrypt_runs(), 7);
+    }
+
+    #[tokio::test]
+    async fn a_new_configuration_starts_with_an_empty_cache() {
+        let first = Authenticator::new(chain(4), settings(300, 1));
+        first.authenticate(&creds("ci", "ci-pass")).await.unwrap();
+        first.authenticate(&creds("ci", "ci-pass")).await.unwrap();
+        assert_eq!(first.chain().bcrypt_runs(), 1);
+        // A reload (or a password change, which needs one) builds a new authenticator.
+        let reloaded = Authenticator::new(chain(4), settings(300, 1));
+        reloaded
+            .authenticate(&creds("ci", "ci-pass"))
+            .await
+            .unwrap();
+        assert_eq!(reloaded.chain().bcrypt_runs(), 1);
+        assert_eq!(reloaded.stats().hits.load(Ordering::Relaxed), 0);
+    }
+
+    #[tokio::test]
+    async fn zero_ttl_disables_the_cache() {
+        let auth = Authenticator::new(chain(4), settings(0, 1));
+        for _ in 0..3 {
+            auth.authenticate(&creds("ci", "ci-pass")).await.unwrap();
+        }
+        assert_eq!(auth.chain().bcrypt_runs(), 3);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_identical_misses_run_bcrypt_once() {
+        let auth = Arc::new(Authenticator::new(chain(8), settings(300, 2)));
+        let tasks: Vec<_> = (0..16)
+            .map(|_| {
+                let auth = auth.clone();
+                tokio::spawn(async move { auth.authenticate(&creds("ci", "ci-pass")).await })
+            })
+            .collect();
+        for t in tasks {
+            assert!(is_ok(&t.await.unwrap().unwrap()));
+        }
+        assert_eq!(
+            auth.chain().bcrypt_runs(),
+            1,
+            "16 first requests, one bcrypt"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_wrong_password_storm_does_not_block_cached_or_anonymous_requests() {
+        let auth = Arc::new(Authenticator::new(chain(8), settings(300, 1)));
+        assert!(is_ok(
+            &auth.authenticate(&creds("ci", "ci-pass")).await.unwrap()
+        ));
+        let storm: Vec<_> = (0..16)
+            .map(|i| {
+                let auth = auth.clone();
+                tokio::spawn(
+                    async move { auth.authenticate(&creds("ci", &format!("wrong-{i}"))).await },
+                )
+            })
+            .collect();
+        tokio::task::yield_now().await;
+        // The single bcrypt worker is busy with the storm; these do not need it.
+        assert!(is_ok(
+            &auth.authenticate(&creds("ci", "ci-pass")).await.unwrap()
+        ));
+        assert!(is_ok(
+            &auth.authenticate(&Credentials::anonymous()).await.unwrap()
+        ));
+        let runs_when_served = auth.chain().bcrypt_runs();
+        assert!(
+            runs_when_served < 1 + 16,
+            "cached and anonymous requests were served before the storm finished"
+        );
+        for t in storm {
+            assert_eq!(t.await.unwrap().unwrap(), AuthnOutcome::WrongPassword);
+        }
+        assert_eq!(auth.chain().bcrypt_runs(), 17);
+    }
+}
