@@ -32,7 +32,11 @@ pub(crate) fn check_config(path: &Path) -> Result<ExitCode> {
                 c.acl.len(),
                 if c.acl.len() == 1 { "y" } else { "ies" },
                 match &c.token.signing_key {
-                    Some(k) => format!("{} with kid {}", k.algorithm().as_str(), k.kid()),
+                    Some(k) => format!(
+                        "{} with kid {}",
+                        k.algorithm().as_str(),
+                        k.public_key().kid(c.token.header_mode)
+                    ),
                     None => format!(
                         "with a key generated at first start in {}",
                         c.token.key.display()

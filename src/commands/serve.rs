@@ -24,6 +24,7 @@ pub(crate) fn serve(path: &Path, listen: Option<String>) -> Result<ExitCode> {
     }
     prepare_signing_key(&mut config)?;
     let addr = listen.unwrap_or_else(|| config.server.addr.clone());
+    let limits = config.server.limits;
     let state = AppState::new(config).context("while preparing the server")?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -37,7 +38,7 @@ pub(crate) fn serve(path: &Path, listen: Option<String>) -> Result<ExitCode> {
             .local_addr()
             .context("while reading the bound address")?;
         info!(addr = %local, "registry-auth listening");
-        server::serve(listener, server::router(state), shutdown_signal())
+        server::serve(listener, server::router(state), limits, shutdown_signal())
             .await
             .context("while serving")?;
         info!("stopped");

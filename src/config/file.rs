@@ -21,6 +21,22 @@ pub struct ServerSpec {
     /// Most bcrypt verifications running at once (default: one less than the CPU count, at
     /// least 1), so a storm of wrong passwords cannot starve other requests.
     pub bcrypt_workers: Option<usize>,
+    /// Request size and time limits.
+    pub limits: Option<LimitsSpec>,
+}
+
+/// `server.limits`: request size and time limits (all optional, safe defaults).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsSpec {
+    /// Largest request head (request line and headers) in bytes (default 16384, at least 8192).
+    pub max_header_bytes: Option<usize>,
+    /// Largest request body in bytes (default 65536).
+    pub max_body_bytes: Option<usize>,
+    /// Time allowed to send the request head, e.g. `10s` (default); slow clients are cut off.
+    pub header_read_timeout: Option<String>,
+    /// Time allowed for a whole request, e.g. `30s` (default).
+    pub request_timeout: Option<String>,
 }
 
 /// `credential_cache:`: remembering verified credentials so repeated logins skip bcrypt.

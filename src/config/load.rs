@@ -15,12 +15,12 @@ use serde::de::DeserializeOwned;
 use serde_yaml_ng::{Mapping, Value};
 
 use super::file::{
-    AclEntrySpec, CredentialCacheSpec, RefreshSpec, RobotSpec, ServerSpec, SigningHeaderSpec,
-    TokenSpec, UserSpec,
+    AclEntrySpec, CredentialCacheSpec, LimitsSpec, RefreshSpec, RobotSpec, ServerSpec,
+    SigningHeaderSpec, TokenSpec, UserSpec,
 };
 use super::{
     Config, ConfigError, ConfigIssue, DEFAULT_ADDR, DEFAULT_CACHE_ENTRIES, DEFAULT_CACHE_TTL,
-    DEFAULT_EXPIRATION_SECS, DEFAULT_REFRESH_LIFETIME, MIN_EXPIRATION_SECS, RefreshConfig,
+    DEFAULT_EXPIRATION_SECS, DEFAULT_REFRESH_LIFETIME, Limits, MIN_EXPIRATION_SECS, RefreshConfig,
     ServerConfig, TokenConfig,
 };
 use crate::authn::{self, Labels, RobotRecord, Robots, StaticUsers, UserRecord, check_bcrypt_hash};
@@ -577,9 +577,66 @@ impl Loader {
                 }
             }
         };
+        let limits = self.validate_limits(spec.limits.unwrap_or_default());
         Some(ServerConfig {
             addr: addr?,
             path_prefix: path_prefix?,
+            limits: limits?,
+        })
+    }
+
+    fn validate_limits(&mut self, spec: LimitsSpec) -> Option<Limits> {
+        let d = Limits::default();
+        let mut ok = true;
+        let max_header_bytes = match spec.max_header_bytes {
+            Some(n) if n < 8192 => {
+                self.issue(
+                    "server.limits.max_header_bytes",
+                    format!("{n} is too small; use at least 8192 (clients send long scopes)"),
+                );
+                ok = false;
+                n
+            }
+            Some(n) => n,
+            None => d.max_header_bytes,
+        };
+        let max_body_bytes = match spec.max_body_bytes {
+            Some(0) => {
+                self.issue(
+                    "server.limits.max_body_bytes",
+                    "0 would refuse every OAuth2 form; use at least 1024",
+                );
+                ok = false;
+                0
+            }
+            Some(n) => n,
+            None => d.max_body_bytes,
+        };
+        let mut duration = |key: &str, text: Option<String>, default: Duration| match text {
+            None => default,
+            Some(t) => match humantime::parse_duration(&t) {
+                Ok(v) if !v.is_zero() => v,
+                _ => {
+                    self.issue(
+                        format!("server.limits.{key}"),
+                        format!("{t:?} is not a positive duration; write e.g. `10s`"),
+                    );
+                    ok = false;
+                    default
+                }
+            },
+        };
+        let header_read_timeout = duration(
+            "header_read_timeout",
+            spec.header_read_timeout,
+            d.header_read_timeout,
+        );
+        let request_timeout = duration("request_timeout", spec.request_timeout, d.request_timeout);
+        ok.then_some(Limits {
+            max_header_bytes,
+            max_body_bytes,
+            header_read_timeout,
+            request_timeout,
         })
     }
 

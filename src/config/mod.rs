@@ -62,6 +62,32 @@ pub struct ServerConfig {
     pub addr: String,
     /// Route prefix without a trailing slash; empty for none.
     pub path_prefix: String,
+    /// Request size and time limits.
+    pub limits: Limits,
+}
+
+/// Request size and time limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest request head in bytes.
+    pub max_header_bytes: usize,
+    /// Largest request body in bytes.
+    pub max_body_bytes: usize,
+    /// Time allowed to send the request head.
+    pub header_read_timeout: Duration,
+    /// Time allowed for a whole request.
+    pub request_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_header_bytes: 16 * 1024,
+            max_body_bytes: 64 * 1024,
+            header_read_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+        }
+    }
 }
 
 /// `token:` after validation.

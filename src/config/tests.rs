@@ -448,3 +448,56 @@ fn refresh_settings_are_validated() {
         .unwrap();
     assert!(c.token.refresh.is_none());
 }
+
+#[test]
+fn limits_have_defaults_and_are_validated() {
+    let d = Dir::new().with_keys();
+    let tail = format!("{TOKEN}users: {{\"\": {{}}}}\nacl: []\n");
+    let c = d.load(&tail).unwrap();
+    assert_eq!(c.server.limits, Limits::default());
+    let c = d
+        .load(&format!(
+            "server:\n  limits: {{max_header_bytes: 32768, header_read_timeout: 2s}}\n{tail}"
+        ))
+        .unwrap();
+    assert_eq!(c.server.limits.max_header_bytes, 32768);
+    assert_eq!(
+        c.server.limits.header_read_timeout,
+        std::time::Duration::from_secs(2)
+    );
+    let i = issues(d.load(&format!(
+        "server:\n  limits: {{max_header_bytes: 100, max_body_bytes: 0, request_timeout: never, header_read_timeout: 0s}}\n{tail}"
+    )));
+    find(&i, "server.limits.max_header_bytes");
+    find(&i, "server.limits.max_body_bytes");
+    find(&i, "server.limits.request_timeout");
+    find(&i, "server.limits.header_read_timeout");
+    let i = issues(d.load(&format!("server:\n  limits: {{max_headers: 1}}\n{tail}")));
+    assert!(
+        find(&i, "server.limits.max_headers")
+            .message
+            .contains("max_header_bytes")
+    );
+}
+
+#[test]
+fn credential_cache_settings() {
+    let d = Dir::new().with_keys();
+    let tail = format!("{TOKEN}users: {{\"\": {{}}}}\nacl: []\n");
+    let c = d.load(&tail).unwrap();
+    assert_eq!(c.credential_cache.ttl, DEFAULT_CACHE_TTL);
+    assert!(c.credential_cache.bcrypt_workers >= 1);
+    let c = d
+        .load(&format!(
+            "server: {{bcrypt_workers: 3}}\ncredential_cache: {{ttl: 0s}}\n{tail}"
+        ))
+        .unwrap();
+    assert!(c.credential_cache.ttl.is_zero());
+    assert_eq!(c.credential_cache.bcrypt_workers, 3);
+    let i = issues(d.load(&format!(
+        "server: {{bcrypt_workers: 0}}\ncredential_cache: {{ttl: soon, max_entries: 0}}\n{tail}"
+    )));
+    find(&i, "server.bcrypt_workers");
+    find(&i, "credential_cache.ttl");
+    find(&i, "credential_cache.max_entries");
+}

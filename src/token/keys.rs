@@ -7,8 +7,9 @@
 //!
 //! The certificate file may hold a chain (leaf first); the private key may be PKCS#8
 //! (`PRIVATE KEY`), SEC1 (`EC PRIVATE KEY`) or PKCS#1 (`RSA PRIVATE KEY`) PEM and must belong
-//! to the leaf certificate. The key is identified to registries either by the chain (`x5c`) or
-//! by the libtrust key ID of the leaf's public key (`kid`, see [`libtrust_key_id`]).
+//! to the leaf certificate. The key is identified to registries by the chain (`x5c`), by the
+//! libtrust key ID of the leaf's public key (`kid`, see [`libtrust_key_id`]) or by its RFC 7638
+//! JWK thumbprint (`kid`, see [`SigningKey::thumbprint`]).
 //!
 //! Crypto is aws-lc-rs; certificates are read with x509-parser. No HTTP, no configuration types.
 

@@ -29,6 +29,9 @@ mod common;
 
 mod acl_matrix;
 mod config_errors;
+mod identity_tokens;
 mod key_modes;
 mod reference_fixture;
+mod robots;
+mod rotation;
 mod token_endpoint;

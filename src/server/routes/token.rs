@@ -23,9 +23,6 @@ use crate::server::error::ApiError;
 use crate::server::extract::{basic_credentials, invalid_request, oauth_form, token_query};
 use crate::server::state::{AppState, Inner};
 
-/// Largest OAuth2 form body accepted.
-const MAX_FORM_BYTES: usize = 64 * 1024;
-
 pub(super) fn routes(prefix: &str) -> Router<AppState> {
     let mut router = Router::new();
     for path in ["/auth", "/auth/token", "/auth/token/"] {
@@ -105,13 +102,12 @@ async fn oauth_token(
             "the body must be a form (Content-Type: application/x-www-form-urlencoded)",
         ));
     }
-    let body = to_bytes(body, MAX_FORM_BYTES)
-        .await
-        .map_err(|_| ApiError::OAuth {
-            status: StatusCode::PAYLOAD_TOO_LARGE,
-            error: "invalid_request",
-            description: format!("the form body is larger than {MAX_FORM_BYTES} bytes"),
-        })?;
+    let max = inner.config.server.limits.max_body_bytes;
+    let body = to_bytes(body, max).await.map_err(|_| ApiError::OAuth {
+        status: StatusCode::PAYLOAD_TOO_LARGE,
+        error: "invalid_request",
+        description: format!("the form body is larger than {max} bytes"),
+    })?;
     let form = oauth_form(&body)?;
     let grant_type = form
         .grant_type
