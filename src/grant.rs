@@ -93,6 +93,11 @@ pub enum GrantOutcome {
     Unauthorized {
         /// Why, for the log (never contains a secret).
         reason: &'static str,
+        /// The account presented (or the refresh token's subject, when it could be read), for
+        /// the audit log.
+        account: String,
+        /// The refresh token's id, when one was presented and could be read.
+        token_id: Option<String>,
     },
 }
 
@@ -256,7 +261,15 @@ pub fn grant_authenticated(
         AuthnOutcome::Authenticated(identity) => identity,
         AuthnOutcome::WrongPassword => {
             return Ok(GrantOutcome::Unauthorized {
-                reason: "wrong password",
+                // Robots that expired also land here: say so in the log.
+                reason: match config.authn.lookup(&request.credentials.account, now) {
+                    None if request.credentials.account.starts_with(authn::ROBOT_PREFIX) => {
+                        "robot expired or wrong secret"
+                    }
+                    _ => "wrong password",
+                },
+                account: request.credentials.account.clone(),
+                token_id: None,
             });
         }
         AuthnOutcome::NoMatch => {
@@ -266,6 +279,8 @@ pub fn grant_authenticated(
                 } else {
                     "unknown user"
                 },
+                account: request.credentials.account.clone(),
+                token_id: None,
             });
         }
     };
@@ -302,7 +317,17 @@ pub fn grant_refresh(
     request: &RefreshRequest,
     now: SystemTime,
 ) -> Result<(GrantOutcome, Option<String>), GrantError> {
-    let unauthorized = |reason| Ok((GrantOutcome::Unauthorized { reason }, None));
+    let unauthorized = |reason| {
+        let token = request.refresh_token.expose();
+        Ok((
+            GrantOutcome::Unauthorized {
+                reason,
+                account: String::new(),
+                token_id: crate::token::refresh::unverified_token_id(token),
+            },
+            None,
+        ))
+    };
     let Some(refresh) = &config.token.refresh else {
         return unauthorized("refresh tokens are not enabled");
     };
@@ -324,6 +349,8 @@ pub fn grant_refresh(
         return Ok((
             GrantOutcome::Unauthorized {
                 reason: "refresh token revoked",
+                account: claims.sub.clone(),
+                token_id: Some(claims.id),
             },
             reload_problem,
         ));
@@ -332,6 +359,8 @@ pub fn grant_refresh(
         return Ok((
             GrantOutcome::Unauthorized {
                 reason: "the refresh token's user no longer exists",
+                account: claims.sub.clone(),
+                token_id: Some(claims.id),
             },
             reload_problem,
         ));
@@ -340,6 +369,8 @@ pub fn grant_refresh(
         return Ok((
             GrantOutcome::Unauthorized {
                 reason: "the refresh token's user changed their password",
+                account: claims.sub.clone(),
+                token_id: Some(claims.id),
             },
             reload_problem,
         ));

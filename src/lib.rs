@@ -24,4 +24,5 @@ pub mod config;
 pub mod grant;
 pub mod server;
 pub mod telemetry;
+pub mod tls;
 pub mod token;

@@ -14,11 +14,11 @@
 //!   the pool, keep being served.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use aws_lc_rs::hmac;
 use moka::future::Cache;
+use prometheus_client::metrics::counter::Counter;
 use tokio::sync::Semaphore;
 
 use super::{AuthnError, AuthnOutcome, Chain, Credentials, Identity};
@@ -34,13 +34,14 @@ pub struct CacheSettings {
     pub bcrypt_workers: usize,
 }
 
-/// Counters, for metrics and tests.
-#[derive(Debug, Default)]
+/// Counters, for metrics and tests. Clones share the counts, so one set outlives the
+/// authenticators that configuration reloads replace.
+#[derive(Debug, Clone, Default)]
 pub struct CacheStats {
     /// Requests answered from the cache.
-    pub hits: AtomicU64,
+    pub hits: Counter,
     /// Requests that had to run the chain.
-    pub misses: AtomicU64,
+    pub misses: Counter,
 }
 
 /// The chain behind a cache, single-flight and a bounded pool.
@@ -62,7 +63,7 @@ enum Miss {
 
 impl Authenticator {
     /// Wraps `chain`.
-    pub fn new(chain: Arc<Chain>, settings: CacheSettings) -> Self {
+    pub fn new(chain: Arc<Chain>, settings: CacheSettings, stats: CacheStats) -> Self {
         let cache = (!settings.ttl.is_zero()).then(|| {
             Cache::builder()
                 .max_capacity(settings.max_entries)
@@ -75,7 +76,7 @@ impl Authenticator {
             cache,
             key: hmac::Key::new(hmac::HMAC_SHA256, &secret),
             pool: Arc::new(Semaphore::new(settings.bcrypt_workers.max(1))),
-            stats: CacheStats::default(),
+            stats,
         }
     }
 
@@ -101,12 +102,12 @@ impl Authenticator {
         let key = self.cache_key(creds);
         if let Some(identity) = cache.get(&key).await {
             if self.still_valid(&creds.account, &identity) {
-                self.stats.hits.fetch_add(1, Ordering::Relaxed);
+                self.stats.hits.inc();
                 return Ok(AuthnOutcome::Authenticated(identity));
             }
             cache.invalidate(&key).await;
         }
-        self.stats.misses.fetch_add(1, Ordering::Relaxed);
+        self.stats.misses.inc();
         let result = cache
             .try_get_with(key, async {
                 match self.verify(creds.clone()).await {
@@ -206,7 +207,7 @@ mod tests {
 
     #[tokio::test]
     async fn repeat_credentials_hit_the_cache() {
-        let auth = Authenticator::new(chain(4), settings(300, 1));
+        let auth = Authenticator::new(chain(4), settings(300, 1), CacheStats::default());
         let runs_before = auth.chain().bcrypt_runs();
         for _ in 0..5 {
             assert!(is_ok(
@@ -214,13 +215,13 @@ mod tests {
             ));
         }
         assert_eq!(auth.chain().bcrypt_runs() - runs_before, 1);
-        assert_eq!(auth.stats().hits.load(Ordering::Relaxed), 4);
-        assert_eq!(auth.stats().misses.load(Ordering::Relaxed), 1);
+        assert_eq!(auth.stats().hits.get(), 4);
+        assert_eq!(auth.stats().misses.get(), 1);
     }
 
     #[tokio::test]
     async fn wrong_passwords_are_never_cached_or_served_from_the_cache() {
-        let auth = Authenticator::new(chain(4), settings(300, 1));
+        let auth = Authenticator::new(chain(4), settings(300, 1), CacheStats::default());
         assert!(is_ok(
             &auth.authenticate(&creds("ci", "ci-pass")).await.unwrap()
         ));
@@ -242,23 +243,23 @@ mod tests {
 
     #[tokio::test]
     async fn a_new_configuration_starts_with_an_empty_cache() {
-        let first = Authenticator::new(chain(4), settings(300, 1));
+        let first = Authenticator::new(chain(4), settings(300, 1), CacheStats::default());
         first.authenticate(&creds("ci", "ci-pass")).await.unwrap();
         first.authenticate(&creds("ci", "ci-pass")).await.unwrap();
         assert_eq!(first.chain().bcrypt_runs(), 1);
         // A reload (or a password change, which needs one) builds a new authenticator.
-        let reloaded = Authenticator::new(chain(4), settings(300, 1));
+        let reloaded = Authenticator::new(chain(4), settings(300, 1), CacheStats::default());
         reloaded
             .authenticate(&creds("ci", "ci-pass"))
             .await
             .unwrap();
         assert_eq!(reloaded.chain().bcrypt_runs(), 1);
-        assert_eq!(reloaded.stats().hits.load(Ordering::Relaxed), 0);
+        assert_eq!(reloaded.stats().hits.get(), 0);
     }
 
     #[tokio::test]
     async fn zero_ttl_disables_the_cache() {
-        let auth = Authenticator::new(chain(4), settings(0, 1));
+        let auth = Authenticator::new(chain(4), settings(0, 1), CacheStats::default());
         for _ in 0..3 {
             auth.authenticate(&creds("ci", "ci-pass")).await.unwrap();
         }
@@ -267,7 +268,11 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_identical_misses_run_bcrypt_once() {
-        let auth = Arc::new(Authenticator::new(chain(8), settings(300, 2)));
+        let auth = Arc::new(Authenticator::new(
+            chain(8),
+            settings(300, 2),
+            CacheStats::default(),
+        ));
         let tasks: Vec<_> = (0..16)
             .map(|_| {
                 let auth = auth.clone();
@@ -286,7 +291,11 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_wrong_password_storm_does_not_block_cached_or_anonymous_requests() {
-        let auth = Arc::new(Authenticator::new(chain(8), settings(300, 1)));
+        let auth = Arc::new(Authenticator::new(
+            chain(8),
+            settings(300, 1),
+            CacheStats::default(),
+        ));
         assert!(is_ok(
             &auth.authenticate(&creds("ci", "ci-pass")).await.unwrap()
         ));

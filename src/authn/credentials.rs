@@ -6,7 +6,9 @@ use std::fmt;
 /// Labels attached to an authenticated user (`map[string][]string` in docker_auth): for example
 /// `groups: [dev, ops]`. ACL entries match on them (`match.labels`) and expand them
 /// (`${labels:groups}`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[derive(
+    Debug, Clone, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize, schemars::JsonSchema,
+)]
 #[serde(transparent)]
 pub struct Labels(pub BTreeMap<String, Vec<String>>);
 

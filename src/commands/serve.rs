@@ -3,12 +3,10 @@
 use std::io::{self, Write};
 use std::path::Path;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use registry_auth::config::{self, Config};
-use registry_auth::server::{self, AppState};
-use registry_auth::token::{self, SigningKey};
+use registry_auth::server::{self, AppState, Listener, reload};
 use tracing::{info, warn};
 
 pub(crate) fn serve(path: &Path, listen: Option<String>) -> Result<ExitCode> {
@@ -24,23 +22,62 @@ pub(crate) fn serve(path: &Path, listen: Option<String>) -> Result<ExitCode> {
     }
     prepare_signing_key(&mut config)?;
     let addr = listen.unwrap_or_else(|| config.server.addr.clone());
-    let limits = config.server.limits;
+    let server_config = config.server.clone();
+    let tls = match &server_config.tls {
+        Some(t) => Some(
+            registry_auth::tls::load(&t.certificate, &t.key, t.tls13_only)
+                .context("while loading the TLS certificate")?,
+        ),
+        None => None,
+    };
     let state = AppState::new(config).context("while preparing the server")?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("while starting the async runtime")?;
     runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(&addr)
+        let listener = Listener::bind(&addr, server_config.unix)
             .await
             .with_context(|| format!("while binding {addr}"))?;
-        let local = listener
-            .local_addr()
-            .context("while reading the bound address")?;
-        info!(addr = %local, "registry-auth listening");
-        server::serve(listener, server::router(state), limits, shutdown_signal())
-            .await
-            .context("while serving")?;
+        info!(
+            addr = %listener.describe(),
+            tls = tls.is_some(),
+            "registry-auth listening"
+        );
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        };
+        let mut metrics_task = None;
+        if let Some(maddr) = &server_config.metrics_addr {
+            let mlistener = Listener::bind(maddr, false)
+                .await
+                .with_context(|| format!("while binding server.metrics_addr {maddr}"))?;
+            info!(addr = %mlistener.describe(), "metrics listening");
+            let router = server::ops_router(state.clone());
+            let limits = server_config.limits;
+            let stop = stopped(stop_rx.clone());
+            metrics_task = Some(tokio::spawn(async move {
+                server::serve(mlistener, router, limits, None, stop).await
+            }));
+        }
+        tokio::spawn(reload::watch(state.clone(), path.to_path_buf()));
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            let _ = stop_tx.send(true);
+        });
+        server::serve(
+            listener,
+            server::router(state),
+            server_config.limits,
+            tls,
+            stopped(stop_rx),
+        )
+        .await
+        .context("while serving")?;
+        if let Some(task) = metrics_task {
+            let _ = task.await;
+        }
         info!("stopped");
         Ok(ExitCode::SUCCESS)
     })
@@ -48,33 +85,7 @@ pub(crate) fn serve(path: &Path, listen: Option<String>) -> Result<ExitCode> {
 
 /// Generates the key and certificate on first start when `token.generate` is set, then loads it.
 pub(crate) fn prepare_signing_key(config: &mut Config) -> Result<()> {
-    let t = &mut config.token;
-    if t.signing_key.is_none() {
-        let created = token::ensure_generated(&t.key, &t.certificate, &t.issuer)
-            .context("while generating the signing key")?;
-        let key = SigningKey::load(&t.certificate, &t.key)
-            .context("while loading the generated signing key")?;
-        if created {
-            info!(
-                certificate = %t.certificate.display(),
-                key = %t.key.display(),
-                kid = key.kid(),
-                "generated an ES256 signing key and a self-signed certificate; give the \
-                 certificate to the registry as auth.token.rootcertbundle"
-            );
-        }
-        t.signing_key = Some(Arc::new(key));
-    }
-    if let Some(key) = &t.signing_key {
-        info!(
-            certificate = %t.certificate.display(),
-            algorithm = key.algorithm().as_str(),
-            header = ?t.header_mode,
-            kid = key.public_key().kid(t.header_mode),
-            "signing tokens; the registry's rootcertbundle must hold this certificate (or its CA)"
-        );
-    }
-    Ok(())
+    server::state::prepare_signing_key(config).context("while preparing the signing key")
 }
 
 async fn shutdown_signal() {

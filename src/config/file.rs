@@ -11,11 +11,26 @@ use serde::Deserialize;
 use crate::authn::Labels;
 
 /// `server:`: where to listen.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ServerSpec {
-    /// `host:port` to listen on (default `127.0.0.1:5001`). `--listen` overrides it.
+    /// `host:port` to listen on (default `127.0.0.1:5001`), or a socket path with `net: unix`.
+    /// `--listen` overrides it.
     pub addr: Option<String>,
+    /// `tcp` (default) or `unix`.
+    pub net: Option<NetSpec>,
+    /// TLS certificate chain (PEM, leaf first). With `key`, the listener speaks HTTPS.
+    pub certificate: Option<PathBuf>,
+    /// TLS private key (PEM).
+    pub key: Option<PathBuf>,
+    /// Lowest TLS version: `1.2` (default) or `1.3` (docker_auth's `TLS12`/`TLS13` also work).
+    pub tls_min_version: Option<String>,
+    /// Send `Strict-Transport-Security` (TLS only; default false).
+    #[serde(default)]
+    pub hsts: bool,
+    /// Serve `/metrics` (and the probes) on this separate `host:port` as well, e.g. to keep it
+    /// off the ingress (default: only on the main listener).
+    pub metrics_addr: Option<String>,
     /// Prefix for every route, e.g. `/registry-auth` (default none). Must start with `/`.
     pub path_prefix: Option<String>,
     /// Most bcrypt verifications running at once (default: one less than the CPU count, at
@@ -23,10 +38,42 @@ pub struct ServerSpec {
     pub bcrypt_workers: Option<usize>,
     /// Request size and time limits.
     pub limits: Option<LimitsSpec>,
+    /// Proxies (IPs or CIDRs) whose `X-Forwarded-For`/`Forwarded` headers are believed; the
+    /// client IP is the right-most address not in this list. Default: none (the peer address).
+    pub trusted_proxies: Option<Vec<String>>,
+    /// docker_auth's header holding the client IP (e.g. `X-Forwarded-For`), accepted for
+    /// migration. Without `trusted_proxies`, every peer is believed, as in docker_auth.
+    pub real_ip_header: Option<String>,
+    /// docker_auth's position in that header (negative counts from the end, -1 = last).
+    pub real_ip_pos: Option<i64>,
+}
+
+/// `server.net` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum NetSpec {
+    /// A TCP `host:port`.
+    Tcp,
+    /// A unix socket path (an existing socket file is replaced).
+    Unix,
+}
+
+/// `lockout:`: brute-force protection per (account, client IP).
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LockoutSpec {
+    /// On by default; `false` turns it off.
+    pub enabled: Option<bool>,
+    /// Failed logins within `window` that trigger a lockout (default 10).
+    pub max_failures: Option<u32>,
+    /// Window the failures are counted in, e.g. `5m` (default).
+    pub window: Option<String>,
+    /// How long the pair is refused (429) once locked, e.g. `5m` (default).
+    pub cooldown: Option<String>,
 }
 
 /// `server.limits`: request size and time limits (all optional, safe defaults).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LimitsSpec {
     /// Largest request head (request line and headers) in bytes (default 16384, at least 8192).
@@ -40,7 +87,7 @@ pub struct LimitsSpec {
 }
 
 /// `credential_cache:`: remembering verified credentials so repeated logins skip bcrypt.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CredentialCacheSpec {
     /// How long a verified credential is remembered, e.g. `5m` (default); `0s` disables.
@@ -50,7 +97,7 @@ pub struct CredentialCacheSpec {
 }
 
 /// `token:`: how tokens are signed and for how long they live.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TokenSpec {
     /// `iss` claim; must equal the registry's `auth.token.issuer`. Required.
@@ -78,7 +125,7 @@ pub struct TokenSpec {
 }
 
 /// `token.refresh`: stateless refresh tokens.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RefreshSpec {
     /// Issue refresh tokens when offline access is asked for (default false).
@@ -97,7 +144,7 @@ pub struct RefreshSpec {
 
 /// One entry of `robots:`: a long-lived credential with explicit scopes (the ACL is not
 /// consulted for robots).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RobotSpec {
     /// bcrypt hash of the robot's secret.
@@ -112,7 +159,7 @@ pub struct RobotSpec {
 }
 
 /// `token.signing_header` values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum SigningHeaderSpec {
     /// `kid` = libtrust key ID of the signing certificate's public key (registry 2.x).
@@ -124,7 +171,7 @@ pub enum SigningHeaderSpec {
 }
 
 /// One entry of `users:`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserSpec {
     /// bcrypt hash (`$2a$`, `$2b$` or `$2y$`). Required for every user but the anonymous `""`.
@@ -135,7 +182,7 @@ pub struct UserSpec {
 }
 
 /// One entry of `acl:`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AclEntrySpec {
     /// Conditions, all ANDed. `{}` matches everything.
@@ -150,7 +197,7 @@ pub struct AclEntrySpec {
 
 /// `match:` of an ACL entry. Each string is a glob (`*`, `?` do not cross `/`; `**` does) or a
 /// `/regex/`, with placeholders.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MatchSpec {
     /// Account (user name; `""` is anonymous).

@@ -3,7 +3,11 @@
 //! The file is first parsed into a YAML tree; each section (and each ACL entry and user) is then
 //! deserialized on its own, so one typo does not hide the problems after it.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
+use std::net::IpAddr;
+
+use ipnet::IpNet;
 use std::fs;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -15,13 +19,13 @@ use serde::de::DeserializeOwned;
 use serde_yaml_ng::{Mapping, Value};
 
 use super::file::{
-    AclEntrySpec, CredentialCacheSpec, LimitsSpec, RefreshSpec, RobotSpec, ServerSpec,
-    SigningHeaderSpec, TokenSpec, UserSpec,
+    AclEntrySpec, CredentialCacheSpec, LimitsSpec, LockoutSpec, NetSpec, RefreshSpec, RobotSpec,
+    ServerSpec, SigningHeaderSpec, TokenSpec, UserSpec,
 };
 use super::{
-    Config, ConfigError, ConfigIssue, DEFAULT_ADDR, DEFAULT_CACHE_ENTRIES, DEFAULT_CACHE_TTL,
-    DEFAULT_EXPIRATION_SECS, DEFAULT_REFRESH_LIFETIME, Limits, MIN_EXPIRATION_SECS, RefreshConfig,
-    ServerConfig, TokenConfig,
+    ClientIpSettings, Config, ConfigError, ConfigIssue, DEFAULT_ADDR, DEFAULT_CACHE_ENTRIES,
+    DEFAULT_CACHE_TTL, DEFAULT_EXPIRATION_SECS, DEFAULT_REFRESH_LIFETIME, Limits, LockoutSettings,
+    MIN_EXPIRATION_SECS, RefreshConfig, ServerConfig, TlsSettings, TokenConfig,
 };
 use crate::authn::{self, Labels, RobotRecord, Robots, StaticUsers, UserRecord, check_bcrypt_hash};
 use crate::authz::{Acl, ScopeGrants};
@@ -37,6 +41,7 @@ const KNOWN_SECTIONS: &[&str] = &[
     "robots",
     "acl",
     "credential_cache",
+    "lockout",
 ];
 
 /// docker_auth sections we do not implement (yet), with what to use instead.
@@ -102,41 +107,18 @@ const UNSUPPORTED_SECTIONS: &[(&str, &str)] = &[
 /// docker_auth `server:` keys we do not implement (yet).
 const UNSUPPORTED_SERVER_KEYS: &[(&str, &str)] = &[
     (
-        "net",
-        "unix sockets are not supported yet; listen on TCP with `server.addr`",
-    ),
-    (
-        "certificate",
-        "TLS is not supported yet; terminate TLS at your ingress or load balancer and run registry-auth on plain HTTP behind it",
-    ),
-    (
-        "key",
-        "TLS is not supported yet; terminate TLS at your ingress or load balancer and run registry-auth on plain HTTP behind it",
-    ),
-    ("hsts", "TLS is not supported yet; set HSTS at your ingress"),
-    (
-        "tls_min_version",
-        "TLS is not supported yet; terminate TLS at your ingress",
-    ),
-    (
         "tls_curve_preferences",
-        "TLS is not supported yet; terminate TLS at your ingress",
+        "not configurable: registry-auth uses rustls' safe defaults (X25519, P-256, P-384); \
+         remove this key",
     ),
     (
         "tls_cipher_suites",
-        "TLS is not supported yet; terminate TLS at your ingress",
+        "not configurable: registry-auth uses rustls' safe defaults (AEAD suites only); remove \
+         this key",
     ),
     (
         "letsencrypt",
         "Let's Encrypt is not supported; terminate TLS at your ingress (e.g. with cert-manager)",
-    ),
-    (
-        "real_ip_header",
-        "client IPs from proxy headers are not supported yet; ACL `ip` rules see the peer address, so remove `ip` rules that rely on the header",
-    ),
-    (
-        "real_ip_pos",
-        "client IPs from proxy headers are not supported yet; ACL `ip` rules see the peer address",
     ),
 ];
 
@@ -159,6 +141,7 @@ pub fn parse(text: &str, file: &Path) -> Result<Config, ConfigError> {
     let mut loader = Loader {
         base,
         issues: Vec::new(),
+        sources: RefCell::new(vec![file.to_path_buf()]),
     };
     let config = loader.load(text, file);
     match config {
@@ -173,6 +156,8 @@ pub fn parse(text: &str, file: &Path) -> Result<Config, ConfigError> {
 struct Loader {
     base: PathBuf,
     issues: Vec<ConfigIssue>,
+    /// Every file resolved from the config (for change detection on reload).
+    sources: RefCell<Vec<PathBuf>>,
 }
 
 #[derive(Default)]
@@ -184,6 +169,7 @@ struct Sections {
     robots: Option<Vec<(String, Option<RobotSpec>)>>,
     acl: Option<Vec<Option<AclEntrySpec>>>,
     credential_cache: Option<CredentialCacheSpec>,
+    lockout: Option<LockoutSpec>,
 }
 
 impl Loader {
@@ -235,6 +221,13 @@ impl Loader {
                 "token" => s.token = self.token_section(value),
                 "users" => s.users = self.users_section(value),
                 "robots" => s.robots = self.named_section("robots", value),
+                "lockout" => {
+                    s.lockout = if value.is_null() {
+                        Some(LockoutSpec::default())
+                    } else {
+                        self.de("lockout", value)
+                    };
+                }
                 "credential_cache" => {
                     s.credential_cache = if value.is_null() {
                         Some(CredentialCacheSpec::default())
@@ -422,11 +415,13 @@ impl Loader {
     }
 
     fn resolve(&self, path: &Path) -> PathBuf {
-        if path.is_absolute() {
+        let resolved = if path.is_absolute() {
             path.to_path_buf()
         } else {
             self.base.join(path)
-        }
+        };
+        self.sources.borrow_mut().push(resolved.clone());
+        resolved
     }
 
     fn validate(&mut self, s: Sections, file: &Path) -> Option<Config> {
@@ -452,6 +447,7 @@ impl Loader {
             None => (None, None),
         };
         let authn = self.validate_users(s.users, s.users_file, robots);
+        let lockout = self.validate_lockout(s.lockout.unwrap_or_default());
         let acl_entries: Vec<AclEntrySpec> = s.acl.iter().flatten().flatten().cloned().collect();
         let acl = self.validate_acl(s.acl);
         let mut warnings = Vec::new();
@@ -477,6 +473,8 @@ impl Loader {
             token: token?,
             authn: Arc::new(authn?),
             credential_cache: credential_cache?,
+            lockout: lockout?,
+            sources: self.sources.take(),
             robot_scopes: Arc::new(robot_scopes?),
             acl: Arc::new(acl?),
             acl_entries,
@@ -539,8 +537,18 @@ impl Loader {
     }
 
     fn validate_server(&mut self, spec: ServerSpec) -> Option<ServerConfig> {
+        let unix = spec.net == Some(NetSpec::Unix);
         let addr = match spec.addr.as_deref() {
+            None if unix => {
+                self.issue(
+                    "server.addr",
+                    "with `net: unix`, set `addr` to the socket path, e.g. \
+                     `/run/registry-auth/auth.sock`",
+                );
+                None
+            }
             None => Some(DEFAULT_ADDR.to_owned()),
+            Some(a) if unix => Some(self.resolve(Path::new(a)).display().to_string()),
             Some(a) => match normalize_addr(a) {
                 Some(a) => Some(a),
                 None => {
@@ -577,11 +585,208 @@ impl Loader {
                 }
             }
         };
+        let tls = self.validate_tls(
+            spec.certificate,
+            spec.key,
+            spec.tls_min_version.as_deref(),
+            spec.hsts,
+        );
+        let metrics_addr = match spec.metrics_addr.as_deref() {
+            None => Some(None),
+            Some(a) => match normalize_addr(a) {
+                Some(a) => Some(Some(a)),
+                None => {
+                    self.issue(
+                        "server.metrics_addr",
+                        format!("`{a}` is not a listen address; use `host:port`, e.g. `:9090`"),
+                    );
+                    None
+                }
+            },
+        };
         let limits = self.validate_limits(spec.limits.unwrap_or_default());
+        let client_ip =
+            self.validate_client_ip(spec.trusted_proxies, spec.real_ip_header, spec.real_ip_pos);
         Some(ServerConfig {
             addr: addr?,
             path_prefix: path_prefix?,
             limits: limits?,
+            client_ip: client_ip?,
+            unix,
+            tls: tls?,
+            metrics_addr: metrics_addr?,
+        })
+    }
+
+    fn validate_tls(
+        &mut self,
+        certificate: Option<PathBuf>,
+        key: Option<PathBuf>,
+        min_version: Option<&str>,
+        hsts: bool,
+    ) -> Option<Option<TlsSettings>> {
+        let tls13_only = match min_version {
+            None | Some("1.2" | "TLS12" | "tls12") => false,
+            Some("1.3" | "TLS13" | "tls13") => true,
+            Some(v) => {
+                self.issue(
+                    "server.tls_min_version",
+                    format!("{v:?} is not supported; use `1.2` (default) or `1.3`"),
+                );
+                return None;
+            }
+        };
+        match (certificate, key) {
+            (None, None) => {
+                if hsts || min_version.is_some() {
+                    self.issue(
+                        "server.hsts",
+                        "`hsts` and `tls_min_version` need TLS: set `server.certificate` and \
+                         `server.key`, or set HSTS at your ingress",
+                    );
+                    return None;
+                }
+                Some(None)
+            }
+            (Some(c), Some(k)) => {
+                let (certificate, key) = (self.resolve(&c), self.resolve(&k));
+                let mut ok = true;
+                for (name, p) in [("certificate", &certificate), ("key", &key)] {
+                    if !p.exists() {
+                        self.issue(
+                            format!("server.{name}"),
+                            format!("file not found: {}", p.display()),
+                        );
+                        ok = false;
+                    }
+                }
+                if ok && let Err(e) = crate::tls::load(&certificate, &key, tls13_only) {
+                    self.issue("server.certificate", e.to_string());
+                    ok = false;
+                }
+                ok.then_some(Some(TlsSettings {
+                    certificate,
+                    key,
+                    tls13_only,
+                    hsts,
+                }))
+            }
+            (c, _) => {
+                let missing = if c.is_none() { "certificate" } else { "key" };
+                self.issue(
+                    format!("server.{missing}"),
+                    "missing; TLS needs both `server.certificate` and `server.key` (or neither, \
+                     behind a TLS-terminating ingress)",
+                );
+                None
+            }
+        }
+    }
+
+    fn validate_client_ip(
+        &mut self,
+        trusted: Option<Vec<String>>,
+        header: Option<String>,
+        position: Option<i64>,
+    ) -> Option<ClientIpSettings> {
+        let mut ok = true;
+        let mut nets = Vec::new();
+        for (i, entry) in trusted.iter().flatten().enumerate() {
+            let parsed = entry
+                .parse::<IpNet>()
+                .or_else(|_| entry.parse::<IpAddr>().map(IpNet::from));
+            match parsed {
+                Ok(n) => nets.push(n.trunc()),
+                Err(_) => {
+                    self.issue(
+                        format!("server.trusted_proxies[{i}]"),
+                        format!(
+                            "{entry:?} is not an IP address or CIDR; write e.g. `10.0.0.0/8` or \
+                             `192.0.2.7`"
+                        ),
+                    );
+                    ok = false;
+                }
+            }
+        }
+        let header = match header {
+            None => None,
+            Some(h) => {
+                let lower = h.to_ascii_lowercase();
+                if matches!(
+                    lower.as_str(),
+                    "x-forwarded-for" | "forwarded" | "x-real-ip"
+                ) {
+                    Some(lower)
+                } else {
+                    self.issue(
+                        "server.real_ip_header",
+                        format!(
+                            "{h:?} is not supported; use X-Forwarded-For, Forwarded or X-Real-IP"
+                        ),
+                    );
+                    ok = false;
+                    None
+                }
+            }
+        };
+        if position == Some(0) || position.is_some_and(|p| p > 0) {
+            // Positive positions count from the client's end, which the client controls.
+            self.issue(
+                "server.real_ip_pos",
+                "a position counted from the start of the header can be spoofed by the client; \
+                 use a negative position (-1 = the address the nearest proxy saw), or better, \
+                 list your proxies in `server.trusted_proxies`",
+            );
+            ok = false;
+        }
+        if trusted.is_none() && (header.is_some() || position.is_some()) {
+            // docker_auth believed the header from any peer: keep that for migrated configs.
+            nets = vec![IpNet::V4(Default::default()), IpNet::V6(Default::default())];
+        }
+        ok.then_some(ClientIpSettings {
+            trusted_proxies: nets,
+            header,
+            position,
+        })
+    }
+
+    fn validate_lockout(&mut self, spec: LockoutSpec) -> Option<LockoutSettings> {
+        let d = LockoutSettings::default();
+        let mut ok = true;
+        let max_failures = match spec.max_failures {
+            Some(0) => {
+                self.issue(
+                    "lockout.max_failures",
+                    "0 would lock everybody out at once; use at least 1, or `enabled: false`",
+                );
+                ok = false;
+                0
+            }
+            Some(n) => n,
+            None => d.max_failures,
+        };
+        let mut duration = |key: &str, text: Option<String>, default: Duration| match text {
+            None => default,
+            Some(t) => match humantime::parse_duration(&t) {
+                Ok(v) if !v.is_zero() => v,
+                _ => {
+                    self.issue(
+                        format!("lockout.{key}"),
+                        format!("{t:?} is not a positive duration; write e.g. `5m`"),
+                    );
+                    ok = false;
+                    default
+                }
+            },
+        };
+        let window = duration("window", spec.window, d.window);
+        let cooldown = duration("cooldown", spec.cooldown, d.cooldown);
+        ok.then_some(LockoutSettings {
+            enabled: spec.enabled.unwrap_or(true),
+            max_failures,
+            window,
+            cooldown,
         })
     }
 

@@ -7,6 +7,7 @@
 mod error;
 pub mod file;
 mod load;
+mod schema;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
@@ -19,6 +20,7 @@ use std::time::Duration;
 
 pub use error::{ConfigError, ConfigIssue};
 pub use load::{load, parse};
+pub use schema::json_schema;
 
 use crate::authn;
 use crate::authz::{Acl, ScopeGrants};
@@ -45,6 +47,11 @@ pub struct Config {
     pub authn: Arc<authn::Chain>,
     /// Verified-credential cache and bcrypt pool settings.
     pub credential_cache: authn::CacheSettings,
+    /// Brute-force protection.
+    pub lockout: LockoutSettings,
+    /// Every file this configuration was read from (the config file, users_file, keys, …), for
+    /// change detection.
+    pub sources: Vec<PathBuf>,
     /// Each robot's scopes (robots are explicit grants; the ACL is not consulted for them).
     pub robot_scopes: Arc<HashMap<String, ScopeGrants>>,
     /// The static ACL.
@@ -64,6 +71,62 @@ pub struct ServerConfig {
     pub path_prefix: String,
     /// Request size and time limits.
     pub limits: Limits,
+    /// How the client IP is found behind proxies.
+    pub client_ip: ClientIpSettings,
+    /// Listen on a unix socket at `addr` instead of TCP.
+    pub unix: bool,
+    /// HTTPS on the listener.
+    pub tls: Option<TlsSettings>,
+    /// A separate listener for `/metrics` and the probes.
+    pub metrics_addr: Option<String>,
+}
+
+/// The listener's TLS settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsSettings {
+    /// Certificate chain file (PEM, leaf first).
+    pub certificate: PathBuf,
+    /// Private key file (PEM).
+    pub key: PathBuf,
+    /// Refuse TLS 1.2.
+    pub tls13_only: bool,
+    /// Send `Strict-Transport-Security`.
+    pub hsts: bool,
+}
+
+/// How the client IP is found behind proxies.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ClientIpSettings {
+    /// Peers whose forwarding headers are believed.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// The header to read (lower case); `x-forwarded-for` by default, or `forwarded`.
+    pub header: Option<String>,
+    /// docker_auth's `real_ip_pos`: a fixed position instead of "right-most untrusted".
+    pub position: Option<i64>,
+}
+
+/// Brute-force protection settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LockoutSettings {
+    /// Whether failed logins are counted at all.
+    pub enabled: bool,
+    /// Failures within `window` that lock the (account, IP) pair.
+    pub max_failures: u32,
+    /// Counting window.
+    pub window: Duration,
+    /// How long a locked pair is refused.
+    pub cooldown: Duration,
+}
+
+impl Default for LockoutSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_failures: 10,
+            window: Duration::from_secs(300),
+            cooldown: Duration::from_secs(300),
+        }
+    }
 }
 
 /// Request size and time limits.

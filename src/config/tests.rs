@@ -190,12 +190,12 @@ fn key_not_matching_certificate_is_reported() {
 fn unsupported_docker_auth_sections_say_what_to_use() {
     let d = Dir::new().with_keys();
     let i = issues(d.load(&format!(
-        "server: {{addr: \":5001\", certificate: s.pem, real_ip_header: X-Forwarded-For}}\n{TOKEN}users: {{\"\": {{}}}}\nacl: []\nldap_auth: {{addr: x}}\next_authz: {{command: x}}\n"
+        "server: {{addr: \":5001\", letsencrypt: {{email: a}}, tls_cipher_suites: [x]}}\n{TOKEN}users: {{\"\": {{}}}}\nacl: []\nldap_auth: {{addr: x}}\next_authz: {{command: x}}\n"
     )));
     assert!(find(&i, "ldap_auth").message.contains("users_file"));
     assert!(find(&i, "ext_authz").message.contains("acl"));
-    assert!(find(&i, "server.certificate").message.contains("ingress"));
-    find(&i, "server.real_ip_header");
+    assert!(find(&i, "server.letsencrypt").message.contains("ingress"));
+    find(&i, "server.tls_cipher_suites");
 }
 
 #[test]
@@ -500,4 +500,75 @@ fn credential_cache_settings() {
     find(&i, "server.bcrypt_workers");
     find(&i, "credential_cache.ttl");
     find(&i, "credential_cache.max_entries");
+}
+
+#[test]
+fn tls_unix_and_proxy_settings() {
+    let d = Dir::new().with_keys();
+    let tail = format!("{TOKEN}users: {{\"\": {{}}}}\nacl: []\n");
+    // The token key pair doubles as a TLS pair here.
+    let c = d
+        .load(&format!(
+            "server: {{certificate: cert.pem, key: key.pem, tls_min_version: TLS13, hsts: true}}\n{tail}"
+        ))
+        .unwrap();
+    let tls = c.server.tls.unwrap();
+    assert!(tls.tls13_only && tls.hsts);
+    let i = issues(d.load(&format!("server: {{certificate: cert.pem}}\n{tail}")));
+    find(&i, "server.key");
+    let i = issues(d.load(&format!("server: {{hsts: true}}\n{tail}")));
+    find(&i, "server.hsts");
+    let i = issues(d.load(&format!(
+        "server: {{certificate: cert.pem, key: key.pem, tls_min_version: \"1.1\"}}\n{tail}"
+    )));
+    find(&i, "server.tls_min_version");
+    let c = d
+        .load(&format!("server: {{net: unix, addr: auth.sock}}\n{tail}"))
+        .unwrap();
+    assert!(c.server.unix);
+    assert_eq!(
+        c.server.addr,
+        d.path().join("auth.sock").display().to_string()
+    );
+    let i = issues(d.load(&format!("server: {{net: unix}}\n{tail}")));
+    find(&i, "server.addr");
+    let c = d
+        .load(&format!(
+            "server: {{trusted_proxies: [10.0.0.0/8, 192.0.2.1], metrics_addr: \":9090\"}}\n{tail}"
+        ))
+        .unwrap();
+    assert_eq!(c.server.client_ip.trusted_proxies.len(), 2);
+    assert_eq!(c.server.metrics_addr.as_deref(), Some("0.0.0.0:9090"));
+    let i = issues(d.load(&format!(
+        "server: {{trusted_proxies: [not-a-net], real_ip_header: X-Custom, real_ip_pos: 1}}\n{tail}"
+    )));
+    find(&i, "server.trusted_proxies[0]");
+    find(&i, "server.real_ip_header");
+    find(&i, "server.real_ip_pos");
+    // docker_auth's keys without trusted_proxies: every peer is believed, as docker_auth did.
+    let c = d
+        .load(&format!(
+            "server: {{real_ip_header: X-Forwarded-For, real_ip_pos: -1}}\n{tail}"
+        ))
+        .unwrap();
+    assert_eq!(c.server.client_ip.trusted_proxies.len(), 2);
+    assert_eq!(c.server.client_ip.position, Some(-1));
+}
+
+#[test]
+fn lockout_settings() {
+    let d = Dir::new().with_keys();
+    let tail = format!("{TOKEN}users: {{\"\": {{}}}}\nacl: []\n");
+    let c = d.load(&tail).unwrap();
+    assert_eq!(c.lockout, LockoutSettings::default());
+    let c = d
+        .load(&format!("lockout: {{enabled: false}}\n{tail}"))
+        .unwrap();
+    assert!(!c.lockout.enabled);
+    let i = issues(d.load(&format!(
+        "lockout: {{max_failures: 0, window: x, cooldown: 0s}}\n{tail}"
+    )));
+    find(&i, "lockout.max_failures");
+    find(&i, "lockout.window");
+    find(&i, "lockout.cooldown");
 }

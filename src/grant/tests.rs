@@ -125,13 +125,13 @@ fn issued(outcome: GrantOutcome) -> (Vec<ScopeDecision>, Option<IssuedRefresh>) 
         GrantOutcome::Issued {
             decisions, refresh, ..
         } => (decisions, refresh),
-        GrantOutcome::Unauthorized { reason } => panic!("unauthorized: {reason}"),
+        GrantOutcome::Unauthorized { reason, .. } => panic!("unauthorized: {reason}"),
     }
 }
 
 fn refused(outcome: GrantOutcome) -> &'static str {
     match outcome {
-        GrantOutcome::Unauthorized { reason } => reason,
+        GrantOutcome::Unauthorized { reason, .. } => reason,
         GrantOutcome::Issued { .. } => panic!("unexpectedly issued"),
     }
 }

@@ -24,6 +24,11 @@ pub enum ApiError {
     },
     /// 404: no such route.
     NotFound(String),
+    /// 429: too many failed logins for this account from this address.
+    TooManyRequests {
+        /// Seconds until the lockout ends (`Retry-After`).
+        retry_after: u64,
+    },
     /// 405: the route exists, not for this method.
     MethodNotAllowed,
     /// An OAuth2 error on the POST flow: `{"error", "error_description"}` (RFC 6749 §5.2).
@@ -49,6 +54,7 @@ impl ApiError {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::OAuth { status, .. } => *status,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -76,6 +82,10 @@ impl IntoResponse for ApiError {
                 "authentication required: incorrect username or password".to_owned(),
             ),
             Self::NotFound(m) => ("NOT_FOUND", m.clone()),
+            Self::TooManyRequests { retry_after } => (
+                "TOOMANYREQUESTS",
+                format!("too many failed logins; try again in {retry_after} s"),
+            ),
             Self::MethodNotAllowed => (
                 "UNSUPPORTED",
                 "method not allowed on this endpoint".to_owned(),
@@ -106,6 +116,9 @@ impl IntoResponse for ApiError {
                 response
                     .extensions_mut()
                     .insert(InternalDetail(Arc::from(detail)));
+            }
+            Self::TooManyRequests { retry_after } => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
             }
             Self::BadRequest(_)
             | Self::NotFound(_)

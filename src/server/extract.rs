@@ -10,6 +10,29 @@ use super::error::ApiError;
 use crate::authn::{Credentials, Secret};
 use crate::token::{Scope, parse_scopes};
 
+/// The address of the TCP peer (`None` on a unix socket), from the connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Peer(pub Option<std::net::IpAddr>);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Peer {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        use axum::extract::ConnectInfo;
+        use axum::extract::connect_info::MockConnectInfo;
+        use std::net::SocketAddr;
+        let ext = &parts.extensions;
+        let addr = ext
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0)
+            .or_else(|| ext.get::<MockConnectInfo<SocketAddr>>().map(|c| c.0));
+        Ok(Self(addr.map(|a| a.ip())))
+    }
+}
+
 /// Standard base64, padding optional (some clients strip it).
 const BASE64: GeneralPurpose = GeneralPurpose::new(
     &STANDARD,

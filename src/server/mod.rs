@@ -4,12 +4,18 @@
 //! Layer order (outermost first): request id → trace span (method, path, request id) → error
 //! logging → timeout → routes.
 
+pub mod client_ip;
 pub mod error;
 pub mod extract;
+pub mod lockout;
+pub mod metrics;
+pub mod reload;
 mod routes;
 pub mod state;
 
 use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -21,13 +27,14 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::net::TcpListener;
 use tower::ServiceExt;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{
     MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
 };
+use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 use tracing::{debug, error, info_span, warn};
@@ -42,10 +49,35 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The application router with its middleware, ready to serve.
 pub fn router(state: AppState) -> Router {
-    let prefix = state.inner().config.server.path_prefix.clone();
-    let limits = state.inner().config.server.limits;
-    routes::routes(&prefix)
-        .with_state(state)
+    let current = state.current();
+    let prefix = current.config.server.path_prefix.clone();
+    let limits = current.config.server.limits;
+    let hsts = current.config.server.tls.as_ref().is_some_and(|t| t.hsts);
+    let router = routes::routes(&prefix).with_state(state.clone());
+    let router = if hsts {
+        router.layer(SetResponseHeaderLayer::overriding(
+            axum::http::header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=63072000; includeSubDomains"),
+        ))
+    } else {
+        router
+    };
+    common_layers(router, limits, state)
+}
+
+/// Only `/healthz`, `/readyz` and `/metrics`, for `server.metrics_addr`.
+pub fn ops_router(state: AppState) -> Router {
+    let limits = state.current().config.server.limits;
+    common_layers(
+        routes::ops_routes().with_state(state.clone()),
+        limits,
+        state,
+    )
+}
+
+fn common_layers(router: Router, limits: Limits, state: AppState) -> Router {
+    router
+        .layer(middleware::from_fn_with_state(state, count_requests))
         .layer(middleware::from_fn(log_internal_errors))
         .layer(RequestBodyLimitLayer::new(limits.max_body_bytes))
         .layer(TimeoutLayer::with_status_code(
@@ -70,13 +102,59 @@ pub fn router(state: AppState) -> Router {
 /// How long shutdown waits for in-flight requests before giving up on them.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Serves `router` on `listener` (HTTP/1.1) until `shutdown` resolves, then stops accepting and
-/// drains in-flight requests (bounded by [`DRAIN_TIMEOUT`]). `limits` bounds the request head
-/// (size, and the time a client may take to send it: slow clients are cut off).
+/// A bound listener: TCP, or a unix socket.
+#[derive(Debug)]
+pub enum Listener {
+    /// TCP.
+    Tcp(TcpListener),
+    /// A unix socket (the peer is local, hence trusted for forwarding headers).
+    #[cfg(unix)]
+    Unix(tokio::net::UnixListener, std::path::PathBuf),
+}
+
+impl Listener {
+    /// Binds `addr`: `host:port`, or a socket path when `unix` (an existing socket file there is
+    /// replaced).
+    pub async fn bind(addr: &str, unix: bool) -> std::io::Result<Self> {
+        #[cfg(unix)]
+        if unix {
+            let path = std::path::PathBuf::from(addr);
+            if let Ok(meta) = std::fs::symlink_metadata(&path) {
+                use std::os::unix::fs::FileTypeExt;
+                if meta.file_type().is_socket() {
+                    std::fs::remove_file(&path)?;
+                }
+            }
+            return Ok(Self::Unix(tokio::net::UnixListener::bind(&path)?, path));
+        }
+        #[cfg(not(unix))]
+        if unix {
+            return Err(std::io::Error::other("unix sockets need a unix system"));
+        }
+        Ok(Self::Tcp(TcpListener::bind(addr).await?))
+    }
+
+    /// Where it listens, for the log (`127.0.0.1:5001` or `unix:/path`).
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Tcp(l) => l
+                .local_addr()
+                .map_or_else(|e| format!("tcp (unknown address: {e})"), |a| a.to_string()),
+            #[cfg(unix)]
+            Self::Unix(_, path) => format!("unix:{}", path.display()),
+        }
+    }
+}
+
+/// Serves `router` on `listener` (HTTP/1.1, over TLS when `tls` is set) until `shutdown`
+/// resolves, then stops accepting and drains in-flight requests (bounded by
+/// [`DRAIN_TIMEOUT`]). `limits` bounds the request head (size, and the time a client may take
+/// to send it, TLS handshake included: slow clients are cut off).
 pub async fn serve(
-    listener: TcpListener,
+    listener: Listener,
     router: Router,
     limits: Limits,
+    tls: Option<Arc<rustls::ServerConfig>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let mut http = hyper::server::conn::http1::Builder::new();
@@ -84,35 +162,35 @@ pub async fn serve(
         .header_read_timeout(limits.header_read_timeout)
         .max_buf_size(limits.max_header_bytes.max(8192))
         .keep_alive(true);
+    let conn = Conn {
+        http: Arc::new(http),
+        router,
+        tls: tls.map(tokio_rustls::TlsAcceptor::from),
+        handshake_timeout: limits.header_read_timeout,
+    };
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, peer) = match accepted {
-                    Ok(pair) => pair,
-                    Err(e) => {
-                        // Out of file descriptors and the like: back off instead of spinning.
-                        warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let _ = stream.set_nodelay(true);
-                let router = router.clone();
-                let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
-                    req.extensions_mut().insert(ConnectInfo(peer));
-                    router.clone().oneshot(req)
-                });
-                let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
-                tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        debug!(error = %e, "connection closed with an error");
-                    }
-                });
-            }
+            accepted = accept(&listener) => match accepted {
+                Ok(Accepted::Tcp(stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    conn.spawn(stream, Some(peer), graceful.watcher());
+                }
+                #[cfg(unix)]
+                Ok(Accepted::Unix(stream)) => conn.spawn(stream, None, graceful.watcher()),
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
             () = &mut shutdown => break,
         }
+    }
+    #[cfg(unix)]
+    if let Listener::Unix(_, path) = &listener {
+        let _ = std::fs::remove_file(path);
     }
     drop(listener);
     tokio::select! {
@@ -122,6 +200,101 @@ pub async fn serve(
         }
     }
     Ok(())
+}
+
+enum Accepted {
+    Tcp(tokio::net::TcpStream, SocketAddr),
+    #[cfg(unix)]
+    Unix(tokio::net::UnixStream),
+}
+
+async fn accept(listener: &Listener) -> std::io::Result<Accepted> {
+    match listener {
+        Listener::Tcp(l) => l.accept().await.map(|(s, p)| Accepted::Tcp(s, p)),
+        #[cfg(unix)]
+        Listener::Unix(l, _) => l.accept().await.map(|(s, _)| Accepted::Unix(s)),
+    }
+}
+
+/// What every connection needs.
+struct Conn {
+    http: Arc<hyper::server::conn::http1::Builder>,
+    router: Router,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    handshake_timeout: Duration,
+}
+
+impl Conn {
+    fn spawn<S>(&self, stream: S, peer: Option<SocketAddr>, watcher: Watcher)
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let router = self.router.clone();
+        let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+            if let Some(peer) = peer {
+                req.extensions_mut().insert(ConnectInfo(peer));
+            }
+            router.clone().oneshot(req)
+        });
+        let http = self.http.clone();
+        let tls = self.tls.clone();
+        let handshake_timeout = self.handshake_timeout;
+        tokio::spawn(async move {
+            let result =
+                match tls {
+                    None => {
+                        watcher
+                            .watch(http.serve_connection(TokioIo::new(stream), service))
+                            .await
+                    }
+                    Some(acceptor) => {
+                        let tls_stream =
+                            match tokio::time::timeout(handshake_timeout, acceptor.accept(stream))
+                                .await
+                            {
+                                Ok(Ok(s)) => s,
+                                Ok(Err(e)) => {
+                                    debug!(error = %e, "TLS handshake failed");
+                                    return;
+                                }
+                                Err(_) => {
+                                    debug!("TLS handshake timed out");
+                                    return;
+                                }
+                            };
+                        watcher
+                            .watch(http.serve_connection(TokioIo::new(tls_stream), service))
+                            .await
+                    }
+                };
+            if let Err(e) = result {
+                debug!(error = %e, "connection closed with an error");
+            }
+        });
+    }
+}
+
+/// Counts requests by matched route and status.
+async fn count_requests(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
+    let response = next.run(req).await;
+    state
+        .shared()
+        .metrics
+        .http_requests
+        .get_or_create(&metrics::HttpLabels {
+            route,
+            status: response.status().as_u16(),
+        })
+        .inc();
+    response
 }
 
 /// Logs the detail of 5xx answers inside the request span (the response itself stays generic).
@@ -162,3 +335,5 @@ impl MakeRequestId for Counter {
 mod tests;
 #[cfg(test)]
 mod tests_keys;
+#[cfg(test)]
+mod tests_ops;

@@ -31,6 +31,7 @@ mod acl_matrix;
 mod config_errors;
 mod identity_tokens;
 mod key_modes;
+mod props;
 mod reference_fixture;
 mod robots;
 mod rotation;

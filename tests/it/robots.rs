@@ -22,17 +22,17 @@ use crate::common::stack::{self, ISSUER, SERVICE, Stack, User, config_yaml};
 
 const CI_SCOPE: &str = "repository:ci/**:pull,push";
 
-/// The ACL for users. Entries 0 and 1 would let `robot$ci` push and pull `other/*` if robots
-/// went through the ACL; nothing grants `ci/**` to anybody.
-const ACL: &str = r#"  - match: {account: "robot$ci", name: "other/*"}
+/// The ACL for users (first match wins). Entries 1 and 2 would let `robot$ci` push and pull
+/// `other/*` if robots went through the ACL; nothing grants `ci/**` to anybody but admin.
+const ACL: &str = r#"  - match: {account: admin}
+    actions: ["*"]
+    comment: admin does everything
+  - match: {account: "robot$ci", name: "other/*"}
     actions: ["*"]
     comment: never consulted (robots use their own scopes)
   - match: {name: "other/*"}
     actions: [pull]
     comment: everyone may pull other/*
-  - match: {account: admin}
-    actions: ["*"]
-    comment: admin does everything
 "#;
 
 /// What `robot create` printed.

@@ -47,11 +47,11 @@ pub(super) fn routes(prefix: &str) -> Router<AppState> {
 }
 
 async fn jwks(State(state): State<AppState>) -> Response {
-    document(JWKS_TYPE, state.inner().keys.jwks.clone())
+    document(JWKS_TYPE, state.current().keys.jwks.clone())
 }
 
 async fn bundle(State(state): State<AppState>) -> Response {
-    document(PEM_TYPE, state.inner().keys.bundle.clone())
+    document(PEM_TYPE, state.current().keys.bundle.clone())
 }
 
 fn document(content_type: HeaderValue, body: Bytes) -> Response {

@@ -1,7 +1,9 @@
 //! Router composition: each feature exposes a `Router<AppState>`; they are merged here under
-//! `server.path_prefix`, with a JSON 404 fallback.
+//! `server.path_prefix` (except `/healthz`, `/readyz` and `/metrics`, which stay at the root for
+//! probes and scrapers), with a JSON 404 fallback.
 
 pub(super) mod keys;
+mod ops;
 mod token;
 
 use axum::Router;
@@ -9,11 +11,20 @@ use axum::Router;
 use super::error::ApiError;
 use super::state::AppState;
 
-/// All routes, under `prefix` (empty or `/something` without a trailing slash).
+/// All routes: the features under `prefix` (empty or `/something` without a trailing slash),
+/// the probes and metrics at the root.
 pub fn routes(prefix: &str) -> Router<AppState> {
     Router::new()
         .merge(token::routes(prefix))
         .merge(keys::routes(prefix))
+        .merge(ops::routes())
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+}
+
+/// The probes and metrics only (for `server.metrics_addr`).
+pub fn ops_routes() -> Router<AppState> {
+    ops::routes()
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
 }

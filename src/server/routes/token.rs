@@ -4,12 +4,12 @@
 //! * `GET`: the Docker token protocol (Basic credentials or anonymous, `scope` parameters);
 //! * `POST`: the OAuth2 flow (`grant_type=password` and `grant_type=refresh_token`, form body).
 
-use std::net::SocketAddr;
+use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 use axum::body::{Body, to_bytes};
-use axum::extract::{ConnectInfo, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -19,8 +19,9 @@ use tracing::{info, warn};
 
 use crate::authn::Credentials;
 use crate::grant::{self, DecidedBy, GrantOutcome, RefreshRequest, ScopeDecision, TokenRequest};
+use crate::server::client_ip::client_ip;
 use crate::server::error::ApiError;
-use crate::server::extract::{basic_credentials, invalid_request, oauth_form, token_query};
+use crate::server::extract::{Peer, basic_credentials, invalid_request, oauth_form, token_query};
 use crate::server::state::{AppState, Inner};
 
 pub(super) fn routes(prefix: &str) -> Router<AppState> {
@@ -49,11 +50,12 @@ struct TokenResponse<'a> {
 /// `GET`: the Docker token protocol.
 async fn token(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Peer(peer): Peer,
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
-    let inner = state.inner().clone();
+    let inner = state.current();
+    let ip = client_ip(&inner.config.server.client_ip, peer, &headers);
     let query = token_query(raw.as_deref())?;
     let credentials = basic_credentials(&headers)?;
     let service = required_service(&inner, query.service).map_err(ApiError::BadRequest)?;
@@ -70,11 +72,11 @@ async fn token(
         service,
         scopes: query.scopes,
         credentials,
-        ip: Some(peer.ip()),
+        ip,
         offline: query.offline_token,
     };
     let client_id = query.client_id.unwrap_or_default();
-    let outcome = password_grant(&inner, request, peer, &client_id).await?;
+    let outcome = password_grant(&state, &inner, request, &client_id).await?;
     respond(outcome, false, None).map_err(|()| ApiError::Unauthorized {
         realm: inner.config.token.issuer.clone(),
     })
@@ -83,11 +85,12 @@ async fn token(
 /// `POST`: the OAuth2 token flow.
 async fn oauth_token(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Peer(peer): Peer,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let inner = state.inner().clone();
+    let inner = state.current();
+    let ip = client_ip(&inner.config.server.client_ip, peer, &headers);
     let is_form = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -138,10 +141,10 @@ async fn oauth_token(
                     account: username,
                     password,
                 },
-                ip: Some(peer.ip()),
+                ip,
                 offline: form.offline,
             };
-            let outcome = password_grant(&inner, request, peer, &client_id).await?;
+            let outcome = password_grant(&state, &inner, request, &client_id).await?;
             respond(outcome, true, None).map_err(|()| invalid_grant())
         }
         "refresh_token" => {
@@ -152,9 +155,9 @@ async fn oauth_token(
             let echo = form.offline.then(|| refresh_token.clone());
             let request = RefreshRequest {
                 refresh_token,
-                service,
+                service: service.clone(),
                 scopes: form.scopes,
-                ip: Some(peer.ip()),
+                ip,
             };
             // No bcrypt here (an HMAC, a stat of the revocation file, a signature): inline.
             let (outcome, problem) =
@@ -163,7 +166,7 @@ async fn oauth_token(
             if let Some(problem) = problem {
                 warn!("{problem}");
             }
-            log_outcome(&outcome, peer, &client_id, "refresh_token");
+            audit(&state, &outcome, ip, &service, &client_id, "refresh_token");
             respond(outcome, true, echo.as_ref().map(|s| s.expose())).map_err(|()| invalid_grant())
         }
         other => Err(ApiError::OAuth {
@@ -199,19 +202,50 @@ fn required_service(inner: &Inner, service: Option<String>) -> Result<String, St
     Ok(service)
 }
 
-/// Runs a password grant: authentication through the credential cache (bcrypt, when needed,
-/// on the bounded pool), then the ACL and signing inline.
+/// Runs a password grant: the lockout check, authentication through the credential cache
+/// (bcrypt, when needed, on the bounded pool), then the ACL and signing inline.
 async fn password_grant(
+    state: &AppState,
     inner: &Arc<Inner>,
     request: TokenRequest,
-    peer: SocketAddr,
     client_id: &str,
 ) -> Result<GrantOutcome, ApiError> {
-    let authn = inner
-        .authenticator
-        .authenticate(&request.credentials)
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let shared = state.shared();
+    let account = request.credentials.account.as_str();
+    let lock_ip = request.ip.unwrap_or(IpAddr::from([127, 0, 0, 1]));
+    if let Some(left) = shared.lockout.check(account, lock_ip, Instant::now()) {
+        shared.metrics.decision("locked_out");
+        info!(
+            target: "audit",
+            account,
+            client_ip = %display_ip(request.ip),
+            service = %request.service,
+            client_id,
+            grant = "password",
+            "token refused: locked out after too many failed logins"
+        );
+        return Err(ApiError::TooManyRequests {
+            retry_after: left.as_secs().max(1),
+        });
+    }
+    let started = Instant::now();
+    let authn = inner.authenticator.authenticate(&request.credentials).await;
+    let backend = if account.starts_with(crate::authn::ROBOT_PREFIX) {
+        "robots"
+    } else {
+        "users"
+    };
+    if !request.credentials.is_anonymous() {
+        shared.metrics.authn_time(backend, started.elapsed());
+    }
+    let authn = authn.map_err(|e| {
+        shared
+            .metrics
+            .backend_errors
+            .get_or_create(&crate::server::metrics::BackendLabels { backend })
+            .inc();
+        ApiError::Internal(e.to_string())
+    })?;
     let outcome = grant::grant_authenticated(
         &inner.config,
         &inner.issuer,
@@ -220,7 +254,26 @@ async fn password_grant(
         SystemTime::now(),
     )
     .map_err(|e| ApiError::Internal(e.to_string()))?;
-    log_outcome(&outcome, peer, client_id, "password");
+    match &outcome {
+        GrantOutcome::Unauthorized { .. } => {
+            if shared.lockout.failure(account, lock_ip, Instant::now()) {
+                warn!(
+                    account,
+                    client_ip = %lock_ip,
+                    "too many failed logins: refusing this account from this address for a while"
+                );
+            }
+        }
+        GrantOutcome::Issued { .. } => shared.lockout.success(account, lock_ip),
+    }
+    audit(
+        state,
+        &outcome,
+        request.ip,
+        &request.service,
+        client_id,
+        "password",
+    );
     Ok(outcome)
 }
 
@@ -263,30 +316,68 @@ fn respond(
     Ok(response)
 }
 
-fn log_outcome(outcome: &GrantOutcome, peer: SocketAddr, client_id: &str, grant: &str) {
+/// The audit line of a token decision (target `audit`): who, from where, for which service,
+/// each requested scope with the granted actions and what decided. Never a password or token.
+fn audit(
+    state: &AppState,
+    outcome: &GrantOutcome,
+    ip: Option<IpAddr>,
+    service: &str,
+    client_id: &str,
+    grant: &str,
+) {
+    let metrics = &state.shared().metrics;
     match outcome {
-        GrantOutcome::Unauthorized { reason } => info!(
-            client_ip = %peer.ip(),
-            client_id,
-            grant,
+        GrantOutcome::Unauthorized {
             reason,
-            "token refused"
-        ),
+            account,
+            token_id,
+        } => {
+            metrics.decision("bad_credentials");
+            info!(
+                target: "audit",
+                account,
+                refresh_token_id = token_id.as_deref().unwrap_or(""),
+                client_ip = %display_ip(ip),
+                service,
+                client_id,
+                grant,
+                reason,
+                "token refused"
+            );
+        }
         GrantOutcome::Issued {
             account,
             decisions,
             refresh,
             ..
-        } => info!(
-            account,
-            client_ip = %peer.ip(),
-            client_id,
-            grant,
-            scopes = %DecisionsDisplay(decisions),
-            refresh_token_id = refresh.as_ref().map_or("", |r| r.id.as_str()),
-            "token issued"
-        ),
+        } => {
+            let denied = decisions.iter().filter(|d| d.granted.is_empty()).count();
+            let partial = decisions
+                .iter()
+                .any(|d| !d.granted.is_empty() && d.granted.len() < d.scope.actions.len());
+            metrics.decision(match (denied, partial) {
+                (0, false) => "granted",
+                (n, _) if n == decisions.len() => "denied",
+                _ => "partially_denied",
+            });
+            info!(
+                target: "audit",
+                account,
+                client_ip = %display_ip(ip),
+                service,
+                client_id,
+                grant,
+                scopes = %DecisionsDisplay(decisions),
+                refresh_token_id = refresh.as_ref().map_or("", |r| r.id.as_str()),
+                "token issued"
+            );
+        }
     }
+}
+
+fn display_ip(ip: Option<IpAddr>) -> String {
+    ip.map_or_else(|| "unix".to_owned(), |i| i.to_string())
 }
 
 fn truncate(s: &str) -> &str {

@@ -1,0 +1,197 @@
+//! Prometheus metrics, served at `/metrics` (OpenMetrics text). They live as long as the process:
+//! a configuration reload keeps counting.
+
+use std::time::{Duration, SystemTime};
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::authn::CacheStats;
+
+/// `route`, `status` of an HTTP request.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HttpLabels {
+    /// The matched route (`/auth`, …) or `unmatched`.
+    pub route: String,
+    /// HTTP status code.
+    pub status: u16,
+}
+
+/// `outcome` of a token decision.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    /// `granted`, `partially_denied`, `denied`, `bad_credentials`, `locked_out`.
+    pub outcome: &'static str,
+}
+
+/// `backend` of an authentication.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BackendLabels {
+    /// Config key of the backend (`users`, `robots`, `refresh_token`).
+    pub backend: &'static str,
+}
+
+/// `result` of a configuration reload.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    /// `success` or `failure`.
+    pub result: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: &'static str,
+}
+
+/// Every metric of the server.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    /// Requests by route and status.
+    pub http_requests: Family<HttpLabels, Counter>,
+    /// Token decisions by outcome.
+    pub token_decisions: Family<OutcomeLabels, Counter>,
+    /// Time spent authenticating, by backend (a cache hit is a few microseconds).
+    pub backend_duration: Family<BackendLabels, Histogram>,
+    /// Backend failures, by backend.
+    pub backend_errors: Family<BackendLabels, Counter>,
+    /// Configuration reloads by result.
+    pub config_reloads: Family<ResultLabels, Counter>,
+    /// Seconds until the signing certificate expires (negative once expired).
+    pub certificate_expiry: Gauge,
+    /// Credential-cache counters, shared with every authenticator built on reload.
+    pub cache: CacheStats,
+}
+
+/// Exports the process-wide bcrypt counter.
+#[derive(Debug)]
+struct BcryptCollector;
+
+impl Collector for BcryptCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let counter = ConstCounter::new(crate::authn::bcrypt_verifications());
+        let metric = encoder.encode_descriptor(
+            "registry_auth_bcrypt_verifications",
+            "bcrypt password verifications run",
+            None,
+            counter.metric_type(),
+        )?;
+        counter.encode(metric)
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Registers every metric.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("registry_auth");
+        let http_requests = Family::<HttpLabels, Counter>::default();
+        registry.register(
+            "http_requests",
+            "HTTP requests by route and status",
+            http_requests.clone(),
+        );
+        let token_decisions = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "token_decisions",
+            "Token requests by outcome (granted, partially_denied, denied, bad_credentials, \
+             locked_out)",
+            token_decisions.clone(),
+        );
+        let backend_duration = Family::<BackendLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.000_01, 4.0, 10))
+        });
+        registry.register(
+            "backend_duration_seconds",
+            "Time spent authenticating, by backend",
+            backend_duration.clone(),
+        );
+        let backend_errors = Family::<BackendLabels, Counter>::default();
+        registry.register(
+            "backend_errors",
+            "Authentication backend failures, by backend",
+            backend_errors.clone(),
+        );
+        let config_reloads = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "config_reloads",
+            "Configuration reloads by result",
+            config_reloads.clone(),
+        );
+        let certificate_expiry = Gauge::default();
+        registry.register(
+            "signing_certificate_expiry_seconds",
+            "Seconds until the signing certificate expires",
+            certificate_expiry.clone(),
+        );
+        let cache = CacheStats::default();
+        registry.register(
+            "credential_cache_hits",
+            "Token requests whose credentials were found in the cache",
+            cache.hits.clone(),
+        );
+        registry.register(
+            "credential_cache_misses",
+            "Token requests whose credentials had to be verified",
+            cache.misses.clone(),
+        );
+        let build = Family::<BuildLabels, Gauge>::default();
+        build
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION"),
+            })
+            .set(1);
+        registry.register("build_info", "Build information", build);
+        registry.register_collector(Box::new(BcryptCollector));
+        Self {
+            registry,
+            http_requests,
+            token_decisions,
+            backend_duration,
+            backend_errors,
+            config_reloads,
+            certificate_expiry,
+            cache,
+        }
+    }
+
+    /// Records the signing certificate's expiry.
+    pub fn set_certificate_expiry(&self, not_after: SystemTime, now: SystemTime) {
+        let secs = match not_after.duration_since(now) {
+            Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+            Err(e) => -i64::try_from(e.duration().as_secs()).unwrap_or(i64::MAX),
+        };
+        self.certificate_expiry.set(secs);
+    }
+
+    /// Counts one token decision.
+    pub fn decision(&self, outcome: &'static str) {
+        self.token_decisions
+            .get_or_create(&OutcomeLabels { outcome })
+            .inc();
+    }
+
+    /// Records the time one authentication took.
+    pub fn authn_time(&self, backend: &'static str, took: Duration) {
+        self.backend_duration
+            .get_or_create(&BackendLabels { backend })
+            .observe(took.as_secs_f64());
+    }
+
+    /// The OpenMetrics text exposition.
+    pub fn encode(&self) -> Result<String, std::fmt::Error> {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
+        Ok(out)
+    }
+}

@@ -1,0 +1,82 @@
+//! Operations endpoints, always at the root (not under `server.path_prefix`) for probes and
+//! scrapers: `/healthz` (liveness), `/readyz` (readiness, with details in JSON) and `/metrics`.
+
+use std::time::SystemTime;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::json;
+
+use crate::server::error::ApiError;
+use crate::server::state::AppState;
+
+pub(super) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+}
+
+/// Liveness: the process answers.
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+/// Readiness: ready while tokens can be issued (a configuration and a signing key are loaded,
+/// which is true for the life of the process). A backend that is down, or a signing certificate
+/// past its end, shows as `degraded` in the body but keeps the replica ready: taking every
+/// replica out would stop anonymous pulls too.
+async fn readyz(State(state): State<AppState>) -> Response {
+    let inner = state.current();
+    let key = inner.issuer.key();
+    let now = SystemTime::now();
+    let expires_in = match key.not_after().duration_since(now) {
+        Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        Err(e) => -i64::try_from(e.duration().as_secs()).unwrap_or(i64::MAX),
+    };
+    let mut problems: Vec<String> = Vec::new();
+    if expires_in <= 0 {
+        problems.push("the signing certificate has expired".to_owned());
+    }
+    let loaded = time::OffsetDateTime::from(state.loaded_at())
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    let body = json!({
+        "status": if problems.is_empty() { "ready" } else { "degraded" },
+        "problems": problems,
+        "config": {
+            "file": inner.config.file.display().to_string(),
+            "loaded_at": loaded,
+        },
+        "signing_key": {
+            "algorithm": key.algorithm().as_str(),
+            "kid": key.public_key().kid(inner.config.token.header_mode),
+            "certificate_expires_in_seconds": expires_in,
+        },
+        "backends": {},
+    });
+    (StatusCode::OK, axum::Json(body)).into_response()
+}
+
+async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let shared = state.shared();
+    let inner = state.current();
+    shared
+        .metrics
+        .set_certificate_expiry(inner.issuer.key().not_after(), SystemTime::now());
+    let text = shared
+        .metrics
+        .encode()
+        .map_err(|e| ApiError::Internal(format!("cannot encode metrics: {e}")))?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+        )],
+        text,
+    )
+        .into_response())
+}
