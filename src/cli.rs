@@ -12,15 +12,33 @@ use crate::telemetry::LogFormat;
 #[command(name = "registry-auth", version, about, propagate_version = true)]
 pub struct Cli {
     /// Log level: error, warn, info, debug or trace (RUST_LOG overrides it).
-    #[arg(long, global = true, default_value = "info",
+    #[arg(long, global = true, default_value = "info", env = "REGISTRY_AUTH_LOG_LEVEL",
           value_parser = ["error", "warn", "info", "debug", "trace"])]
     pub log_level: String,
     /// Log format.
-    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text,
+          env = "REGISTRY_AUTH_LOG_FORMAT")]
     pub log_format: LogFormat,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// The environment variables the binary reads; any other `REGISTRY_AUTH_*` is an error (a typo
+/// would otherwise be ignored silently).
+pub const ENV_VARS: &[&str] = &[
+    "REGISTRY_AUTH_CONFIG",
+    "REGISTRY_AUTH_LISTEN",
+    "REGISTRY_AUTH_LOG_LEVEL",
+    "REGISTRY_AUTH_LOG_FORMAT",
+];
+
+/// `REGISTRY_AUTH_*` variables that are set but unknown.
+pub fn unknown_env_vars() -> Vec<String> {
+    std::env::vars_os()
+        .map(|(k, _)| k.to_string_lossy().into_owned())
+        .filter(|k| k.starts_with("REGISTRY_AUTH_") && !ENV_VARS.contains(&k.as_str()))
+        .collect()
 }
 
 /// Subcommands.
@@ -29,11 +47,22 @@ pub enum Command {
     /// Run the token server.
     Serve {
         /// The YAML config file.
-        #[arg(long, short = 'c')]
+        #[arg(long, short = 'c', env = "REGISTRY_AUTH_CONFIG")]
         config: PathBuf,
-        /// Listen address (`host:port`); overrides `server.addr`. Port 0 picks a free port.
-        #[arg(long)]
+        /// Listen address (`host:port`, or a socket path with `server.net: unix`); overrides
+        /// `server.addr`. Port 0 picks a free port.
+        #[arg(long, env = "REGISTRY_AUTH_LISTEN")]
         listen: Option<String>,
+    },
+    /// Probe a running server (for container HEALTHCHECKs without curl): exit 0 when `URL`
+    /// answers 200.
+    Healthcheck {
+        /// `http://host:port/path`.
+        #[arg(default_value = "http://127.0.0.1:5001/healthz")]
+        url: String,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 5)]
+        timeout: u64,
     },
     /// Validate a config file: print every problem and exit 1, or a summary and exit 0.
     CheckConfig {

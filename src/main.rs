@@ -10,10 +10,21 @@ use registry_auth::cli::{AclCommand, Cli, Command, RobotCommand, TokensCommand};
 use registry_auth::telemetry;
 
 fn main() -> ExitCode {
+    let unknown = registry_auth::cli::unknown_env_vars();
+    if !unknown.is_empty() {
+        let _ = writeln!(
+            io::stderr(),
+            "error: unknown environment variable(s) {}; registry-auth reads only {}",
+            unknown.join(", "),
+            registry_auth::cli::ENV_VARS.join(", ")
+        );
+        return ExitCode::from(2);
+    }
     let cli = Cli::parse();
     telemetry::init(&cli.log_level, cli.log_format);
     let result = match cli.command {
         Command::Serve { config, listen } => commands::serve::serve(&config, listen),
+        Command::Healthcheck { url, timeout } => commands::health::healthcheck(&url, timeout),
         Command::CheckConfig { config } => commands::config::check_config(&config),
         Command::HashPassword { cost } => commands::keys::hash_password(cost),
         Command::GenKeys {

@@ -3,12 +3,12 @@
 //! pass `check-config`.
 
 use std::fs;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use crate::common::keys::{KeyFiles, KeySetup};
 use crate::common::proc::{self, ChildGuard, StopMode, tail};
-use crate::common::server::{binary, run_cli};
+use crate::common::server::{self, run_cli};
 use crate::common::stack::{self, User, config_yaml};
 use crate::reference_fixture::fixture;
 
@@ -62,7 +62,7 @@ fn serve_refuses_to_start_with_a_misspelt_acl_key() {
     let path = typo_config(tmp.path());
     let log = tmp.path().join("serve.log");
     let logf = fs::File::create(&log).expect("log");
-    let mut cmd = Command::new(binary());
+    let mut cmd = server::command();
     cmd.arg("serve")
         .arg("--config")
         .arg(&path)

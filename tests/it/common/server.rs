@@ -19,10 +19,24 @@ pub fn binary() -> PathBuf {
     }
 }
 
+/// A command for the server binary with a clean environment: no `RUST_LOG`, and none of the
+/// `REGISTRY_AUTH_*` variables (the server refuses unknown ones, and this suite's own
+/// `REGISTRY_AUTH_IT_*` switches are not for it).
+pub fn command() -> Command {
+    let mut cmd = Command::new(binary());
+    cmd.env_remove("RUST_LOG");
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("REGISTRY_AUTH_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd
+}
+
 /// Runs a non-serving subcommand (`check-config …`) to completion.
 pub fn run_cli(args: &[&str]) -> proc::CmdOutput {
-    let mut cmd = Command::new(binary());
-    cmd.args(args).env_remove("RUST_LOG");
+    let mut cmd = command();
+    cmd.args(args);
     proc::run(&mut cmd, None, Duration::from_secs(30))
 }
 
@@ -50,7 +64,7 @@ impl AuthServer {
             .append(true)
             .open(log)
             .expect("open server log");
-        let mut cmd = Command::new(binary());
+        let mut cmd = command();
         cmd.arg("serve")
             .arg("--config")
             .arg(config)
