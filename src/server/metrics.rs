@@ -76,8 +76,8 @@ impl Collector for BcryptCollector {
     fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
         let counter = ConstCounter::new(crate::authn::bcrypt_verifications());
         let metric = encoder.encode_descriptor(
-            "registry_auth_bcrypt_verifications",
-            "bcrypt password verifications run",
+            "bcrypt_verifications",
+            "bcrypt password verifications run.",
             None,
             counter.metric_type(),
         )?;

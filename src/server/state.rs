@@ -84,7 +84,7 @@ pub fn prepare_signing_key(config: &mut Config) -> Result<(), StateError> {
         info!(
             certificate = %t.certificate.display(),
             algorithm = key.algorithm().as_str(),
-            header = ?t.header_mode,
+            header = t.header_mode.as_str(),
             kid = key.public_key().kid(t.header_mode),
             "signing tokens; the registry's rootcertbundle must hold this certificate (or its CA)"
         );

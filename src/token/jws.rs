@@ -42,6 +42,17 @@ pub enum HeaderMode {
     KidThumbprint,
 }
 
+impl HeaderMode {
+    /// The config spelling (`kid-libtrust`, `x5c`, `kid-thumbprint`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::KidLibtrust => "kid-libtrust",
+            Self::X5c => "x5c",
+            Self::KidThumbprint => "kid-thumbprint",
+        }
+    }
+}
+
 /// One entry of the `access` claim: the actions granted on one resource.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct Grant {

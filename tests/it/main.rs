@@ -31,6 +31,8 @@ mod acl_matrix;
 mod config_errors;
 mod identity_tokens;
 mod key_modes;
+mod ops;
+mod packaging;
 mod props;
 mod reference_fixture;
 mod robots;
