@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub use bcrypt_hash::{BcryptHashError, check_bcrypt_hash};
 pub use cache::{Authenticator, CacheSettings, CacheStats};
 pub use credentials::{Credentials, Labels, Secret};
-pub use robots::{ROBOT_PREFIX, RobotRecord, Robots};
+pub use robots::{ROBOT_PREFIX, RobotRecord, Robots, is_valid_robot_name};
 pub use static_users::{StaticUsers, UserRecord};
 
 /// Who an authenticated client is.

@@ -13,6 +13,16 @@ use crate::token::refresh::credential_fingerprint;
 /// The user-name prefix robots log in with.
 pub const ROBOT_PREFIX: &str = "robot$";
 
+/// Robot names: lower-case letters, digits, `.`, `_`, `-`, starting with a letter or digit.
+pub fn is_valid_robot_name(name: &str) -> bool {
+    name.bytes()
+        .next()
+        .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        && name.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-')
+        })
+}
+
 /// One configured robot.
 #[derive(Debug, Clone)]
 pub struct RobotRecord {

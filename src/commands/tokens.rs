@@ -74,14 +74,7 @@ pub(crate) fn robot_create(
     expires: Option<&str>,
     cost: u32,
 ) -> Result<ExitCode> {
-    let valid_name = name
-        .bytes()
-        .next()
-        .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-        && name.bytes().all(|b| {
-            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-')
-        });
-    if !valid_name {
+    if !registry_auth::authn::is_valid_robot_name(name) {
         bail!("robot names are lower-case letters, digits, `.`, `_` or `-`");
     }
     if let Err(errors) = ScopeGrants::compile(scopes) {

@@ -751,6 +751,29 @@ impl Loader {
         })
     }
 
+    /// A positive duration such as `5m`, or `default` when unset; a problem at `path` otherwise.
+    fn positive_duration(
+        &mut self,
+        path: &str,
+        text: Option<String>,
+        default: Duration,
+        example: &str,
+    ) -> Option<Duration> {
+        match text {
+            None => Some(default),
+            Some(t) => match humantime::parse_duration(&t) {
+                Ok(v) if !v.is_zero() => Some(v),
+                _ => {
+                    self.issue(
+                        path,
+                        format!("{t:?} is not a positive duration; write e.g. `{example}`"),
+                    );
+                    None
+                }
+            },
+        }
+    }
+
     fn validate_lockout(&mut self, spec: LockoutSpec) -> Option<LockoutSettings> {
         let d = LockoutSettings::default();
         let mut ok = true;
@@ -766,28 +789,15 @@ impl Loader {
             Some(n) => n,
             None => d.max_failures,
         };
-        let mut duration = |key: &str, text: Option<String>, default: Duration| match text {
-            None => default,
-            Some(t) => match humantime::parse_duration(&t) {
-                Ok(v) if !v.is_zero() => v,
-                _ => {
-                    self.issue(
-                        format!("lockout.{key}"),
-                        format!("{t:?} is not a positive duration; write e.g. `5m`"),
-                    );
-                    ok = false;
-                    default
-                }
-            },
-        };
-        let window = duration("window", spec.window, d.window);
-        let cooldown = duration("cooldown", spec.cooldown, d.cooldown);
-        ok.then_some(LockoutSettings {
+        let window = self.positive_duration("lockout.window", spec.window, d.window, "5m");
+        let cooldown = self.positive_duration("lockout.cooldown", spec.cooldown, d.cooldown, "5m");
+        Some(LockoutSettings {
             enabled: spec.enabled.unwrap_or(true),
             max_failures,
-            window,
-            cooldown,
+            window: window?,
+            cooldown: cooldown?,
         })
+        .filter(|_| ok)
     }
 
     fn validate_limits(&mut self, spec: LimitsSpec) -> Option<Limits> {
@@ -817,32 +827,25 @@ impl Loader {
             Some(n) => n,
             None => d.max_body_bytes,
         };
-        let mut duration = |key: &str, text: Option<String>, default: Duration| match text {
-            None => default,
-            Some(t) => match humantime::parse_duration(&t) {
-                Ok(v) if !v.is_zero() => v,
-                _ => {
-                    self.issue(
-                        format!("server.limits.{key}"),
-                        format!("{t:?} is not a positive duration; write e.g. `10s`"),
-                    );
-                    ok = false;
-                    default
-                }
-            },
-        };
-        let header_read_timeout = duration(
-            "header_read_timeout",
+        let header_read_timeout = self.positive_duration(
+            "server.limits.header_read_timeout",
             spec.header_read_timeout,
             d.header_read_timeout,
+            "10s",
         );
-        let request_timeout = duration("request_timeout", spec.request_timeout, d.request_timeout);
-        ok.then_some(Limits {
+        let request_timeout = self.positive_duration(
+            "server.limits.request_timeout",
+            spec.request_timeout,
+            d.request_timeout,
+            "30s",
+        );
+        Some(Limits {
             max_header_bytes,
             max_body_bytes,
-            header_read_timeout,
-            request_timeout,
+            header_read_timeout: header_read_timeout?,
+            request_timeout: request_timeout?,
         })
+        .filter(|_| ok)
     }
 
     fn validate_token(&mut self, t: TokenSpec) -> Option<TokenConfig> {
@@ -1101,14 +1104,7 @@ impl Loader {
                 continue;
             };
             let path = named_path("robots", &name);
-            let valid_name = name
-                .bytes()
-                .next()
-                .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-                && name.bytes().all(|b| {
-                    b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-')
-                });
-            if !valid_name {
+            if !authn::is_valid_robot_name(&name) {
                 self.issue(
                     path.clone(),
                     "a robot name must be lower-case letters, digits, `.`, `_` or `-` (it logs \
