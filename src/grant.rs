@@ -12,7 +12,7 @@ use std::time::SystemTime;
 
 use crate::authn::{self, AuthnOutcome, Credentials, Identity, IdentityKind, Labels, Secret};
 use crate::authz::{Acl, AclDecision, AuthzRequest};
-use crate::config::Config;
+use crate::config::{AuthzBackend, Config};
 use crate::token::refresh::RefreshError;
 use crate::token::{Grant, IssuedToken, Scope, TokenError, TokenIssuer};
 
@@ -64,6 +64,8 @@ pub enum DecidedBy {
     NoMatch,
     /// The robot's own scopes.
     RobotScopes,
+    /// An external authorizer (by config name).
+    External(&'static str),
 }
 
 /// A refresh token handed out with an access token.
@@ -110,6 +112,13 @@ pub enum GrantError {
     /// Signing failed.
     #[error(transparent)]
     Token(#[from] TokenError),
+    /// An external authorizer failed.
+    #[error(transparent)]
+    Authz(#[from] crate::authz::ExtAuthzError),
+    /// The synchronous entry point was used with a configuration that needs external
+    /// authorizers (a programming error: use the async functions).
+    #[error("this configuration has external authorizers; use the async grant functions")]
+    NeedsAsync,
 }
 
 /// Evaluates the ACL for each scope (users and anonymous).
@@ -148,14 +157,14 @@ pub fn authorize_scopes(
 
 /// What `account` (with `labels`) would be granted, without authenticating: robots (an existing
 /// `robot$NAME`) by their scopes, everyone else by the ACL. For `acl explain`.
-pub fn explain(
+pub async fn explain(
     config: &Config,
     account: &str,
     labels: &Labels,
     service: &str,
     ip: Option<IpAddr>,
     scopes: &[Scope],
-) -> Vec<ScopeDecision> {
+) -> Result<Vec<ScopeDecision>, GrantError> {
     let identity = match config.authn.lookup(account, SystemTime::now()) {
         Some(
             i @ Identity {
@@ -169,19 +178,71 @@ pub fn explain(
             fingerprint: None,
         },
     };
-    decide(config, account, &identity, service, ip, scopes)
+    decide(config, account, &identity, service, ip, scopes).await
 }
 
-/// Decides every scope for an authenticated identity.
-fn decide(
+/// Decides every scope for an authenticated identity: robots by their scopes, everyone else by
+/// the authorizers in `authz_order` (the first that does not answer "no match" decides; none
+/// matching is a denial).
+async fn decide(
     config: &Config,
     account: &str,
     identity: &Identity,
     service: &str,
     ip: Option<IpAddr>,
     scopes: &[Scope],
-) -> Vec<ScopeDecision> {
-    match &identity.kind {
+) -> Result<Vec<ScopeDecision>, GrantError> {
+    if let Some(decisions) = decide_sync(config, account, identity, service, ip, scopes) {
+        return Ok(decisions);
+    }
+    let mut decisions = Vec::with_capacity(scopes.len());
+    for scope in scopes {
+        let req = AuthzRequest {
+            account,
+            kind: &scope.kind,
+            name: &scope.name,
+            service,
+            ip,
+            labels: &identity.labels,
+            actions: &scope.actions,
+        };
+        let mut decided = (Vec::new(), DecidedBy::NoMatch);
+        for backend in &config.authz_order {
+            match backend {
+                AuthzBackend::Acl => {
+                    if let AclDecision::Matched { entry, granted } = config.acl.authorize(&req) {
+                        decided = (granted, DecidedBy::AclEntry(entry));
+                        break;
+                    }
+                }
+                AuthzBackend::Ext(ext) => {
+                    if let Some(granted) = ext.authorize(&req).await? {
+                        decided = (granted, DecidedBy::External("ext_authz"));
+                        break;
+                    }
+                }
+            }
+        }
+        decisions.push(ScopeDecision {
+            scope: scope.clone(),
+            granted: decided.0,
+            decided_by: decided.1,
+        });
+    }
+    Ok(decisions)
+}
+
+/// The decisions when no external authorizer is involved (robots, or the ACL alone), without
+/// awaiting; `None` when one is.
+fn decide_sync(
+    config: &Config,
+    account: &str,
+    identity: &Identity,
+    service: &str,
+    ip: Option<IpAddr>,
+    scopes: &[Scope],
+) -> Option<Vec<ScopeDecision>> {
+    Some(match &identity.kind {
         IdentityKind::Robot(name) => {
             let grants = config.robot_scopes.get(name);
             scopes
@@ -195,29 +256,24 @@ fn decide(
                 })
                 .collect()
         }
-        IdentityKind::Anonymous | IdentityKind::User => {
+        IdentityKind::Anonymous | IdentityKind::User | IdentityKind::External(_) => {
+            if !matches!(config.authz_order.as_slice(), [AuthzBackend::Acl]) {
+                return None;
+            }
             authorize_scopes(&config.acl, account, &identity.labels, service, ip, scopes)
         }
-    }
+    })
 }
 
-/// The resource side of a request.
-struct Ask<'a> {
-    service: &'a str,
-    ip: Option<IpAddr>,
-    scopes: &'a [Scope],
-}
-
-fn issue(
-    config: &Config,
+/// Signs a token for the decisions.
+fn sign(
     issuer: &TokenIssuer,
     account: &str,
-    identity: &Identity,
-    ask: &Ask<'_>,
+    service: &str,
+    decisions: Vec<ScopeDecision>,
     refresh: Option<IssuedRefresh>,
     now: SystemTime,
 ) -> Result<GrantOutcome, GrantError> {
-    let decisions = decide(config, account, identity, ask.service, ask.ip, ask.scopes);
     let access: Vec<Grant> = decisions
         .iter()
         .map(|d| Grant {
@@ -226,7 +282,7 @@ fn issue(
             actions: d.granted.clone(),
         })
         .collect();
-    let token = issuer.issue(account, ask.service, &access, now)?;
+    let token = issuer.issue(account, service, &access, now)?;
     Ok(GrantOutcome::Issued {
         account: account.to_owned(),
         token,
@@ -235,9 +291,10 @@ fn issue(
     })
 }
 
-/// Handles a password (or anonymous) token request, authenticating with the chain directly
-/// (bcrypt on the calling thread). The server authenticates through the cached
-/// [`authn::Authenticator`] and calls [`grant_authenticated`].
+/// Handles a password (or anonymous) token request synchronously, authenticating with the
+/// local chain (bcrypt on the calling thread). For tests and tools on configurations without
+/// external backends ([`GrantError::NeedsAsync`] otherwise); the server authenticates through
+/// the cached [`authn::Authenticator`] and calls [`grant_authenticated`].
 pub fn grant(
     config: &Config,
     issuer: &TokenIssuer,
@@ -245,53 +302,93 @@ pub fn grant(
     now: SystemTime,
 ) -> Result<GrantOutcome, GrantError> {
     let outcome = config.authn.authenticate(&request.credentials)?;
-    grant_authenticated(config, issuer, request, outcome, now)
+    let (identity, refresh) = match admit(config, request, outcome, now) {
+        Ok(admitted) => admitted,
+        Err(refused) => return Ok(refused),
+    };
+    let account = request.credentials.account.as_str();
+    let decisions = decide_sync(
+        config,
+        account,
+        &identity,
+        &request.service,
+        request.ip,
+        &request.scopes,
+    )
+    .ok_or(GrantError::NeedsAsync)?;
+    sign(issuer, account, &request.service, decisions, refresh, now)
 }
 
 /// Finishes a password (or anonymous) token request once authentication has answered: decide
-/// every scope and sign. Cheap (no bcrypt): fine on an async worker.
-pub fn grant_authenticated(
+/// every scope and sign.
+pub async fn grant_authenticated(
     config: &Config,
     issuer: &TokenIssuer,
     request: &TokenRequest,
     outcome: AuthnOutcome,
     now: SystemTime,
 ) -> Result<GrantOutcome, GrantError> {
+    let (identity, refresh) = match admit(config, request, outcome, now) {
+        Ok(admitted) => admitted,
+        Err(refused) => return Ok(refused),
+    };
+    let account = request.credentials.account.as_str();
+    let decisions = decide(
+        config,
+        account,
+        &identity,
+        &request.service,
+        request.ip,
+        &request.scopes,
+    )
+    .await?;
+    sign(issuer, account, &request.service, decisions, refresh, now)
+}
+
+/// The identity of an authenticated request and its refresh token (when offline access was
+/// asked for and is possible), or the refusal.
+#[allow(clippy::result_large_err)]
+fn admit(
+    config: &Config,
+    request: &TokenRequest,
+    outcome: AuthnOutcome,
+    now: SystemTime,
+) -> Result<(Identity, Option<IssuedRefresh>), GrantOutcome> {
+    let refused = |reason| GrantOutcome::Unauthorized {
+        reason,
+        account: request.credentials.account.clone(),
+        token_id: None,
+    };
     let identity = match outcome {
         AuthnOutcome::Authenticated(identity) => identity,
         AuthnOutcome::WrongPassword => {
-            return Ok(GrantOutcome::Unauthorized {
-                // Robots that expired also land here: say so in the log.
-                reason: match config.authn.lookup(&request.credentials.account, now) {
+            // Robots that expired also land here: say so in the log.
+            return Err(refused(
+                match config.authn.lookup(&request.credentials.account, now) {
                     None if request.credentials.account.starts_with(authn::ROBOT_PREFIX) => {
                         "robot expired or wrong secret"
                     }
                     _ => "wrong password",
                 },
-                account: request.credentials.account.clone(),
-                token_id: None,
-            });
+            ));
         }
         AuthnOutcome::NoMatch => {
-            return Ok(GrantOutcome::Unauthorized {
-                reason: if request.credentials.is_anonymous() {
-                    "anonymous access is not enabled"
-                } else {
-                    "unknown user"
-                },
-                account: request.credentials.account.clone(),
-                token_id: None,
-            });
+            return Err(refused(if request.credentials.is_anonymous() {
+                "anonymous access is not enabled"
+            } else {
+                "unknown user"
+            }));
         }
     };
-    let account = request.credentials.account.as_str();
     let refresh = match (
         &config.token.refresh,
         &identity.fingerprint,
         request.offline,
     ) {
         (Some(r), Some(fp), true) => {
-            let (token, claims) = r.codec.issue(account, &request.service, fp, now);
+            let (token, claims) =
+                r.codec
+                    .issue(&request.credentials.account, &request.service, fp, now);
             Some(IssuedRefresh {
                 token: Secret::new(token),
                 id: claims.id,
@@ -299,19 +396,14 @@ pub fn grant_authenticated(
         }
         _ => None,
     };
-    let ask = Ask {
-        service: &request.service,
-        ip: request.ip,
-        scopes: &request.scopes,
-    };
-    issue(config, issuer, account, &identity, &ask, refresh, now)
+    Ok((identity, refresh))
 }
 
 /// Handles `grant_type=refresh_token`: the token must be authentic, unexpired, for this
 /// service and not revoked, and its subject must still exist with the same credential. The
 /// subject's current labels and the current ACL (or robot scopes) apply. No new refresh token is
 /// issued.
-pub fn grant_refresh(
+pub async fn grant_refresh(
     config: &Config,
     issuer: &TokenIssuer,
     request: &RefreshRequest,
@@ -375,12 +467,16 @@ pub fn grant_refresh(
             reload_problem,
         ));
     }
-    let ask = Ask {
-        service: &request.service,
-        ip: request.ip,
-        scopes: &request.scopes,
-    };
-    let outcome = issue(config, issuer, &claims.sub, &identity, &ask, None, now)?;
+    let decisions = decide(
+        config,
+        &claims.sub,
+        &identity,
+        &request.service,
+        request.ip,
+        &request.scopes,
+    )
+    .await?;
+    let outcome = sign(issuer, &claims.sub, &request.service, decisions, None, now)?;
     Ok((outcome, reload_problem))
 }
 

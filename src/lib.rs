@@ -21,6 +21,7 @@ pub mod authn;
 pub mod authz;
 pub mod cli;
 pub mod config;
+pub mod ext;
 pub mod grant;
 pub mod server;
 pub mod telemetry;

@@ -21,7 +21,19 @@ use moka::future::Cache;
 use prometheus_client::metrics::counter::Counter;
 use tokio::sync::Semaphore;
 
-use super::{AuthnError, AuthnOutcome, Chain, Credentials, Identity};
+use super::{AuthnError, AuthnOutcome, Chain, Credentials, Identity, IdentityKind};
+use crate::config::AuthnBackend;
+
+/// Which local bcrypt work to run.
+#[derive(Debug, Clone, Copy)]
+enum Local {
+    /// The local chain, with the dummy check for unknown users.
+    WithDummy,
+    /// The local chain only (more backends follow).
+    Only,
+    /// Only the dummy check (no backend knew the user).
+    DummyOnly,
+}
 
 /// Cache and pool settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,6 +60,8 @@ pub struct CacheStats {
 #[derive(Debug)]
 pub struct Authenticator {
     chain: Arc<Chain>,
+    /// The backends in order; `[Local]` for a purely local configuration.
+    order: Vec<AuthnBackend>,
     cache: Option<Cache<[u8; 32], Identity>>,
     key: hmac::Key,
     pool: Arc<Semaphore>,
@@ -64,6 +78,16 @@ enum Miss {
 impl Authenticator {
     /// Wraps `chain`.
     pub fn new(chain: Arc<Chain>, settings: CacheSettings, stats: CacheStats) -> Self {
+        Self::with_order(chain, vec![AuthnBackend::Local], settings, stats)
+    }
+
+    /// Wraps `chain` and other backends, asked in `order`.
+    pub fn with_order(
+        chain: Arc<Chain>,
+        order: Vec<AuthnBackend>,
+        settings: CacheSettings,
+        stats: CacheStats,
+    ) -> Self {
         let cache = (!settings.ttl.is_zero()).then(|| {
             Cache::builder()
                 .max_capacity(settings.max_entries)
@@ -73,6 +97,7 @@ impl Authenticator {
         let secret: [u8; 32] = rand::random();
         Self {
             chain,
+            order,
             cache,
             key: hmac::Key::new(hmac::HMAC_SHA256, &secret),
             pool: Arc::new(Semaphore::new(settings.bcrypt_workers.max(1))),
@@ -94,10 +119,10 @@ impl Authenticator {
     pub async fn authenticate(&self, creds: &Credentials) -> Result<AuthnOutcome, AuthnError> {
         if creds.is_anonymous() {
             // No password to check: no bcrypt, nothing to cache.
-            return self.chain.authenticate(creds);
+            return self.resolve(creds.clone()).await;
         }
         let Some(cache) = &self.cache else {
-            return self.verify(creds.clone()).await;
+            return self.resolve(creds.clone()).await;
         };
         let key = self.cache_key(creds);
         if let Some(identity) = cache.get(&key).await {
@@ -110,7 +135,7 @@ impl Authenticator {
         self.stats.misses.inc();
         let result = cache
             .try_get_with(key, async {
-                match self.verify(creds.clone()).await {
+                match self.resolve(creds.clone()).await {
                     Ok(AuthnOutcome::Authenticated(identity)) => Ok(identity),
                     Ok(other) => Err(Miss::Outcome(other)),
                     Err(e) => Err(Miss::Error(e)),
@@ -126,24 +151,64 @@ impl Authenticator {
         }
     }
 
-    /// Runs the chain (bcrypt) on the bounded pool.
-    async fn verify(&self, creds: Credentials) -> Result<AuthnOutcome, AuthnError> {
+    /// Asks the backends in order: the first that does not answer `NoMatch` decides. When none
+    /// knows a named user, one bcrypt against the dummy hash keeps the timing the same as a wrong
+    /// password.
+    async fn resolve(&self, creds: Credentials) -> Result<AuthnOutcome, AuthnError> {
+        if let [AuthnBackend::Local] = self.order.as_slice() {
+            // The local chain runs its own dummy check.
+            if creds.is_anonymous() {
+                return self.chain.authenticate(&creds);
+            }
+            return self.verify(creds, Local::WithDummy).await;
+        }
+        for backend in &self.order {
+            let outcome = match backend {
+                AuthnBackend::Local if creds.is_anonymous() => {
+                    self.chain.authenticate_local(&creds)?
+                }
+                AuthnBackend::Local => self.verify(creds.clone(), Local::Only).await?,
+                AuthnBackend::Ext(ext) => ext.authenticate(&creds).await?,
+            };
+            if outcome != AuthnOutcome::NoMatch {
+                return Ok(outcome);
+            }
+        }
+        if !creds.is_anonymous() {
+            self.verify(creds, Local::DummyOnly).await?;
+        }
+        Ok(AuthnOutcome::NoMatch)
+    }
+
+    /// Runs local bcrypt work on the bounded pool.
+    async fn verify(&self, creds: Credentials, what: Local) -> Result<AuthnOutcome, AuthnError> {
         let _permit = self.pool.acquire().await.map_err(|_| AuthnError::Backend {
             backend: "users",
             message: "the bcrypt pool is closed".to_owned(),
         })?;
         let chain = self.chain.clone();
-        tokio::task::spawn_blocking(move || chain.authenticate(&creds))
-            .await
-            .map_err(|e| AuthnError::Backend {
-                backend: "users",
-                message: format!("the bcrypt task failed: {e}"),
-            })?
+        tokio::task::spawn_blocking(move || match what {
+            Local::WithDummy => chain.authenticate(&creds),
+            Local::Only => chain.authenticate_local(&creds),
+            Local::DummyOnly => {
+                chain.dummy_verify(&creds);
+                Ok(AuthnOutcome::NoMatch)
+            }
+        })
+        .await
+        .map_err(|e| AuthnError::Backend {
+            backend: "users",
+            message: format!("the bcrypt task failed: {e}"),
+        })?
     }
 
     /// A cached identity is honoured only while the account still has the same credential (and
     /// a robot has not expired).
     fn still_valid(&self, account: &str, identity: &Identity) -> bool {
+        if matches!(identity.kind, IdentityKind::External(_)) {
+            // Nothing local to re-check; the cache's time-to-live bounds it.
+            return true;
+        }
         self.chain
             .lookup(account, SystemTime::now())
             .is_some_and(|current| current.fingerprint == identity.fingerprint)

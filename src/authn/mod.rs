@@ -9,6 +9,7 @@
 mod bcrypt_hash;
 mod cache;
 mod credentials;
+mod ext_auth;
 pub mod htpasswd;
 mod robots;
 mod static_users;
@@ -19,6 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub use bcrypt_hash::{BcryptHashError, check_bcrypt_hash};
 pub use cache::{Authenticator, CacheSettings, CacheStats};
 pub use credentials::{Credentials, Labels, Secret};
+pub use ext_auth::ExtAuth;
 pub use robots::{ROBOT_PREFIX, RobotRecord, Robots, is_valid_robot_name};
 pub use static_users::{StaticUsers, UserRecord};
 
@@ -43,6 +45,9 @@ pub enum IdentityKind {
     User,
     /// A robot (by name, without the `robot$` prefix); its own scopes decide.
     Robot(String),
+    /// A user vouched for by an external backend (named); the ACL decides. No refresh tokens
+    /// (nothing to re-check them against).
+    External(&'static str),
 }
 
 /// The decision of one authenticator (or of the whole chain).
@@ -165,15 +170,36 @@ impl Chain {
         self.bcrypt_runs.load(Ordering::Relaxed)
     }
 
-    fn authenticate_inner(&self, creds: &Credentials) -> Result<AuthnOutcome, AuthnError> {
-        let outcome = match self
+    /// Robots and static users only, without the dummy check for unknown users (the caller
+    /// runs [`Chain::dummy_verify`] once no backend knew the user).
+    pub fn authenticate_local(&self, creds: &Credentials) -> Result<AuthnOutcome, AuthnError> {
+        let before = bcrypt_verifications_on_this_thread();
+        let result = self.local(creds);
+        self.bcrypt_runs.fetch_add(
+            bcrypt_verifications_on_this_thread() - before,
+            Ordering::Relaxed,
+        );
+        result
+    }
+
+    /// One bcrypt against the dummy hash: the work an unknown user costs.
+    pub fn dummy_verify(&self, creds: &Credentials) {
+        let _ = verify_bcrypt(creds.password.expose(), &self.dummy_hash);
+        self.bcrypt_runs.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn local(&self, creds: &Credentials) -> Result<AuthnOutcome, AuthnError> {
+        match self
             .robots
             .authenticate(creds, std::time::SystemTime::now())?
         {
-            AuthnOutcome::NoMatch => self.users.authenticate(creds)?,
-            decided => decided,
-        };
-        match outcome {
+            AuthnOutcome::NoMatch => self.users.authenticate(creds),
+            decided => Ok(decided),
+        }
+    }
+
+    fn authenticate_inner(&self, creds: &Credentials) -> Result<AuthnOutcome, AuthnError> {
+        match self.local(creds)? {
             AuthnOutcome::NoMatch if !creds.is_anonymous() => {
                 // The result is irrelevant; only the work matters.
                 let _ = verify_bcrypt(creds.password.expose(), &self.dummy_hash);

@@ -70,6 +70,7 @@
 //! [`Acl::shadowed`] lists entries that can never match because an earlier entry covers them.
 
 mod acl;
+mod ext_authz;
 mod grants;
 mod matcher;
 
@@ -77,4 +78,5 @@ mod matcher;
 mod tests;
 
 pub use acl::{Acl, AclCompileError, AclDecision, AuthzRequest, Shadowed};
+pub use ext_authz::{ExtAuthz, ExtAuthzError};
 pub use grants::ScopeGrants;

@@ -79,7 +79,12 @@ pub(crate) fn acl_explain(
             .push(v.to_owned());
     }
     let scopes = parse_scopes(scopes.iter().map(String::as_str))?;
-    let decisions = explain(&config, account, &label_map, service, ip, &scopes);
+    // External authorizers (ext_authz) are asked too, as the server would.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let decisions =
+        runtime.block_on(explain(&config, account, &label_map, service, ip, &scopes))?;
     let mut out = io::stdout().lock();
     writeln!(
         out,
@@ -107,6 +112,7 @@ pub(crate) fn acl_explain(
                 out,
                 "  decided by: no ACL entry matched (denied by default)"
             )?,
+            DecidedBy::External(name) => writeln!(out, "  decided by: {name}")?,
             DecidedBy::RobotScopes => writeln!(
                 out,
                 "  decided by: the robot's own scopes (the ACL is not consulted for robots)"

@@ -48,6 +48,22 @@ pub struct ServerSpec {
     pub real_ip_pos: Option<i64>,
 }
 
+/// `ext_auth:` / `ext_authz:`: an external program (docker_auth's contract; see the README).
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExtSpec {
+    /// The program: a path (relative to the config folder when it contains `/`) or a name
+    /// looked up on `PATH`. Run directly, never through a shell.
+    pub command: String,
+    /// Its arguments.
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// Kill it after this long, e.g. `5s` (default).
+    pub timeout: Option<String>,
+    /// Most instances running at once (default 16); further requests wait for a free slot.
+    pub max_concurrent: Option<usize>,
+}
+
 /// `server.net` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]

@@ -19,16 +19,18 @@ use serde::de::DeserializeOwned;
 use serde_yaml_ng::{Mapping, Value};
 
 use super::file::{
-    AclEntrySpec, CredentialCacheSpec, LimitsSpec, LockoutSpec, NetSpec, RefreshSpec, RobotSpec,
-    ServerSpec, SigningHeaderSpec, TokenSpec, UserSpec,
+    AclEntrySpec, CredentialCacheSpec, ExtSpec, LimitsSpec, LockoutSpec, NetSpec, RefreshSpec,
+    RobotSpec, ServerSpec, SigningHeaderSpec, TokenSpec, UserSpec,
 };
 use super::{
-    ClientIpSettings, Config, ConfigError, ConfigIssue, DEFAULT_ADDR, DEFAULT_CACHE_ENTRIES,
-    DEFAULT_CACHE_TTL, DEFAULT_EXPIRATION_SECS, DEFAULT_REFRESH_LIFETIME, Limits, LockoutSettings,
-    MIN_EXPIRATION_SECS, RefreshConfig, ServerConfig, TlsSettings, TokenConfig,
+    AuthnBackend, AuthzBackend, ClientIpSettings, Config, ConfigError, ConfigIssue, DEFAULT_ADDR,
+    DEFAULT_CACHE_ENTRIES, DEFAULT_CACHE_TTL, DEFAULT_EXPIRATION_SECS, DEFAULT_REFRESH_LIFETIME,
+    Limits, LockoutSettings, MIN_EXPIRATION_SECS, RefreshConfig, ServerConfig, TlsSettings,
+    TokenConfig,
 };
 use crate::authn::{self, Labels, RobotRecord, Robots, StaticUsers, UserRecord, check_bcrypt_hash};
-use crate::authz::{Acl, ScopeGrants};
+use crate::authz::{Acl, ExtAuthz, ScopeGrants};
+use crate::ext::ExtProgram;
 use crate::token::refresh::{self, RefreshCodec, Revocations};
 use crate::token::{HeaderMode, PublishedKey, SigningKey};
 
@@ -42,6 +44,10 @@ const KNOWN_SECTIONS: &[&str] = &[
     "acl",
     "credential_cache",
     "lockout",
+    "ext_auth",
+    "ext_authz",
+    "authn_order",
+    "authz_order",
 ];
 
 /// docker_auth sections we do not implement (yet), with what to use instead.
@@ -75,10 +81,6 @@ const UNSUPPORTED_SECTIONS: &[(&str, &str)] = &[
         "SQL (xorm) users are not supported yet; export them to an htpasswd file and use `users_file`",
     ),
     (
-        "ext_auth",
-        "external authentication programs are not supported yet; use `users` or `users_file`",
-    ),
-    (
         "plugin_authn",
         "Go plugins cannot be loaded by registry-auth; use `users` or `users_file`",
     ),
@@ -93,10 +95,6 @@ const UNSUPPORTED_SECTIONS: &[(&str, &str)] = &[
     (
         "casbin_authz",
         "Casbin is not supported yet; express the policy as static `acl` entries",
-    ),
-    (
-        "ext_authz",
-        "external authorization programs are not supported yet; use the static `acl` list",
     ),
     (
         "plugin_authz",
@@ -170,6 +168,10 @@ struct Sections {
     acl: Option<Vec<Option<AclEntrySpec>>>,
     credential_cache: Option<CredentialCacheSpec>,
     lockout: Option<LockoutSpec>,
+    ext_auth: Option<ExtSpec>,
+    ext_authz: Option<ExtSpec>,
+    authn_order: Option<Vec<String>>,
+    authz_order: Option<Vec<String>>,
 }
 
 impl Loader {
@@ -221,6 +223,10 @@ impl Loader {
                 "token" => s.token = self.token_section(value),
                 "users" => s.users = self.users_section(value),
                 "robots" => s.robots = self.named_section("robots", value),
+                "ext_auth" => s.ext_auth = self.de("ext_auth", value),
+                "ext_authz" => s.ext_authz = self.de("ext_authz", value),
+                "authn_order" => s.authn_order = self.de("authn_order", value),
+                "authz_order" => s.authz_order = self.de("authz_order", value),
                 "lockout" => {
                     s.lockout = if value.is_null() {
                         Some(LockoutSpec::default())
@@ -446,10 +452,26 @@ impl Loader {
             Some((robots, scopes)) => (Some(robots), Some(scopes)),
             None => (None, None),
         };
-        let authn = self.validate_users(s.users, s.users_file, robots);
+        let ext_auth = s
+            .ext_auth
+            .map(|spec| self.validate_ext("ext_auth", spec).map(authn::ExtAuth::new));
+        let ext_authz = s
+            .ext_authz
+            .map(|spec| self.validate_ext("ext_authz", spec).map(ExtAuthz::new));
+        let local_configured = s.users.is_some()
+            || s.users_file.is_some()
+            || robots.as_ref().is_some_and(|r| !r.is_empty());
+        let authn = self.validate_users(s.users, s.users_file, robots, ext_auth.is_some());
+        let authn_order = self.authn_order(s.authn_order, local_configured, ext_auth);
         let lockout = self.validate_lockout(s.lockout.unwrap_or_default());
         let acl_entries: Vec<AclEntrySpec> = s.acl.iter().flatten().flatten().cloned().collect();
-        let acl = self.validate_acl(s.acl);
+        let acl_configured = s.acl.is_some();
+        let acl = if acl_configured || ext_authz.is_none() {
+            self.validate_acl(s.acl)
+        } else {
+            Some(Acl::default())
+        };
+        let authz_order = self.authz_order(s.authz_order, acl_configured, ext_authz);
         let mut warnings = Vec::new();
         if let Some(acl) = &acl {
             for sh in acl.shadowed() {
@@ -472,6 +494,8 @@ impl Loader {
             server: server?,
             token: token?,
             authn: Arc::new(authn?),
+            authn_order: authn_order?,
+            authz_order: authz_order?,
             credential_cache: credential_cache?,
             lockout: lockout?,
             sources: self.sources.take(),
@@ -749,6 +773,150 @@ impl Loader {
             header,
             position,
         })
+    }
+
+    /// An `ext_auth`/`ext_authz` program.
+    fn validate_ext(&mut self, section: &str, spec: ExtSpec) -> Option<Arc<ExtProgram>> {
+        let command = if spec.command.contains('/') {
+            let p = self.resolve(Path::new(&spec.command));
+            p.is_file().then_some(p)
+        } else {
+            std::env::var_os("PATH").and_then(|paths| {
+                std::env::split_paths(&paths)
+                    .map(|dir| dir.join(&spec.command))
+                    .find(|p| p.is_file())
+            })
+        };
+        let Some(command) = command else {
+            self.issue(
+                format!("{section}.command"),
+                format!(
+                    "{:?} not found (a name is looked up on PATH, a path with `/` is relative to \
+                     the config folder); the program is run directly, not through a shell",
+                    spec.command
+                ),
+            );
+            return None;
+        };
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            if fs::metadata(&command).is_ok_and(|m| m.permissions().mode() & 0o111 == 0) {
+                self.issue(
+                    format!("{section}.command"),
+                    format!("{} is not executable; `chmod +x` it", command.display()),
+                );
+                return None;
+            }
+        }
+        let timeout = self.positive_duration(
+            &format!("{section}.timeout"),
+            spec.timeout,
+            Duration::from_secs(5),
+            "5s",
+        )?;
+        let max = match spec.max_concurrent {
+            Some(0) => {
+                self.issue(
+                    format!("{section}.max_concurrent"),
+                    "0 would never run the program; use at least 1",
+                );
+                return None;
+            }
+            Some(n) => n,
+            None => 16,
+        };
+        Some(ExtProgram::new(command, spec.args, timeout, max))
+    }
+
+    /// The authenticators in `authn_order`, or docker_auth's fixed order.
+    fn authn_order(
+        &mut self,
+        order: Option<Vec<String>>,
+        local: bool,
+        ext: Option<Option<authn::ExtAuth>>,
+    ) -> Option<Vec<AuthnBackend>> {
+        let mut available: Vec<(&str, Option<AuthnBackend>)> = Vec::new();
+        if local {
+            available.push(("users", Some(AuthnBackend::Local)));
+        }
+        if let Some(e) = ext {
+            available.push(("ext_auth", e.map(AuthnBackend::Ext)));
+        }
+        self.order("authn_order", order, available, &["users", "ext_auth"])
+    }
+
+    /// The authorizers in `authz_order`, or docker_auth's fixed order.
+    fn authz_order(
+        &mut self,
+        order: Option<Vec<String>>,
+        acl: bool,
+        ext: Option<Option<ExtAuthz>>,
+    ) -> Option<Vec<AuthzBackend>> {
+        let mut available: Vec<(&str, Option<AuthzBackend>)> = Vec::new();
+        if acl || ext.is_none() {
+            available.push(("acl", Some(AuthzBackend::Acl)));
+        }
+        if let Some(e) = ext {
+            available.push(("ext_authz", e.map(AuthzBackend::Ext)));
+        }
+        self.order("authz_order", order, available, &["acl", "ext_authz"])
+    }
+
+    /// Applies an explicit order: every configured backend exactly once, nothing else.
+    fn order<T>(
+        &mut self,
+        key: &str,
+        order: Option<Vec<String>>,
+        available: Vec<(&str, Option<T>)>,
+        known: &[&str],
+    ) -> Option<Vec<T>> {
+        let Some(order) = order else {
+            // Default: docker_auth's order, which `available` is already in.
+            return available.into_iter().map(|(_, b)| b).collect();
+        };
+        let mut ok = true;
+        let mut pool: Vec<(String, Option<T>)> = available
+            .into_iter()
+            .map(|(n, b)| (n.to_owned(), b))
+            .collect();
+        let mut out = Vec::new();
+        for (i, name) in order.iter().enumerate() {
+            match pool.iter().position(|(n, _)| n == name) {
+                Some(p) => {
+                    let (_, b) = pool.remove(p);
+                    match b {
+                        Some(b) => out.push(b),
+                        None => ok = false,
+                    }
+                }
+                None if known.contains(&name.as_str()) => {
+                    self.issue(
+                        format!("{key}[{i}]"),
+                        format!(
+                            "`{name}` is listed twice or not configured; configure its section or \
+                             remove it from the list"
+                        ),
+                    );
+                    ok = false;
+                }
+                None => {
+                    self.issue(
+                        format!("{key}[{i}]"),
+                        format!("unknown backend `{name}`; use one of: {}", known.join(", ")),
+                    );
+                    ok = false;
+                }
+            }
+        }
+        for (name, _) in pool {
+            self.issue(
+                key,
+                format!("`{name}` is configured but missing from the list; add it (order matters)"),
+            );
+            ok = false;
+        }
+        ok.then_some(out)
     }
 
     /// A positive duration such as `5m`, or `default` when unset; a problem at `path` otherwise.
@@ -1204,8 +1372,13 @@ impl Loader {
         users: Option<Vec<(String, Option<UserSpec>)>>,
         users_file: Option<PathBuf>,
         robots: Option<Robots>,
+        other_backends: bool,
     ) -> Option<authn::Chain> {
-        if users.is_none() && users_file.is_none() && robots.as_ref().is_none_or(Robots::is_empty) {
+        if users.is_none()
+            && users_file.is_none()
+            && robots.as_ref().is_none_or(Robots::is_empty)
+            && !other_backends
+        {
             self.issue(
                 "users",
                 "no users are configured, so every request would be refused; add `users` \

@@ -52,6 +52,10 @@ pub struct Config {
     /// Every file this configuration was read from (the config file, users_file, keys, …), for
     /// change detection.
     pub sources: Vec<PathBuf>,
+    /// Authenticators in the order they are asked (`authn_order`, or docker_auth's order).
+    pub authn_order: Vec<AuthnBackend>,
+    /// Authorizers in the order they are asked (`authz_order`, or docker_auth's order).
+    pub authz_order: Vec<AuthzBackend>,
     /// Each robot's scopes (robots are explicit grants; the ACL is not consulted for them).
     pub robot_scopes: Arc<HashMap<String, ScopeGrants>>,
     /// The static ACL.
@@ -60,6 +64,44 @@ pub struct Config {
     pub acl_entries: Vec<file::AclEntrySpec>,
     /// Problems that do not stop the server (e.g. shadowed ACL entries).
     pub warnings: Vec<ConfigIssue>,
+}
+
+/// One authenticator of the chain.
+#[derive(Debug, Clone)]
+pub enum AuthnBackend {
+    /// `users`, `users_file` and `robots` (bcrypt, local).
+    Local,
+    /// `ext_auth`.
+    Ext(authn::ExtAuth),
+}
+
+impl AuthnBackend {
+    /// The config name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Local => "users",
+            Self::Ext(_) => "ext_auth",
+        }
+    }
+}
+
+/// One authorizer of the chain.
+#[derive(Debug, Clone)]
+pub enum AuthzBackend {
+    /// The static `acl`.
+    Acl,
+    /// `ext_authz`.
+    Ext(crate::authz::ExtAuthz),
+}
+
+impl AuthzBackend {
+    /// The config name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Acl => "acl",
+            Self::Ext(_) => "ext_authz",
+        }
+    }
 }
 
 /// `server:` after validation.

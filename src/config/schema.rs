@@ -18,7 +18,8 @@ use schemars::generate::SchemaSettings;
 use serde_json::{Value, json};
 
 use super::file::{
-    AclEntrySpec, CredentialCacheSpec, LockoutSpec, RobotSpec, ServerSpec, TokenSpec, UserSpec,
+    AclEntrySpec, CredentialCacheSpec, ExtSpec, LockoutSpec, RobotSpec, ServerSpec, TokenSpec,
+    UserSpec,
 };
 
 // The top level: the sections the loader knows (a test compares this list with the loader's).
@@ -40,12 +41,20 @@ struct ConfigFile {
     /// Robot accounts: long-lived credentials with explicit scopes (the ACL is not consulted).
     robots: Option<BTreeMap<String, RobotSpec>>,
     /// The ACL: the first entry whose `match` matches a requested scope decides; no match denies.
-    /// Required (`acl: []` denies everything).
-    acl: Vec<AclEntrySpec>,
+    /// Required unless `ext_authz` is set (`acl: []` denies everything).
+    acl: Option<Vec<AclEntrySpec>>,
     /// Remembering verified credentials so repeated logins skip bcrypt.
     credential_cache: Option<CredentialCacheSpec>,
     /// Brute-force protection per (account, client IP).
     lockout: Option<LockoutSpec>,
+    /// An external program that authenticates (docker_auth's `ext_auth` contract).
+    ext_auth: Option<ExtSpec>,
+    /// An external program that authorizes (docker_auth's `ext_authz` contract).
+    ext_authz: Option<ExtSpec>,
+    /// The order the authenticators are tried in, e.g. `[users, ext_auth]` (default: that one).
+    authn_order: Option<Vec<String>>,
+    /// The order the authorizers are asked in, e.g. `[acl, ext_authz]` (default: that one).
+    authz_order: Option<Vec<String>>,
 }
 
 /// The JSON Schema (draft-07) of the configuration file, with every subschema inlined.
@@ -64,6 +73,13 @@ pub fn json_schema() -> Value {
 /// (for a message that says how to fix them), and docker_auth's `token.disable_legacy_key_id`,
 /// which it translates before deserializing `token`.
 fn adjust(root: &mut Value) {
+    if let Some(obj) = root.as_object_mut() {
+        // An authorizer: the ACL, or the external one.
+        obj.insert(
+            "anyOf".to_owned(),
+            json!([{ "required": ["acl"] }, { "required": ["ext_authz"] }]),
+        );
+    }
     let Some(token) = root.pointer_mut("/properties/token") else {
         return;
     };
@@ -126,7 +142,11 @@ mod tests {
              from the loader's KNOWN_SECTIONS (src/config/load.rs): add the new section there"
         );
         assert_eq!(schema["additionalProperties"], json!(false));
-        assert_eq!(schema["required"], json!(["token", "acl"]));
+        assert_eq!(schema["required"], json!(["token"]));
+        assert_eq!(
+            schema["anyOf"],
+            json!([{ "required": ["acl"] }, { "required": ["ext_authz"] }])
+        );
     }
 
     #[test]

@@ -190,10 +190,10 @@ fn key_not_matching_certificate_is_reported() {
 fn unsupported_docker_auth_sections_say_what_to_use() {
     let d = Dir::new().with_keys();
     let i = issues(d.load(&format!(
-        "server: {{addr: \":5001\", letsencrypt: {{email: a}}, tls_cipher_suites: [x]}}\n{TOKEN}users: {{\"\": {{}}}}\nacl: []\nldap_auth: {{addr: x}}\next_authz: {{command: x}}\n"
+        "server: {{addr: \":5001\", letsencrypt: {{email: a}}, tls_cipher_suites: [x]}}\n{TOKEN}users: {{\"\": {{}}}}\nacl: []\nldap_auth: {{addr: x}}\ncasbin_authz: {{model_path: x}}\n"
     )));
     assert!(find(&i, "ldap_auth").message.contains("users_file"));
-    assert!(find(&i, "ext_authz").message.contains("acl"));
+    assert!(find(&i, "casbin_authz").message.contains("acl"));
     assert!(find(&i, "server.letsencrypt").message.contains("ingress"));
     find(&i, "server.tls_cipher_suites");
 }
@@ -571,4 +571,66 @@ fn lockout_settings() {
     find(&i, "lockout.max_failures");
     find(&i, "lockout.window");
     find(&i, "lockout.cooldown");
+}
+
+fn exec_script(d: &Dir, name: &str, body: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let p = d.write(name, &format!("#!/bin/sh\n{body}\n"));
+    fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
+    p
+}
+
+#[test]
+fn ext_programs_and_backend_orders() {
+    let d = Dir::new().with_keys();
+    exec_script(&d, "auth.sh", "exit 2");
+    exec_script(&d, "authz.sh", "exit 0");
+    d.write("not-exec.sh", "#!/bin/sh\n");
+    // ext_auth alone is enough (no users), ext_authz alone is enough (no acl).
+    let c = d
+        .load(&format!(
+            "{TOKEN}ext_auth: {{command: ./auth.sh, timeout: 2s, max_concurrent: 4}}\next_authz: {{command: ./authz.sh}}\n"
+        ))
+        .unwrap();
+    let names: Vec<&str> = c.authn_order.iter().map(AuthnBackend::name).collect();
+    assert_eq!(names, ["ext_auth"]);
+    let names: Vec<&str> = c.authz_order.iter().map(AuthzBackend::name).collect();
+    assert_eq!(names, ["ext_authz"]);
+    // Default order is docker_auth's; an explicit order is honoured.
+    let both = format!(
+        "{TOKEN}users: {{\"\": {{}}}}\nacl: []\next_auth: {{command: ./auth.sh}}\next_authz: {{command: ./authz.sh}}\n"
+    );
+    let c = d.load(&both).unwrap();
+    let names: Vec<&str> = c.authn_order.iter().map(AuthnBackend::name).collect();
+    assert_eq!(names, ["users", "ext_auth"]);
+    let c = d
+        .load(&format!(
+            "{both}authn_order: [ext_auth, users]\nauthz_order: [ext_authz, acl]\n"
+        ))
+        .unwrap();
+    let names: Vec<&str> = c.authn_order.iter().map(AuthnBackend::name).collect();
+    assert_eq!(names, ["ext_auth", "users"]);
+    let names: Vec<&str> = c.authz_order.iter().map(AuthzBackend::name).collect();
+    assert_eq!(names, ["ext_authz", "acl"]);
+    // Problems name their path.
+    let i = issues(d.load(&format!(
+        "{TOKEN}users: {{\"\": {{}}}}\nacl: []\next_auth: {{command: ./missing.sh}}\next_authz: {{command: ./not-exec.sh, max_concurrent: 0}}\n"
+    )));
+    assert!(find(&i, "ext_auth.command").message.contains("not found"));
+    assert!(find(&i, "ext_authz.command").message.contains("chmod"));
+    let i = issues(d.load(&format!(
+        "{both}authn_order: [users]\nauthz_order: [acl, ext_authz, ldap]\n"
+    )));
+    assert!(find(&i, "authn_order").message.contains("ext_auth"));
+    assert!(
+        find(&i, "authz_order[2]")
+            .message
+            .contains("unknown backend")
+    );
+    let i = issues(d.load(&format!("{both}authz_order: [acl, acl, ext_authz]\n")));
+    find(&i, "authz_order[1]");
+    let i = issues(d.load(&format!(
+        "{TOKEN}users: {{\"\": {{}}}}\nacl: []\next_auth: {{command: sh, timeout: never}}\n"
+    )));
+    find(&i, "ext_auth.timeout");
 }

@@ -188,8 +188,8 @@ fn password_grant_issues_refresh_token_only_for_offline_access() {
     );
 }
 
-#[test]
-fn refresh_tokens_need_refresh_enabled() {
+#[tokio::test]
+async fn refresh_tokens_need_refresh_enabled() {
     let f = Fixture::new();
     let (config, issuer) = f.config("alicepass", "    enabled: false", ROBOTS);
     let (_, refresh) = issued(
@@ -208,12 +208,13 @@ fn refresh_tokens_need_refresh_enabled() {
         &refresh_request(&Secret::new("rat1.x.y"), "reg"),
         SystemTime::now(),
     )
+    .await
     .unwrap();
     refused(outcome);
 }
 
-#[test]
-fn refresh_grant_applies_current_acl() {
+#[tokio::test]
+async fn refresh_grant_applies_current_acl() {
     let f = Fixture::new();
     let (config, issuer) = f.default();
     let refresh = login(&config, &issuer);
@@ -223,6 +224,7 @@ fn refresh_grant_applies_current_acl() {
         &refresh_request(&refresh.token, "reg"),
         SystemTime::now(),
     )
+    .await
     .unwrap();
     assert!(problem.is_none());
     let (decisions, again) = issued(outcome);
@@ -233,8 +235,8 @@ fn refresh_grant_applies_current_acl() {
     );
 }
 
-#[test]
-fn refresh_token_for_another_service_is_refused() {
+#[tokio::test]
+async fn refresh_token_for_another_service_is_refused() {
     let f = Fixture::new();
     let (config, issuer) = f.default();
     let refresh = login(&config, &issuer);
@@ -244,12 +246,13 @@ fn refresh_token_for_another_service_is_refused() {
         &refresh_request(&refresh.token, "other"),
         SystemTime::now(),
     )
+    .await
     .unwrap();
     assert_eq!(refused(outcome), "refresh token issued for another service");
 }
 
-#[test]
-fn expired_and_tampered_refresh_tokens_are_refused() {
+#[tokio::test]
+async fn expired_and_tampered_refresh_tokens_are_refused() {
     let f = Fixture::new();
     let (config, issuer) = f.default();
     let refresh = login(&config, &issuer);
@@ -260,6 +263,7 @@ fn expired_and_tampered_refresh_tokens_are_refused() {
         &refresh_request(&refresh.token, "reg"),
         later,
     )
+    .await
     .unwrap();
     assert_eq!(refused(outcome), "refresh token expired");
     let mut tampered = refresh.token.expose().to_owned();
@@ -270,12 +274,13 @@ fn expired_and_tampered_refresh_tokens_are_refused() {
         &refresh_request(&Secret::new(tampered), "reg"),
         SystemTime::now(),
     )
+    .await
     .unwrap();
     assert_eq!(refused(outcome), "invalid refresh token");
 }
 
-#[test]
-fn revoked_token_and_revoked_user_are_refused() {
+#[tokio::test]
+async fn revoked_token_and_revoked_user_are_refused() {
     let f = Fixture::new();
     let (config, issuer) = f.default();
     let first = login(&config, &issuer);
@@ -284,8 +289,9 @@ fn revoked_token_and_revoked_user_are_refused() {
     list.tokens.insert(first.id.clone());
     fs::write(f.path().join("revoked.yml"), list.to_yaml()).unwrap();
     let now = SystemTime::now();
-    let (outcome, _) =
-        grant_refresh(&config, &issuer, &refresh_request(&first.token, "reg"), now).unwrap();
+    let (outcome, _) = grant_refresh(&config, &issuer, &refresh_request(&first.token, "reg"), now)
+        .await
+        .unwrap();
     assert_eq!(refused(outcome), "refresh token revoked");
     let (outcome, _) = grant_refresh(
         &config,
@@ -293,6 +299,7 @@ fn revoked_token_and_revoked_user_are_refused() {
         &refresh_request(&second.token, "reg"),
         now,
     )
+    .await
     .unwrap();
     issued(outcome);
     // Revoke the user: every token issued until now goes.
@@ -307,12 +314,13 @@ fn revoked_token_and_revoked_user_are_refused() {
         &refresh_request(&second.token, "reg"),
         now,
     )
+    .await
     .unwrap();
     assert_eq!(refused(outcome), "refresh token revoked");
 }
 
-#[test]
-fn removed_user_and_changed_password_invalidate_refresh_tokens() {
+#[tokio::test]
+async fn removed_user_and_changed_password_invalidate_refresh_tokens() {
     let f = Fixture::new();
     let (config, issuer) = f.default();
     let refresh = login(&config, &issuer);
@@ -324,6 +332,7 @@ fn removed_user_and_changed_password_invalidate_refresh_tokens() {
         &refresh_request(&refresh.token, "reg"),
         SystemTime::now(),
     )
+    .await
     .unwrap();
     assert_eq!(
         refused(outcome),
@@ -344,6 +353,7 @@ fn removed_user_and_changed_password_invalidate_refresh_tokens() {
         &refresh_request(&refresh.token, "reg"),
         SystemTime::now(),
     )
+    .await
     .unwrap();
     assert_eq!(
         refused(outcome),
@@ -351,8 +361,8 @@ fn removed_user_and_changed_password_invalidate_refresh_tokens() {
     );
 }
 
-#[test]
-fn secret_rotation_keeps_old_tokens_with_previous_secret_files() {
+#[tokio::test]
+async fn secret_rotation_keeps_old_tokens_with_previous_secret_files() {
     let f = Fixture::new();
     let (config, issuer) = f.default();
     let refresh = login(&config, &issuer);
@@ -365,6 +375,7 @@ fn secret_rotation_keeps_old_tokens_with_previous_secret_files() {
         &refresh_request(&refresh.token, "reg"),
         SystemTime::now(),
     )
+    .await
     .unwrap();
     issued(outcome);
     let (dropped, issuer3) = f.config(
@@ -378,12 +389,13 @@ fn secret_rotation_keeps_old_tokens_with_previous_secret_files() {
         &refresh_request(&refresh.token, "reg"),
         SystemTime::now(),
     )
+    .await
     .unwrap();
     assert_eq!(refused(outcome), "invalid refresh token");
 }
 
-#[test]
-fn robots_get_their_scopes_not_the_acl() {
+#[tokio::test]
+async fn robots_get_their_scopes_not_the_acl() {
     let f = Fixture::new();
     let (config, issuer) = f.config("alicepass", REFRESH_ON, &robots("2999-01-01T00:00:00Z"));
     let request = TokenRequest {
@@ -424,6 +436,7 @@ fn robots_get_their_scopes_not_the_acl() {
         },
         SystemTime::now(),
     )
+    .await
     .unwrap();
     assert_eq!(issued(outcome).0[0].granted, ["push"]);
     let wrong = TokenRequest {
@@ -457,8 +470,8 @@ fn expired_robot_is_unauthorized() {
     assert!(config.authn.lookup("robot$ci", SystemTime::now()).is_none());
 }
 
-#[test]
-fn explain_uses_robot_scopes_for_robots() {
+#[tokio::test]
+async fn explain_uses_robot_scopes_for_robots() {
     let f = Fixture::new();
     let (config, _) = f.config("alicepass", REFRESH_ON, &robots("2999-01-01T00:00:00Z"));
     let d = explain(
@@ -468,7 +481,9 @@ fn explain_uses_robot_scopes_for_robots() {
         "reg",
         None,
         &scopes(&["repository:ci/a:push"]),
-    );
+    )
+    .await
+    .unwrap();
     assert_eq!(d[0].decided_by, DecidedBy::RobotScopes);
     assert_eq!(d[0].granted, ["push"]);
     let d = explain(
@@ -478,6 +493,82 @@ fn explain_uses_robot_scopes_for_robots() {
         "reg",
         None,
         &scopes(&["repository:alice/a:push"]),
-    );
+    )
+    .await
+    .unwrap();
     assert_eq!(d[0].decided_by, DecidedBy::AclEntry(0));
+}
+
+/// ext_auth vouches for `carol` (with a group label), the ACL decides what it knows, and
+/// ext_authz decides the rest.
+#[tokio::test]
+async fn external_backends_follow_the_configured_order() {
+    use std::os::unix::fs::PermissionsExt;
+    let f = Fixture::new();
+    let script = |name: &str, body: &str| {
+        let p = f.path().join(name);
+        fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
+    };
+    script(
+        "auth.sh",
+        r#"read u p; [ "$u:$p" = "carol:carolpass" ] && { echo '{"labels":{"group":["ops"]}}'; exit 0; }; exit 2"#,
+    );
+    script("authz.sh", r#"grep -q '"Name":"ops/' && exit 0; exit 2"#);
+    let extra = "ext_auth: {command: ./auth.sh}\next_authz: {command: ./authz.sh}\n";
+    let (config, issuer) = f.config("alicepass", REFRESH_ON, extra);
+    let auth = crate::authn::Authenticator::with_order(
+        config.authn.clone(),
+        config.authn_order.clone(),
+        config.credential_cache,
+        crate::authn::CacheStats::default(),
+    );
+    let request = TokenRequest {
+        service: "reg".into(),
+        scopes: scopes(&[
+            "repository:ops/tool:pull,push",
+            "repository:public/x:pull",
+            "repository:other/x:pull",
+        ]),
+        credentials: Credentials {
+            account: "carol".into(),
+            password: Secret::new("carolpass"),
+        },
+        ip: None,
+        offline: true,
+    };
+    let outcome = auth.authenticate(&request.credentials).await.unwrap();
+    let (decisions, refresh) = issued(
+        grant_authenticated(&config, &issuer, &request, outcome, SystemTime::now())
+            .await
+            .unwrap(),
+    );
+    assert!(refresh.is_none(), "ext_auth users get no refresh token");
+    assert_eq!(decisions[0].granted, ["pull", "push"]);
+    assert_eq!(decisions[0].decided_by, DecidedBy::External("ext_authz"));
+    assert_eq!(decisions[1].granted, ["pull"]);
+    assert_eq!(decisions[1].decided_by, DecidedBy::AclEntry(1));
+    assert!(decisions[2].granted.is_empty());
+    assert_eq!(decisions[2].decided_by, DecidedBy::NoMatch);
+    // Static users still come first; an unknown user costs one dummy bcrypt after the chain.
+    let before = config.authn.bcrypt_runs();
+    let nobody = Credentials {
+        account: "nobody".into(),
+        password: Secret::new("x"),
+    };
+    assert_eq!(
+        auth.authenticate(&nobody).await.unwrap(),
+        AuthnOutcome::NoMatch
+    );
+    assert_eq!(config.authn.bcrypt_runs() - before, 1);
+    // The synchronous entry point refuses configurations with external authorizers.
+    assert!(matches!(
+        grant(
+            &config,
+            &issuer,
+            &password_request("alice", "alicepass", false),
+            SystemTime::now()
+        ),
+        Err(GrantError::NeedsAsync)
+    ));
 }

@@ -107,8 +107,9 @@ impl Inner {
             key,
             config.token.header_mode,
         );
-        let authenticator = Authenticator::new(
+        let authenticator = Authenticator::with_order(
             config.authn.clone(),
+            config.authn_order.clone(),
             config.credential_cache,
             metrics.cache.clone(),
         );

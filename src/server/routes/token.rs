@@ -162,6 +162,7 @@ async fn oauth_token(
             // No bcrypt here (an HMAC, a stat of the revocation file, a signature): inline.
             let (outcome, problem) =
                 grant::grant_refresh(&inner.config, &inner.issuer, &request, SystemTime::now())
+                    .await
                     .map_err(|e| ApiError::Internal(e.to_string()))?;
             if let Some(problem) = problem {
                 warn!("{problem}");
@@ -253,6 +254,7 @@ async fn password_grant(
         authn,
         SystemTime::now(),
     )
+    .await
     .map_err(|e| ApiError::Internal(e.to_string()))?;
     match &outcome {
         GrantOutcome::Unauthorized { .. } => {
@@ -406,6 +408,7 @@ impl std::fmt::Display for DecisionsDisplay<'_> {
                 DecidedBy::AclEntry(e) => write!(f, " [acl {e}]")?,
                 DecidedBy::NoMatch => f.write_str(" [no match]")?,
                 DecidedBy::RobotScopes => f.write_str(" [robot scopes]")?,
+                DecidedBy::External(name) => write!(f, " [{name}]")?,
             }
         }
         Ok(())
