@@ -406,6 +406,7 @@ fn admit(
 pub async fn grant_refresh(
     config: &Config,
     issuer: &TokenIssuer,
+    authenticator: &authn::Authenticator,
     request: &RefreshRequest,
     now: SystemTime,
 ) -> Result<(GrantOutcome, Option<String>), GrantError> {
@@ -447,7 +448,7 @@ pub async fn grant_refresh(
             reload_problem,
         ));
     }
-    let Some(identity) = config.authn.lookup(&claims.sub, now) else {
+    let Some(identity) = authenticator.lookup(&claims.sub, now).await? else {
         return Ok((
             GrantOutcome::Unauthorized {
                 reason: "the refresh token's user no longer exists",

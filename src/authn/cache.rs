@@ -180,6 +180,27 @@ impl Authenticator {
         Ok(AuthnOutcome::NoMatch)
     }
 
+    /// The current identity of `account` without a password, for re-checking a refresh token:
+    /// `None` when no backend that can re-check finds it any more (the token is then refused).
+    /// Today the local users and robots can; a backend added later joins here when it can
+    /// re-check an account without its password.
+    pub async fn lookup(
+        &self,
+        account: &str,
+        now: SystemTime,
+    ) -> Result<Option<Identity>, AuthnError> {
+        for backend in &self.order {
+            let found = match backend {
+                AuthnBackend::Local => self.chain.lookup(account, now),
+                AuthnBackend::Ext(_) => None,
+            };
+            if found.is_some() {
+                return Ok(found);
+            }
+        }
+        Ok(None)
+    }
+
     /// Runs local bcrypt work on the bounded pool.
     async fn verify(&self, creds: Credentials, what: Local) -> Result<AuthnOutcome, AuthnError> {
         let _permit = self.pool.acquire().await.map_err(|_| AuthnError::Backend {

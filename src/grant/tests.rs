@@ -94,6 +94,16 @@ fn robots(expires: &str) -> String {
 
 const ROBOTS: &str = "";
 
+/// The server's authenticator for a config (used for refresh re-checks).
+fn authn(config: &Config) -> crate::authn::Authenticator {
+    crate::authn::Authenticator::with_order(
+        config.authn.clone(),
+        config.authn_order.clone(),
+        config.credential_cache,
+        crate::authn::CacheStats::default(),
+    )
+}
+
 fn scopes(list: &[&str]) -> Vec<Scope> {
     crate::token::parse_scopes(list.iter().copied()).unwrap()
 }
@@ -205,6 +215,7 @@ async fn refresh_tokens_need_refresh_enabled() {
     let (outcome, _) = grant_refresh(
         &config,
         &issuer,
+        &authn(&config),
         &refresh_request(&Secret::new("rat1.x.y"), "reg"),
         SystemTime::now(),
     )
@@ -221,6 +232,7 @@ async fn refresh_grant_applies_current_acl() {
     let (outcome, problem) = grant_refresh(
         &config,
         &issuer,
+        &authn(&config),
         &refresh_request(&refresh.token, "reg"),
         SystemTime::now(),
     )
@@ -243,6 +255,7 @@ async fn refresh_token_for_another_service_is_refused() {
     let (outcome, _) = grant_refresh(
         &config,
         &issuer,
+        &authn(&config),
         &refresh_request(&refresh.token, "other"),
         SystemTime::now(),
     )
@@ -260,6 +273,7 @@ async fn expired_and_tampered_refresh_tokens_are_refused() {
     let (outcome, _) = grant_refresh(
         &config,
         &issuer,
+        &authn(&config),
         &refresh_request(&refresh.token, "reg"),
         later,
     )
@@ -271,6 +285,7 @@ async fn expired_and_tampered_refresh_tokens_are_refused() {
     let (outcome, _) = grant_refresh(
         &config,
         &issuer,
+        &authn(&config),
         &refresh_request(&Secret::new(tampered), "reg"),
         SystemTime::now(),
     )
@@ -289,13 +304,20 @@ async fn revoked_token_and_revoked_user_are_refused() {
     list.tokens.insert(first.id.clone());
     fs::write(f.path().join("revoked.yml"), list.to_yaml()).unwrap();
     let now = SystemTime::now();
-    let (outcome, _) = grant_refresh(&config, &issuer, &refresh_request(&first.token, "reg"), now)
-        .await
-        .unwrap();
+    let (outcome, _) = grant_refresh(
+        &config,
+        &issuer,
+        &authn(&config),
+        &refresh_request(&first.token, "reg"),
+        now,
+    )
+    .await
+    .unwrap();
     assert_eq!(refused(outcome), "refresh token revoked");
     let (outcome, _) = grant_refresh(
         &config,
         &issuer,
+        &authn(&config),
         &refresh_request(&second.token, "reg"),
         now,
     )
@@ -311,6 +333,7 @@ async fn revoked_token_and_revoked_user_are_refused() {
     let (outcome, _) = grant_refresh(
         &config,
         &issuer,
+        &authn(&config),
         &refresh_request(&second.token, "reg"),
         now,
     )
@@ -329,6 +352,7 @@ async fn removed_user_and_changed_password_invalidate_refresh_tokens() {
     let (outcome, _) = grant_refresh(
         &changed,
         &issuer2,
+        &authn(&changed),
         &refresh_request(&refresh.token, "reg"),
         SystemTime::now(),
     )
@@ -350,6 +374,7 @@ async fn removed_user_and_changed_password_invalidate_refresh_tokens() {
     let (outcome, _) = grant_refresh(
         &removed,
         &issuer2,
+        &authn(&removed),
         &refresh_request(&refresh.token, "reg"),
         SystemTime::now(),
     )
@@ -372,6 +397,7 @@ async fn secret_rotation_keeps_old_tokens_with_previous_secret_files() {
     let (outcome, _) = grant_refresh(
         &rotated,
         &issuer2,
+        &authn(&rotated),
         &refresh_request(&refresh.token, "reg"),
         SystemTime::now(),
     )
@@ -386,6 +412,7 @@ async fn secret_rotation_keeps_old_tokens_with_previous_secret_files() {
     let (outcome, _) = grant_refresh(
         &dropped,
         &issuer3,
+        &authn(&dropped),
         &refresh_request(&refresh.token, "reg"),
         SystemTime::now(),
     )
@@ -428,6 +455,7 @@ async fn robots_get_their_scopes_not_the_acl() {
     let (outcome, _) = grant_refresh(
         &config,
         &issuer,
+        &authn(&config),
         &RefreshRequest {
             refresh_token: refresh.token,
             service: "reg".into(),

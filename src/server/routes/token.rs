@@ -160,10 +160,15 @@ async fn oauth_token(
                 ip,
             };
             // No bcrypt here (an HMAC, a stat of the revocation file, a signature): inline.
-            let (outcome, problem) =
-                grant::grant_refresh(&inner.config, &inner.issuer, &request, SystemTime::now())
-                    .await
-                    .map_err(|e| ApiError::Internal(e.to_string()))?;
+            let (outcome, problem) = grant::grant_refresh(
+                &inner.config,
+                &inner.issuer,
+                &inner.authenticator,
+                &request,
+                SystemTime::now(),
+            )
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
             if let Some(problem) = problem {
                 warn!("{problem}");
             }
