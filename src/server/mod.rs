@@ -1,8 +1,9 @@
 //! The HTTP layer, and the only module that knows HTTP: routes, extractors, the error mapping,
 //! middleware and serving.
 //!
-//! Layer order (outermost first): request id → trace span (method, path, request id) → error
-//! logging → timeout → routes.
+//! Layer order (outermost first): request id → trace span (method, path, request id) → request
+//! timeout → body size limit → error logging → request metrics → routes. The request head's size
+//! and read timeout, and TLS, are handled per connection by [`serve`].
 
 pub mod client_ip;
 pub mod error;
