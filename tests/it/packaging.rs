@@ -781,7 +781,9 @@ fn chart_values_schema_is_generated_from_the_config_types() {
 /// Validates YAML documents against a JSON Schema (draft-07, as Helm) with python3-jsonschema;
 /// returns each file's error messages.
 fn schema_errors(schema: &Json, files: &[PathBuf]) -> BTreeMap<String, Vec<String>> {
-    require_tool("python3");
+    // Debian's interpreter, which python3-jsonschema installs into (a pyenv `python3` earlier on
+    // PATH would not have it on a fresh machine).
+    require_tool("/usr/bin/python3");
     let tmp = stack::tempdir("ra-it-schema");
     let schema_path = tmp.path().join("schema.json");
     fs::write(&schema_path, schema.to_string()).expect("write schema");
@@ -801,7 +803,7 @@ for f in sys.argv[2:]:
               for e in validator.iter_errors(doc)]
 print(json.dumps(out))
 "#;
-    let mut cmd = Command::new("python3");
+    let mut cmd = Command::new("/usr/bin/python3");
     cmd.arg("-c").arg(script).arg(&schema_path).args(files);
     let out = proc::run(&mut cmd, None, Duration::from_secs(60));
     assert!(
