@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Installs the external programs the integration tests drive (Debian bookworm, as root):
 #   docker-registry (CNCF distribution 2.8.2), skopeo, podman, docker.io (dockerd + CLI), curl,
-#   ca-certificates, uidmap.
+#   ca-certificates, uidmap, wrk (the load test, tests/it/soak.rs), yamllint and
+#   python3-jsonschema (tests/it/packaging.rs: the Helm chart's YAML and values.schema.json),
+#   slapd and ldap-utils (tests/it/ldap.rs starts its own OpenLDAP on a loopback port).
 # Idempotent and quick when everything is present (no apt-get at all then).
 # apt is kept from starting the packages' services (the registry would listen on :5000 on all
 # interfaces, docker.io would start a system dockerd) with a temporary /usr/sbin/policy-rc.d.
 set -euo pipefail
 
-PKGS=(docker-registry skopeo podman docker.io curl ca-certificates uidmap)
+PKGS=(docker-registry skopeo podman docker.io curl ca-certificates uidmap wrk yamllint
+  python3-jsonschema slapd ldap-utils)
 
 missing=()
 for p in "${PKGS[@]}"; do
@@ -35,10 +38,14 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # Every program the tests call must now be on PATH.
-for bin in docker-registry skopeo podman dockerd docker curl; do
+for bin in docker-registry skopeo podman dockerd docker curl wrk yamllint slapd slapadd ldapadd; do
   if ! command -v "$bin" >/dev/null 2>&1; then
     echo "install-test-deps.sh: $bin is still missing after installing ${PKGS[*]}" >&2
     exit 1
   fi
 done
+if ! /usr/bin/python3 -c 'import jsonschema, yaml' 2>/dev/null; then
+  echo "install-test-deps.sh: /usr/bin/python3 cannot import jsonschema and yaml (python3-jsonschema)" >&2
+  exit 1
+fi
 echo "install-test-deps.sh: ok ($(skopeo --version), $(podman --version), $(docker --version | cut -d, -f1), dockerd $(dockerd --version | awk '{print $3}' | tr -d ,))" >&2
