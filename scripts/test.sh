@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The project's test command: installs the test dependencies (Debian packages, see
 # scripts/install-test-deps.sh), then runs formatting, lint and every test (unit tests and the
-# end-to-end tests in tests/it against a real registry, skopeo, podman, docker and dockerd).
+# end-to-end tests in tests/it against a real registry, skopeo, podman, docker and dockerd),
+# the supply-chain check (cargo deny) and a short fuzzing run (scripts/fuzz, ~10 s per target).
 # Exits non-zero as soon as one stage fails. Extra arguments go to `cargo test`
 # (e.g. `scripts/test.sh -- --nocapture`).
 set -euo pipefail
@@ -18,7 +19,21 @@ cargo fmt --check
 stage "cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets -- -D warnings
 
+stage "cargo deny check bans licenses sources (deny.toml; advisories: see README, Reliability)"
+t0=$(date +%s)
+if ! cargo deny --version >/dev/null 2>&1; then
+  echo "installing cargo-deny from crates.io (cargo install cargo-deny --locked; ~3 min on 2 cores)" >&2
+  cargo install cargo-deny --locked
+fi
+cargo deny check --hide-inclusion-graph bans licenses sources
+echo "cargo deny stage: $(( $(date +%s) - t0 )) s" >&2
+
 stage "cargo test"
 cargo test "$@"
+
+stage "fuzz, CI mode: every target in fuzz/ for 10 s (scripts/fuzz)"
+t0=$(date +%s)
+scripts/fuzz
+echo "fuzz stage: $(( $(date +%s) - t0 )) s" >&2
 
 stage "all checks passed"

@@ -125,6 +125,12 @@ pub enum Command {
     /// Robot-account tools.
     #[command(subcommand)]
     Robot(RobotCommand),
+    /// Users in the `sql_auth` database: add, remove, change a password, list.
+    #[command(subcommand)]
+    Users(UsersCommand),
+    /// The `sql_auth`/`acl_sql` database: apply the schema migrations.
+    #[command(subcommand)]
+    Db(DbCommand),
 }
 
 /// `tokens` subcommands.
@@ -188,5 +194,71 @@ pub enum AclCommand {
         /// Scopes, e.g. `repository:alice/app:pull,push`.
         #[arg(required = true)]
         scopes: Vec<String>,
+    },
+    /// List the `acl_sql` rows in evaluation (`seq`) order, flagging broken ones (exit 1 when
+    /// one is: the server keeps its previous ACL until they are fixed).
+    List {
+        /// The YAML config file (its `acl_sql` database is read).
+        #[arg(long, short = 'c')]
+        config: PathBuf,
+    },
+}
+
+/// `users` subcommands (the `sql_auth` database). Passwords are read from stdin (one line) or
+/// prompted for twice on a terminal, and stored as bcrypt hashes.
+#[derive(Debug, Subcommand)]
+pub enum UsersCommand {
+    /// Add a user.
+    Add {
+        /// The YAML config file (its `sql_auth` database is written).
+        #[arg(long, short = 'c')]
+        config: PathBuf,
+        /// The user name (the `docker login` user).
+        name: String,
+        /// A label, `key=value`; repeat for more values or keys (`--labels team=dev
+        /// --labels team=ops`).
+        #[arg(long = "labels", value_name = "KEY=VALUE")]
+        labels: Vec<String>,
+        /// bcrypt cost (4–31).
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(4..=31))]
+        cost: u32,
+    },
+    /// Remove a user (their refresh tokens stop working too).
+    Remove {
+        /// The YAML config file.
+        #[arg(long, short = 'c')]
+        config: PathBuf,
+        /// The user name.
+        name: String,
+    },
+    /// Set a new password (ends the user's refresh tokens).
+    Passwd {
+        /// The YAML config file.
+        #[arg(long, short = 'c')]
+        config: PathBuf,
+        /// The user name.
+        name: String,
+        /// bcrypt cost (4–31).
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(4..=31))]
+        cost: u32,
+    },
+    /// List the users and their labels (never the hashes).
+    List {
+        /// The YAML config file.
+        #[arg(long, short = 'c')]
+        config: PathBuf,
+    },
+}
+
+/// `db` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum DbCommand {
+    /// Apply the pending schema migrations to the `sql_auth`/`acl_sql` databases (the server
+    /// also does at its first connection; run this as an account with DDL rights when the
+    /// server's account has none).
+    Migrate {
+        /// The YAML config file.
+        #[arg(long, short = 'c')]
+        config: PathBuf,
     },
 }

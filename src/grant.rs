@@ -66,6 +66,8 @@ pub enum DecidedBy {
     RobotScopes,
     /// An external authorizer (by config name).
     External(&'static str),
+    /// The `acl_sql` row with this `seq`.
+    AclSqlRow(i64),
 }
 
 /// A refresh token handed out with an access token.
@@ -115,10 +117,29 @@ pub enum GrantError {
     /// An external authorizer failed.
     #[error(transparent)]
     Authz(#[from] crate::authz::ExtAuthzError),
+    /// An authorization webhook (`http_authz`) failed.
+    #[error(transparent)]
+    Webhook(#[from] crate::webhook::WebhookError),
+    /// `acl_sql` or `casbin_authz` could not decide.
+    #[error(transparent)]
+    AuthzBackend(#[from] crate::authz::AuthzBackendError),
     /// The synchronous entry point was used with a configuration that needs external
     /// authorizers (a programming error: use the async functions).
     #[error("this configuration has external authorizers; use the async grant functions")]
     NeedsAsync,
+}
+
+impl GrantError {
+    /// Config name of the backend that failed, when a backend failed (for metrics).
+    pub fn backend(&self) -> Option<&'static str> {
+        match self {
+            Self::Authn(e) => Some(e.backend()),
+            Self::Authz(_) => Some("ext_authz"),
+            Self::Webhook(e) => Some(e.name),
+            Self::AuthzBackend(e) => Some(e.backend),
+            _ => None,
+        }
+    }
 }
 
 /// Evaluates the ACL for each scope (users and anonymous).
@@ -220,6 +241,23 @@ async fn decide(
                         decided = (granted, DecidedBy::External("ext_authz"));
                         break;
                     }
+                }
+                AuthzBackend::Http(http) => {
+                    if let Some(granted) = http.authorize(&req).await? {
+                        decided = (granted, DecidedBy::External("http_authz"));
+                        break;
+                    }
+                }
+                AuthzBackend::Sql(sql) => {
+                    if let Some((seq, granted)) = sql.authorize(&req).await? {
+                        decided = (granted, DecidedBy::AclSqlRow(seq));
+                        break;
+                    }
+                }
+                AuthzBackend::Casbin(casbin) => {
+                    // Casbin always decides (docker_auth: it never answers "no match").
+                    decided = (casbin.authorize(&req)?, DecidedBy::External("casbin_authz"));
+                    break;
                 }
             }
         }
@@ -448,7 +486,9 @@ pub async fn grant_refresh(
             reload_problem,
         ));
     }
-    let Some(identity) = authenticator.lookup(&claims.sub, now).await? else {
+    let Some(identity) = authenticator
+        .lookup_credential(&claims.sub, &claims.fp, now)
+        .await? else {
         return Ok((
             GrantOutcome::Unauthorized {
                 reason: "the refresh token's user no longer exists",

@@ -20,10 +20,17 @@
 pub mod authn;
 pub mod authz;
 pub mod cli;
+pub mod client_tls;
 pub mod config;
 pub mod ext;
 pub mod grant;
+pub mod health;
+pub mod oidc;
 pub mod server;
+pub mod sql;
+pub mod store;
 pub mod telemetry;
 pub mod tls;
 pub mod token;
+pub mod webhook;
+pub mod weblogin;

@@ -6,7 +6,9 @@ use std::io::{self, Write};
 use std::process::ExitCode;
 
 use clap::Parser;
-use registry_auth::cli::{AclCommand, Cli, Command, RobotCommand, TokensCommand};
+use registry_auth::cli::{
+    AclCommand, Cli, Command, DbCommand, RobotCommand, TokensCommand, UsersCommand,
+};
 use registry_auth::telemetry;
 
 fn main() -> ExitCode {
@@ -58,6 +60,21 @@ fn main() -> ExitCode {
             expires,
             cost,
         }) => commands::tokens::robot_create(&name, &scopes, expires.as_deref(), cost),
+        Command::Acl(AclCommand::List { config }) => commands::sql::acl_list(&config),
+        Command::Users(UsersCommand::Add {
+            config,
+            name,
+            labels,
+            cost,
+        }) => commands::sql::users_add(&config, &name, &labels, cost),
+        Command::Users(UsersCommand::Remove { config, name }) => {
+            commands::sql::users_remove(&config, &name)
+        }
+        Command::Users(UsersCommand::Passwd { config, name, cost }) => {
+            commands::sql::users_passwd(&config, &name, cost)
+        }
+        Command::Users(UsersCommand::List { config }) => commands::sql::users_list(&config),
+        Command::Db(DbCommand::Migrate { config }) => commands::sql::db_migrate(&config),
     };
     match result {
         Ok(code) => code,

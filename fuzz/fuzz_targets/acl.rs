@@ -110,6 +110,17 @@ struct RequestIn {
     actions: Vec<Action>,
 }
 
+/// A request as the ACL sees it.
+struct Req {
+    account: String,
+    kind: &'static str,
+    name: String,
+    service: &'static str,
+    ip: Option<IpAddr>,
+    labels: Labels,
+    actions: Vec<String>,
+}
+
 #[derive(Debug, Arbitrary)]
 struct RobotPattern {
     kind: Word,
@@ -241,33 +252,32 @@ fuzz_target!(|input: Input| {
         })
         .collect();
 
-    let requests: Vec<(String, &'static str, String, &'static str, Option<IpAddr>, Labels, Vec<String>)> =
-        input
-            .requests
-            .iter()
-            .take(8)
-            .map(|r| {
-                let mut acts = actions(&r.actions);
-                acts.sort_unstable();
-                acts.dedup();
-                // At most 3 labels of at most 3 values: label expansion tries their product.
-                let labels: Labels = r
-                    .labels
-                    .iter()
-                    .take(3)
-                    .map(|(k, vs)| (k.as_str(), vs.iter().take(3).map(|v| render(v)).collect()))
-                    .collect();
-                (
-                    render(&r.account),
-                    r.kind.as_str(),
-                    render(&r.name),
-                    r.service.as_str(),
-                    r.ip,
-                    labels,
-                    acts,
-                )
-            })
-            .collect();
+    let requests: Vec<Req> = input
+        .requests
+        .iter()
+        .take(8)
+        .map(|r| {
+            let mut actions = actions(&r.actions);
+            actions.sort_unstable();
+            actions.dedup();
+            // At most 3 labels of at most 3 values: label expansion tries their product.
+            let labels: Labels = r
+                .labels
+                .iter()
+                .take(3)
+                .map(|(k, vs)| (k.as_str(), vs.iter().take(3).map(|v| render(v)).collect()))
+                .collect();
+            Req {
+                account: render(&r.account),
+                kind: r.kind.as_str(),
+                name: render(&r.name),
+                service: r.service.as_str(),
+                ip: r.ip,
+                labels,
+                actions,
+            }
+        })
+        .collect();
 
     if let Ok(acl) = Acl::compile(&specs) {
         assert_eq!(acl.len(), specs.len());
@@ -275,14 +285,15 @@ fuzz_target!(|input: Input| {
         for s in &shadowed {
             assert!(s.by < s.index && s.index < specs.len(), "{s:?}");
         }
-        for (account, kind, name, service, ip, labels, acts) in &requests {
+        for r in &requests {
+            let acts = &r.actions;
             let req = AuthzRequest {
-                account,
-                kind,
-                name,
-                service,
-                ip: *ip,
-                labels,
+                account: &r.account,
+                kind: r.kind,
+                name: &r.name,
+                service: r.service,
+                ip: r.ip,
+                labels: &r.labels,
                 actions: acts,
             };
             let decision = acl.authorize(&req);
@@ -321,10 +332,14 @@ fuzz_target!(|input: Input| {
         })
         .collect();
     if let Ok(grants) = ScopeGrants::compile(&patterns) {
-        for (_, kind, name, _, _, _, acts) in &requests {
-            let granted = grants.grant(kind, name, acts);
+        for r in &requests {
+            let granted = grants.grant(r.kind, &r.name, &r.actions);
             for g in &granted {
-                assert!(acts.contains(g), "robot granted {g:?}, requested {acts:?}");
+                assert!(
+                    r.actions.contains(g),
+                    "robot granted {g:?}, requested {:?}",
+                    r.actions
+                );
             }
         }
     }

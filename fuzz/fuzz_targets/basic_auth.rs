@@ -75,7 +75,11 @@ fuzz_target!(|values: Vec<Value>| {
             if count == 0 {
                 assert!(c.is_anonymous());
             }
-            assert!(!c.account.contains(':'), "user with a colon: {:?}", c.account);
+            assert!(
+                !c.account.contains(':'),
+                "user with a colon: {:?}",
+                c.account
+            );
             let again = format!(
                 "Basic {}",
                 STANDARD.encode(format!("{}:{}", c.account, c.password.expose()))

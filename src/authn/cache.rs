@@ -21,7 +21,10 @@ use moka::future::Cache;
 use prometheus_client::metrics::counter::Counter;
 use tokio::sync::Semaphore;
 
-use super::{AuthnError, AuthnOutcome, Chain, Credentials, Identity, IdentityKind};
+use super::{
+    AuthnContext, AuthnError, AuthnOutcome, Chain, Credentials, Identity, IdentityKind,
+    ROBOT_PREFIX,
+};
 use crate::config::AuthnBackend;
 
 /// Which local bcrypt work to run.
@@ -66,12 +69,26 @@ pub struct Authenticator {
     key: hmac::Key,
     pool: Arc<Semaphore>,
     stats: CacheStats,
+    /// A backend decides on the client's address and service too (`http_auth`): they are part
+    /// of the cache key.
+    context_in_key: bool,
+}
+
+/// An authentication's result and the backend that gave it (for metrics): the backend that
+/// decided, failed, or (for a cache hit) vouched for the cached identity; the last one asked
+/// when none knew the user.
+#[derive(Debug)]
+pub struct AuthnAnswer {
+    /// The outcome, or why there is none.
+    pub result: Result<AuthnOutcome, AuthnError>,
+    /// Config name of the backend (`users`, `robots`, `ext_auth`, `ldap_auth`, …).
+    pub backend: &'static str,
 }
 
 /// What a coalesced miss returns when it is not a success (never cached).
 #[derive(Debug, Clone)]
 enum Miss {
-    Outcome(AuthnOutcome),
+    Outcome(AuthnOutcome, &'static str),
     Error(AuthnError),
 }
 
@@ -95,7 +112,9 @@ impl Authenticator {
                 .build()
         });
         let secret: [u8; 32] = rand::random();
+        let context_in_key = order.iter().any(|b| matches!(b, AuthnBackend::Http(_)));
         Self {
+            context_in_key,
             chain,
             order,
             cache,
@@ -117,36 +136,74 @@ impl Authenticator {
 
     /// Authenticates, from the cache when possible.
     pub async fn authenticate(&self, creds: &Credentials) -> Result<AuthnOutcome, AuthnError> {
+        self.authenticate_in(creds, &AuthnContext::default())
+            .await
+            .result
+    }
+
+    /// Authenticates a login from `ctx` (client address, service), from the cache when
+    /// possible, and says which backend answered.
+    pub async fn authenticate_in(&self, creds: &Credentials, ctx: &AuthnContext) -> AuthnAnswer {
+        let answer = |r: Result<(AuthnOutcome, &'static str), AuthnError>| match r {
+            Ok((outcome, backend)) => AuthnAnswer {
+                result: Ok(outcome),
+                backend,
+            },
+            Err(e) => AuthnAnswer {
+                backend: e.backend(),
+                result: Err(e),
+            },
+        };
         if creds.is_anonymous() {
             // No password to check: no bcrypt, nothing to cache.
-            return self.resolve(creds.clone()).await;
+            return answer(self.resolve(creds.clone(), ctx).await);
         }
         let Some(cache) = &self.cache else {
-            return self.resolve(creds.clone()).await;
+            return answer(self.resolve(creds.clone(), ctx).await);
         };
-        let key = self.cache_key(creds);
+        let key = self.cache_key(creds, ctx);
         if let Some(identity) = cache.get(&key).await {
             if self.still_valid(&creds.account, &identity) {
                 self.stats.hits.inc();
-                return Ok(AuthnOutcome::Authenticated(identity));
+                return AuthnAnswer {
+                    backend: vouched_by(&creds.account, &identity),
+                    result: Ok(AuthnOutcome::Authenticated(identity)),
+                };
             }
             cache.invalidate(&key).await;
         }
         self.stats.misses.inc();
         let result = cache
             .try_get_with(key, async {
-                match self.resolve(creds.clone()).await {
-                    Ok(AuthnOutcome::Authenticated(identity)) => Ok(identity),
-                    Ok(other) => Err(Miss::Outcome(other)),
+                match self.resolve(creds.clone(), ctx).await {
+                    // Minted passwords and CI tokens are checked on every use (a store read or
+                    // a signature, no bcrypt), so a sign-out or an expiry applies at once:
+                    // shared by concurrent identical misses, never cached.
+                    Ok((AuthnOutcome::Authenticated(identity), backend))
+                        if !cacheable(&identity) =>
+                    {
+                        Err(Miss::Outcome(AuthnOutcome::Authenticated(identity), backend))
+                    }
+                    Ok((AuthnOutcome::Authenticated(identity), _)) => Ok(identity),
+                    Ok((other, backend)) => Err(Miss::Outcome(other, backend)),
                     Err(e) => Err(Miss::Error(e)),
                 }
             })
             .await;
         match result {
-            Ok(identity) => Ok(AuthnOutcome::Authenticated(identity)),
+            Ok(identity) => AuthnAnswer {
+                backend: vouched_by(&creds.account, &identity),
+                result: Ok(AuthnOutcome::Authenticated(identity)),
+            },
             Err(miss) => match miss.as_ref() {
-                Miss::Outcome(o) => Ok(o.clone()),
-                Miss::Error(e) => Err(e.clone()),
+                Miss::Outcome(o, backend) => AuthnAnswer {
+                    result: Ok(o.clone()),
+                    backend,
+                },
+                Miss::Error(e) => AuthnAnswer {
+                    backend: e.backend(),
+                    result: Err(e.clone()),
+                },
             },
         }
     }
@@ -154,14 +211,20 @@ impl Authenticator {
     /// Asks the backends in order: the first that does not answer `NoMatch` decides. When none
     /// knows a named user, one bcrypt against the dummy hash keeps the timing the same as a wrong
     /// password.
-    async fn resolve(&self, creds: Credentials) -> Result<AuthnOutcome, AuthnError> {
+    async fn resolve(
+        &self,
+        creds: Credentials,
+        ctx: &AuthnContext,
+    ) -> Result<(AuthnOutcome, &'static str), AuthnError> {
+        let local = local_name(&creds.account);
         if let [AuthnBackend::Local] = self.order.as_slice() {
             // The local chain runs its own dummy check.
             if creds.is_anonymous() {
-                return self.chain.authenticate(&creds);
+                return Ok((self.chain.authenticate(&creds)?, local));
             }
-            return self.verify(creds, Local::WithDummy).await;
+            return Ok((self.verify(creds, Local::WithDummy).await?, local));
         }
+        let mut last = local;
         for backend in &self.order {
             let outcome = match backend {
                 AuthnBackend::Local if creds.is_anonymous() => {
@@ -169,21 +232,30 @@ impl Authenticator {
                 }
                 AuthnBackend::Local => self.verify(creds.clone(), Local::Only).await?,
                 AuthnBackend::Ext(ext) => ext.authenticate(&creds).await?,
+                AuthnBackend::Ldap(ldap) => ldap.authenticate(&creds).await?,
+                AuthnBackend::Http(http) => http.authenticate(&creds, ctx).await?,
+                AuthnBackend::WebLogin(web) => web.authenticate(&creds).await?,
+                AuthnBackend::CiTokens(ci) => ci.authenticate(&creds).await?,
+                AuthnBackend::Sql(sql) => sql.authenticate(&creds, &self.pool).await?,
+            };
+            last = match backend {
+                AuthnBackend::Local => local,
+                other => other.name(),
             };
             if outcome != AuthnOutcome::NoMatch {
-                return Ok(outcome);
+                return Ok((outcome, last));
             }
         }
         if !creds.is_anonymous() {
             self.verify(creds, Local::DummyOnly).await?;
         }
-        Ok(AuthnOutcome::NoMatch)
+        Ok((AuthnOutcome::NoMatch, last))
     }
 
     /// The current identity of `account` without a password, for re-checking a refresh token:
     /// `None` when no backend that can re-check finds it any more (the token is then refused).
-    /// Today the local users and robots can; a backend added later joins here when it can
-    /// re-check an account without its password.
+    /// The local users and robots can, `ldap_auth` with a service account (a search) and
+    /// `sql_auth` (a query); a backend added later joins here when it can re-check an account without its password.
     pub async fn lookup(
         &self,
         account: &str,
@@ -192,13 +264,38 @@ impl Authenticator {
         for backend in &self.order {
             let found = match backend {
                 AuthnBackend::Local => self.chain.lookup(account, now),
-                AuthnBackend::Ext(_) => None,
+                AuthnBackend::Ldap(ldap) => ldap.lookup(account).await?,
+                AuthnBackend::Sql(sql) => sql.lookup(account).await?,
+                AuthnBackend::Ext(_)
+                | AuthnBackend::Http(_)
+                | AuthnBackend::WebLogin(_)
+                | AuthnBackend::CiTokens(_) => None,
             };
             if found.is_some() {
                 return Ok(found);
             }
         }
         Ok(None)
+    }
+
+    /// The current identity behind a refresh token issued with `fingerprint`: a minted
+    /// web-login password is looked up (and revalidated upstream when due) in the store; every
+    /// other credential through [`Authenticator::lookup`].
+    pub async fn lookup_credential(
+        &self,
+        account: &str,
+        fingerprint: &str,
+        now: SystemTime,
+    ) -> Result<Option<Identity>, AuthnError> {
+        if fingerprint.starts_with(crate::weblogin::MINTED_FINGERPRINT_PREFIX) {
+            for backend in &self.order {
+                if let AuthnBackend::WebLogin(web) = backend {
+                    return web.logins.lookup(account, fingerprint).await;
+                }
+            }
+            return Ok(None);
+        }
+        self.lookup(account, now).await
     }
 
     /// Runs local bcrypt work on the bounded pool.
@@ -235,16 +332,51 @@ impl Authenticator {
             .is_some_and(|current| current.fingerprint == identity.fingerprint)
     }
 
-    fn cache_key(&self, creds: &Credentials) -> [u8; 32] {
+    fn cache_key(&self, creds: &Credentials, context: &AuthnContext) -> [u8; 32] {
         let mut ctx = hmac::Context::with_key(&self.key);
         ctx.update(&(creds.account.len() as u64).to_be_bytes());
         ctx.update(creds.account.as_bytes());
+        if self.context_in_key {
+            let ip = context.client_ip.map(|i| i.to_string()).unwrap_or_default();
+            for part in [ip.as_str(), context.service.as_str()] {
+                ctx.update(&(part.len() as u64).to_be_bytes());
+                ctx.update(part.as_bytes());
+            }
+        }
         ctx.update(creds.password.expose().as_bytes());
         let tag = ctx.sign();
         let mut key = [0u8; 32];
         key.copy_from_slice(tag.as_ref());
         key
     }
+}
+
+/// `users`, or `robots` for a robot account: the local backend's name in metrics.
+fn local_name(account: &str) -> &'static str {
+    if account.starts_with(ROBOT_PREFIX) {
+        "robots"
+    } else {
+        "users"
+    }
+}
+
+/// The backend an identity came from.
+fn vouched_by(account: &str, identity: &Identity) -> &'static str {
+    match identity.kind {
+        IdentityKind::External(name) => name,
+        _ => local_name(account),
+    }
+}
+
+/// Identities re-checked on every use instead of being cached: minted web-login passwords
+/// (a sign-out must apply at once) and CI tokens (short-lived).
+fn cacheable(identity: &Identity) -> bool {
+    !matches!(
+        identity.kind,
+        IdentityKind::External(
+            "google_auth" | "github_auth" | "oidc_auth" | "gitlab_auth" | "oidc_tokens"
+        )
+    )
 }
 
 #[cfg(test)]

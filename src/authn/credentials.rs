@@ -81,3 +81,13 @@ impl Credentials {
         self.account.is_empty()
     }
 }
+
+/// Where a login comes from, for backends that decide on more than the credentials
+/// (`http_auth` sends both to its webhook).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuthnContext {
+    /// The client's address, when known.
+    pub client_ip: Option<std::net::IpAddr>,
+    /// The `service` the token is asked for.
+    pub service: String,
+}

@@ -8,20 +8,27 @@
 
 mod bcrypt_hash;
 mod cache;
+pub mod ci_oidc;
 mod credentials;
 mod ext_auth;
 pub mod htpasswd;
+mod http_auth;
+pub mod ldap;
 mod robots;
+mod sql_auth;
 mod static_users;
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 pub use bcrypt_hash::{BcryptHashError, check_bcrypt_hash};
-pub use cache::{Authenticator, CacheSettings, CacheStats};
-pub use credentials::{Credentials, Labels, Secret};
+pub use cache::{Authenticator, AuthnAnswer, CacheSettings, CacheStats};
+pub use credentials::{AuthnContext, Credentials, Labels, Secret};
 pub use ext_auth::ExtAuth;
+pub use http_auth::{HttpAuth, Verdict};
+pub use ldap::LdapAuth;
 pub use robots::{ROBOT_PREFIX, RobotRecord, Robots, is_valid_robot_name};
+pub use sql_auth::{SqlAuth, parse_labels};
 pub use static_users::{StaticUsers, UserRecord};
 
 /// Who an authenticated client is.
@@ -45,8 +52,9 @@ pub enum IdentityKind {
     User,
     /// A robot (by name, without the `robot$` prefix); its own scopes decide.
     Robot(String),
-    /// A user vouched for by an external backend (named); the ACL decides. No refresh tokens
-    /// (nothing to re-check them against).
+    /// A user vouched for by an external backend (named); the ACL decides. Refresh tokens only
+    /// when the backend gives a fingerprint and can re-check the account without its password
+    /// (`ldap_auth` with a service account); never for `ext_auth` or `http_auth`.
     External(&'static str),
 }
 
@@ -72,6 +80,15 @@ pub enum AuthnError {
         /// What went wrong (never contains a secret).
         message: String,
     },
+}
+
+impl AuthnError {
+    /// Config name of the backend that failed.
+    pub fn backend(&self) -> &'static str {
+        match self {
+            Self::Backend { backend, .. } => backend,
+        }
+    }
 }
 
 static BCRYPT_VERIFICATIONS: AtomicU64 = AtomicU64::new(0);

@@ -70,13 +70,19 @@
 //! [`Acl::shadowed`] lists entries that can never match because an earlier entry covers them.
 
 mod acl;
+mod acl_sql;
+mod casbin;
 mod ext_authz;
 mod grants;
+mod http_authz;
 mod matcher;
 
 #[cfg(test)]
 mod tests;
 
 pub use acl::{Acl, AclCompileError, AclDecision, AuthzRequest, Shadowed};
+pub use acl_sql::{AclSnapshot, AuthzBackendError, SqlAcl, compile_rows, parse_entry};
+pub use casbin::{CasbinAuthz, ip_match, label_match};
 pub use ext_authz::{ExtAuthz, ExtAuthzError};
 pub use grants::ScopeGrants;
+pub use http_authz::HttpAuthz;

@@ -113,6 +113,10 @@ pub(crate) fn acl_explain(
                 "  decided by: no ACL entry matched (denied by default)"
             )?,
             DecidedBy::External(name) => writeln!(out, "  decided by: {name}")?,
+            DecidedBy::AclSqlRow(seq) => {
+                let entry = super::sql::acl_sql_entry(&config, &runtime, seq);
+                writeln!(out, "  decided by acl_sql row seq={seq}: {entry}")?;
+            }
             DecidedBy::RobotScopes => writeln!(
                 out,
                 "  decided by: the robot's own scopes (the ACL is not consulted for robots)"

@@ -4,5 +4,6 @@ pub(crate) mod config;
 pub(crate) mod health;
 pub(crate) mod keys;
 pub(crate) mod serve;
+pub(crate) mod sql;
 pub(crate) mod tokens;
 pub(crate) mod trust;

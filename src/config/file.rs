@@ -10,6 +10,11 @@ use serde::Deserialize;
 
 use crate::authn::Labels;
 
+mod sql;
+mod web;
+pub use sql::*;
+pub use web::*;
+
 /// `server:`: where to listen.
 #[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -46,6 +51,10 @@ pub struct ServerSpec {
     pub real_ip_header: Option<String>,
     /// docker_auth's position in that header (negative counts from the end, -1 = last).
     pub real_ip_pos: Option<i64>,
+    /// File holding the secret (at least 32 bytes) that seals the web-login cookies and the
+    /// upstream tokens in the password store; the same file on every replica. Default:
+    /// `<data_dir>/session.secret`, generated on first start.
+    pub session_secret_file: Option<PathBuf>,
 }
 
 /// `ext_auth:` / `ext_authz:`: an external program (docker_auth's contract; see the README).
@@ -62,6 +71,104 @@ pub struct ExtSpec {
     pub timeout: Option<String>,
     /// Most instances running at once (default 16); further requests wait for a free slot.
     pub max_concurrent: Option<usize>,
+}
+
+/// `ldap_auth:`: users in an LDAP directory (docker_auth's keys). The user's entry is found by
+/// a search (as the service account `bind_dn`, or as the user with `initial_bind_as_user`), then
+/// the password is checked by binding as that entry.
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LdapSpec {
+    /// The server as `host:port`, e.g. `ldap.example.com:636`.
+    pub addr: String,
+    /// `none`, `always` (LDAPS) or `starttls`. Default: `always` when the port is 636, else
+    /// `none`.
+    #[schemars(schema_with = "ldap_tls_schema")]
+    pub tls: Option<LdapTlsSpec>,
+    /// PEM file of the CA(s) the server's certificate must chain to (default: the system's).
+    pub ca_certificate: Option<PathBuf>,
+    /// Accept any server certificate (testing only; default false).
+    #[serde(default)]
+    pub insecure_tls_skip_verify: bool,
+    /// The service account's DN (searches run as it), or with `initial_bind_as_user` a DN
+    /// template containing `${account}`.
+    pub bind_dn: Option<String>,
+    /// File holding the service account's password (read at load; surrounding whitespace is
+    /// trimmed).
+    pub bind_password_file: Option<PathBuf>,
+    /// Bind as the user (`bind_dn` with `${account}`) to search, instead of a service account.
+    /// Refresh tokens are then never issued to LDAP users (nothing can re-check them).
+    #[serde(default)]
+    pub initial_bind_as_user: bool,
+    /// Where to search, e.g. `ou=people,dc=example,dc=com`.
+    pub base: String,
+    /// The search filter with `${account}` (escaped per RFC 4515), e.g. `(uid=${account})`.
+    /// Exactly one entry must match.
+    pub filter: String,
+    /// Labels from the entry's attributes: `{label: {attribute, parse_cn, lower_case}}`.
+    #[serde(default)]
+    pub labels: BTreeMap<String, LdapLabelSpec>,
+    /// Time allowed for each connect, bind and search, e.g. `5s` (default).
+    pub timeout: Option<String>,
+    /// Most connections to the server at once (default 10); idle ones are reused.
+    pub max_connections: Option<usize>,
+}
+
+/// The schema of `ldap_auth.tls`: the variants, docker_auth's `""` (= `none`) and null.
+fn ldap_tls_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": ["string", "null"],
+        "enum": ["none", "always", "starttls", "", null],
+    })
+}
+
+/// `ldap_auth.tls` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum LdapTlsSpec {
+    /// Plain LDAP (docker_auth's `""` means the same).
+    #[serde(alias = "")]
+    None,
+    /// LDAPS: TLS from the first byte.
+    Always,
+    /// Plain LDAP upgraded with the StartTLS operation before anything else is sent.
+    Starttls,
+}
+
+/// One entry of `ldap_auth.labels`.
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LdapLabelSpec {
+    /// The attribute whose values become the label's values, e.g. `memberOf`.
+    pub attribute: String,
+    /// Reduce each value that is a DN to its `cn` (`cn=devs,ou=groups,dc=x` → `devs`).
+    #[serde(default)]
+    pub parse_cn: bool,
+    /// Lower-case the values.
+    #[serde(default)]
+    pub lower_case: bool,
+}
+
+/// `http_auth:` / `http_authz:`: a webhook that decides (JSON over HTTP POST; see the README).
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HttpHookSpec {
+    /// The `http://` or `https://` URL the request is POSTed to.
+    pub url: String,
+    /// PEM file of the CA(s) an `https` server's certificate must chain to (default: the
+    /// system's).
+    pub ca_certificate: Option<PathBuf>,
+    /// Time allowed for the whole call, e.g. `5s` (default).
+    pub timeout: Option<String>,
+    /// File holding a token sent as `Authorization: Bearer <token>`.
+    pub bearer_token_file: Option<PathBuf>,
+    /// File holding a secret; the body's HMAC-SHA256 under it is sent as
+    /// `X-Registry-Auth-Signature: sha256=<hex>`.
+    pub hmac_secret_file: Option<PathBuf>,
+    /// Most calls in flight at once (default 16); further requests wait.
+    pub max_concurrent: Option<usize>,
+    /// Remember each decision this long, e.g. `10s` (default: off).
+    pub cache_ttl: Option<String>,
 }
 
 /// `server.net` values.

@@ -19,8 +19,8 @@ use serde::de::DeserializeOwned;
 use serde_yaml_ng::{Mapping, Value};
 
 use super::file::{
-    AclEntrySpec, CredentialCacheSpec, ExtSpec, LimitsSpec, LockoutSpec, NetSpec, RefreshSpec,
-    RobotSpec, ServerSpec, SigningHeaderSpec, TokenSpec, UserSpec,
+    AclEntrySpec, CredentialCacheSpec, ExtSpec, HttpHookSpec, LdapSpec, LimitsSpec, LockoutSpec,
+    NetSpec, RefreshSpec, RobotSpec, ServerSpec, SigningHeaderSpec, TokenSpec, UserSpec,
 };
 use super::{
     AuthnBackend, AuthzBackend, ClientIpSettings, Config, ConfigError, ConfigIssue, DEFAULT_ADDR,
@@ -29,10 +29,14 @@ use super::{
     TokenConfig,
 };
 use crate::authn::{self, Labels, RobotRecord, Robots, StaticUsers, UserRecord, check_bcrypt_hash};
-use crate::authz::{Acl, ExtAuthz, ScopeGrants};
+use crate::authz::{Acl, CasbinAuthz, ExtAuthz, HttpAuthz, ScopeGrants, SqlAcl};
 use crate::ext::ExtProgram;
 use crate::token::refresh::{self, RefreshCodec, Revocations};
 use crate::token::{HeaderMode, PublishedKey, SigningKey};
+
+mod backends;
+mod sql;
+mod web;
 
 /// Top-level keys we implement.
 const KNOWN_SECTIONS: &[&str] = &[
@@ -48,37 +52,33 @@ const KNOWN_SECTIONS: &[&str] = &[
     "ext_authz",
     "authn_order",
     "authz_order",
+    "ldap_auth",
+    "http_auth",
+    "http_authz",
+    // SQL users and ACL, Casbin (load/sql.rs).
+    "sql_auth",
+    "acl_sql",
+    "casbin_authz",
+    // Web logins, CI identities and their store (load/web.rs).
+    "google_auth",
+    "github_auth",
+    "oidc_auth",
+    "gitlab_auth",
+    "oidc_tokens",
+    "store",
+    "data_dir",
 ];
 
 /// docker_auth sections we do not implement (yet), with what to use instead.
 const UNSUPPORTED_SECTIONS: &[(&str, &str)] = &[
-    (
-        "google_auth",
-        "web logins (Google) are not supported yet; give users passwords with `users` or `users_file` meanwhile",
-    ),
-    (
-        "github_auth",
-        "web logins (GitHub) are not supported yet; give users passwords with `users` or `users_file` meanwhile",
-    ),
-    (
-        "oidc_auth",
-        "web logins (OIDC) are not supported yet; give users passwords with `users` or `users_file` meanwhile",
-    ),
-    (
-        "gitlab_auth",
-        "web logins (GitLab) are not supported yet; give users passwords with `users` or `users_file` meanwhile",
-    ),
-    (
-        "ldap_auth",
-        "LDAP is not supported yet; give users passwords with `users` or `users_file` (htpasswd -B) meanwhile",
-    ),
     (
         "mongo_auth",
         "MongoDB users are not supported; export them to an htpasswd file and use `users_file`",
     ),
     (
         "xorm_auth",
-        "SQL (xorm) users are not supported yet; export them to an htpasswd file and use `users_file`",
+        "docker_auth's xorm tables are not read; use `sql_auth: {url: …}` (PostgreSQL or SQLite, \
+         table registry_auth_users; the README shows the SQL that copies xorm_user rows into it)",
     ),
     (
         "plugin_authn",
@@ -90,11 +90,9 @@ const UNSUPPORTED_SECTIONS: &[(&str, &str)] = &[
     ),
     (
         "acl_xorm",
-        "SQL (xorm) ACLs are not supported yet; move the entries (sorted by `seq`) into the static `acl` list",
-    ),
-    (
-        "casbin_authz",
-        "Casbin is not supported yet; express the policy as static `acl` entries",
+        "docker_auth's xorm tables are not read; use `acl_sql: {url: …, cache_ttl: 30s}` \
+         (PostgreSQL or SQLite, table registry_auth_acl; the README shows the SQL that copies \
+         xorm_acl_entry rows into it)",
     ),
     (
         "plugin_authz",
@@ -172,6 +170,11 @@ struct Sections {
     ext_authz: Option<ExtSpec>,
     authn_order: Option<Vec<String>>,
     authz_order: Option<Vec<String>>,
+    ldap_auth: Option<LdapSpec>,
+    http_auth: Option<HttpHookSpec>,
+    http_authz: Option<HttpHookSpec>,
+    web: web::WebSections,
+    sql: sql::SqlSections,
 }
 
 impl Loader {
@@ -227,6 +230,9 @@ impl Loader {
                 "ext_authz" => s.ext_authz = self.de("ext_authz", value),
                 "authn_order" => s.authn_order = self.de("authn_order", value),
                 "authz_order" => s.authz_order = self.de("authz_order", value),
+                "ldap_auth" => s.ldap_auth = self.de("ldap_auth", value),
+                "http_auth" => s.http_auth = self.de("http_auth", value),
+                "http_authz" => s.http_authz = self.de("http_authz", value),
                 "lockout" => {
                     s.lockout = if value.is_null() {
                         Some(LockoutSpec::default())
@@ -243,6 +249,8 @@ impl Loader {
                 }
                 "users_file" => s.users_file = self.de::<PathBuf>("users_file", value),
                 "acl" => s.acl = self.acl_section(value),
+                other if web::KEYS.contains(&other) => self.web_section(other, value, &mut s.web),
+                other if sql::KEYS.contains(&other) => self.sql_section(other, value, &mut s.sql),
                 other => {
                     if let Some((_, hint)) = UNSUPPORTED_SECTIONS.iter().find(|(k, _)| *k == other)
                     {
@@ -436,6 +444,7 @@ impl Loader {
             s.credential_cache.unwrap_or_default(),
             server_spec.bcrypt_workers,
         );
+        let session_secret_file = server_spec.session_secret_file.clone();
         let server = self.validate_server(server_spec);
         let token = match s.token {
             Some(t) => self.validate_token(t),
@@ -458,20 +467,53 @@ impl Loader {
         let ext_authz = s
             .ext_authz
             .map(|spec| self.validate_ext("ext_authz", spec).map(ExtAuthz::new));
+        let ldap_auth = s.ldap_auth.map(|spec| self.validate_ldap(spec));
+        let http_auth = s.http_auth.map(|spec| {
+            self.validate_hook("http_auth", spec)
+                .map(authn::HttpAuth::new)
+        });
+        let http_authz = s
+            .http_authz
+            .map(|spec| self.validate_hook("http_authz", spec).map(HttpAuthz::new));
         let local_configured = s.users.is_some()
             || s.users_file.is_some()
             || robots.as_ref().is_some_and(|r| !r.is_empty());
-        let authn = self.validate_users(s.users, s.users_file, robots, ext_auth.is_some());
-        let authn_order = self.authn_order(s.authn_order, local_configured, ext_auth);
+        let web_has_authn = s.web.has_authn();
+        let web_keys = s.web.configured_authn();
+        let web = self.validate_web(s.web, session_secret_file);
+        let web_links = web::chain_links(&web_keys, web.as_ref());
+        let web_logins = web.and_then(|w| w.logins);
+        let other_authn = ext_auth.is_some() || ldap_auth.is_some() || http_auth.is_some();
+        let other_authn = other_authn || web_has_authn || s.sql.has_authn();
+        let other_authz_sql = s.sql.has_authz();
+        let sql = self.validate_sql(s.sql);
+        let authn = self.validate_users(s.users, s.users_file, robots, other_authn);
+        let authn_order = self.authn_order(
+            s.authn_order,
+            local_configured,
+            ext_auth,
+            web_links,
+            ldap_auth,
+            http_auth,
+            sql.sql_auth,
+        );
         let lockout = self.validate_lockout(s.lockout.unwrap_or_default());
         let acl_entries: Vec<AclEntrySpec> = s.acl.iter().flatten().flatten().cloned().collect();
         let acl_configured = s.acl.is_some();
-        let acl = if acl_configured || ext_authz.is_none() {
+        let other_authz = ext_authz.is_some() || http_authz.is_some() || other_authz_sql;
+        let acl = if acl_configured || !other_authz {
             self.validate_acl(s.acl)
         } else {
             Some(Acl::default())
         };
-        let authz_order = self.authz_order(s.authz_order, acl_configured, ext_authz);
+        let authz_order = self.authz_order(
+            s.authz_order,
+            acl_configured,
+            ext_authz,
+            http_authz,
+            sql.acl_sql,
+            sql.casbin,
+        );
         let mut warnings = Vec::new();
         if let Some(acl) = &acl {
             for sh in acl.shadowed() {
@@ -503,6 +545,7 @@ impl Loader {
             acl: Arc::new(acl?),
             acl_entries,
             warnings,
+            web_logins,
         })
     }
 
@@ -830,11 +873,16 @@ impl Loader {
     }
 
     /// The authenticators in `authn_order`, or docker_auth's fixed order.
+    #[allow(clippy::too_many_arguments)]
     fn authn_order(
         &mut self,
         order: Option<Vec<String>>,
         local: bool,
         ext: Option<Option<authn::ExtAuth>>,
+        web: Vec<(&'static str, Option<AuthnBackend>)>,
+        ldap: Option<Option<authn::LdapAuth>>,
+        http: Option<Option<authn::HttpAuth>>,
+        sql: Option<Option<authn::SqlAuth>>,
     ) -> Option<Vec<AuthnBackend>> {
         let mut available: Vec<(&str, Option<AuthnBackend>)> = Vec::new();
         if local {
@@ -843,7 +891,36 @@ impl Loader {
         if let Some(e) = ext {
             available.push(("ext_auth", e.map(AuthnBackend::Ext)));
         }
-        self.order("authn_order", order, available, &["users", "ext_auth"])
+        // docker_auth's order: the web logins after ext_auth, before LDAP; then the CI tokens.
+        available.extend(web);
+        if let Some(l) = ldap {
+            available.push(("ldap_auth", l.map(AuthnBackend::Ldap)));
+        }
+        // docker_auth's xorm_auth comes after LDAP (and MongoDB).
+        if let Some(q) = sql {
+            available.push(("sql_auth", q.map(AuthnBackend::Sql)));
+        }
+        // Ours (docker_auth has no webhook): after every docker_auth backend.
+        if let Some(h) = http {
+            available.push(("http_auth", h.map(AuthnBackend::Http)));
+        }
+        self.order(
+            "authn_order",
+            order,
+            available,
+            &[
+                "users",
+                "ext_auth",
+                "google_auth",
+                "github_auth",
+                "oidc_auth",
+                "gitlab_auth",
+                "oidc_tokens",
+                "ldap_auth",
+                "sql_auth",
+                "http_auth",
+            ],
+        )
     }
 
     /// The authorizers in `authz_order`, or docker_auth's fixed order.
@@ -852,15 +929,34 @@ impl Loader {
         order: Option<Vec<String>>,
         acl: bool,
         ext: Option<Option<ExtAuthz>>,
+        http: Option<Option<HttpAuthz>>,
+        sql: Option<Option<SqlAcl>>,
+        casbin: Option<Option<CasbinAuthz>>,
     ) -> Option<Vec<AuthzBackend>> {
         let mut available: Vec<(&str, Option<AuthzBackend>)> = Vec::new();
-        if acl || ext.is_none() {
+        if acl || (ext.is_none() && http.is_none() && sql.is_none() && casbin.is_none()) {
             available.push(("acl", Some(AuthzBackend::Acl)));
+        }
+        // docker_auth's order: acl, acl_mongo, acl_xorm (our acl_sql), ext_authz, …, casbin.
+        if let Some(q) = sql {
+            available.push(("acl_sql", q.map(AuthzBackend::Sql)));
         }
         if let Some(e) = ext {
             available.push(("ext_authz", e.map(AuthzBackend::Ext)));
         }
-        self.order("authz_order", order, available, &["acl", "ext_authz"])
+        if let Some(h) = http {
+            available.push(("http_authz", h.map(AuthzBackend::Http)));
+        }
+        // Casbin always decides (it never answers "no match"): last, as in docker_auth.
+        if let Some(c) = casbin {
+            available.push(("casbin_authz", c.map(AuthzBackend::Casbin)));
+        }
+        self.order(
+            "authz_order",
+            order,
+            available,
+            &["acl", "acl_sql", "ext_authz", "http_authz", "casbin_authz"],
+        )
     }
 
     /// Applies an explicit order: every configured backend exactly once, nothing else.

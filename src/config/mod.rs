@@ -11,6 +11,8 @@ mod schema;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_sql;
+#[cfg(test)]
 mod tests_trust;
 
 use std::collections::HashMap;
@@ -64,6 +66,9 @@ pub struct Config {
     pub acl_entries: Vec<file::AclEntrySpec>,
     /// Problems that do not stop the server (e.g. shadowed ACL entries).
     pub warnings: Vec<ConfigIssue>,
+    /// The web logins (`github_auth`, `google_auth`, `oidc_auth`, `gitlab_auth`) with the
+    /// password store, when any is configured.
+    pub web_logins: Option<Arc<crate::weblogin::WebLogins>>,
 }
 
 /// One authenticator of the chain.
@@ -73,6 +78,17 @@ pub enum AuthnBackend {
     Local,
     /// `ext_auth`.
     Ext(authn::ExtAuth),
+    /// `ldap_auth`.
+    Ldap(authn::LdapAuth),
+    /// `http_auth`.
+    Http(authn::HttpAuth),
+    /// A web login's minted passwords (`github_auth`, `google_auth`, `oidc_auth`,
+    /// `gitlab_auth`).
+    WebLogin(crate::weblogin::WebLoginBackend),
+    /// `oidc_tokens`: CI identity tokens.
+    CiTokens(authn::ci_oidc::CiTokens),
+    /// `sql_auth`.
+    Sql(authn::SqlAuth),
 }
 
 impl AuthnBackend {
@@ -81,6 +97,11 @@ impl AuthnBackend {
         match self {
             Self::Local => "users",
             Self::Ext(_) => "ext_auth",
+            Self::Ldap(_) => "ldap_auth",
+            Self::Http(_) => "http_auth",
+            Self::WebLogin(w) => w.kind.key(),
+            Self::CiTokens(_) => "oidc_tokens",
+            Self::Sql(_) => "sql_auth",
         }
     }
 }
@@ -92,6 +113,12 @@ pub enum AuthzBackend {
     Acl,
     /// `ext_authz`.
     Ext(crate::authz::ExtAuthz),
+    /// `http_authz`.
+    Http(crate::authz::HttpAuthz),
+    /// `acl_sql`.
+    Sql(crate::authz::SqlAcl),
+    /// `casbin_authz`.
+    Casbin(crate::authz::CasbinAuthz),
 }
 
 impl AuthzBackend {
@@ -100,6 +127,9 @@ impl AuthzBackend {
         match self {
             Self::Acl => "acl",
             Self::Ext(_) => "ext_authz",
+            Self::Http(_) => "http_authz",
+            Self::Sql(_) => "acl_sql",
+            Self::Casbin(_) => "casbin_authz",
         }
     }
 }

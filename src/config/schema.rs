@@ -18,8 +18,11 @@ use schemars::generate::SchemaSettings;
 use serde_json::{Value, json};
 
 use super::file::{
-    AclEntrySpec, CredentialCacheSpec, ExtSpec, LockoutSpec, RobotSpec, ServerSpec, TokenSpec,
-    UserSpec,
+    GithubAuthSpec, GitlabAuthSpec, GoogleAuthSpec, OidcAuthSpec, OidcTokenSpec, StoreSpec,
+};
+use super::file::{
+    AclEntrySpec, AclSqlSpec, CasbinSpec, CredentialCacheSpec, ExtSpec, HttpHookSpec, LdapSpec,
+    LockoutSpec, RobotSpec, ServerSpec, SqlAuthSpec, TokenSpec, UserSpec,
 };
 
 // The top level: the sections the loader knows (a test compares this list with the loader's).
@@ -41,7 +44,8 @@ struct ConfigFile {
     /// Robot accounts: long-lived credentials with explicit scopes (the ACL is not consulted).
     robots: Option<BTreeMap<String, RobotSpec>>,
     /// The ACL: the first entry whose `match` matches a requested scope decides; no match denies.
-    /// Required unless `ext_authz` is set (`acl: []` denies everything).
+    /// Required unless another authorizer (`ext_authz`, `http_authz`, `acl_sql`,
+    /// `casbin_authz`) is set (`acl: []` denies everything).
     acl: Option<Vec<AclEntrySpec>>,
     /// Remembering verified credentials so repeated logins skip bcrypt.
     credential_cache: Option<CredentialCacheSpec>,
@@ -55,6 +59,39 @@ struct ConfigFile {
     authn_order: Option<Vec<String>>,
     /// The order the authorizers are asked in, e.g. `[acl, ext_authz]` (default: that one).
     authz_order: Option<Vec<String>>,
+    /// Users in an LDAP directory (docker_auth's `ldap_auth` keys).
+    ldap_auth: Option<LdapSpec>,
+    /// A webhook that authenticates: `{account, password, client_ip, service}` is POSTed, the
+    /// answer is `{result: allow|deny|no_match, labels}`.
+    http_auth: Option<HttpHookSpec>,
+    /// A webhook that authorizes each scope: `{account, type, name, service, client_ip,
+    /// actions, labels}` is POSTed, the answer is `{result: allow|deny|no_match, actions}`.
+    http_authz: Option<HttpHookSpec>,
+    /// Users in a PostgreSQL or SQLite database (`registry-auth users …` manages them).
+    sql_auth: Option<SqlAuthSpec>,
+    /// ACL entries in a PostgreSQL or SQLite database, in `seq` order, after the static `acl`.
+    acl_sql: Option<AclSqlSpec>,
+    /// A Casbin model and policy (docker_auth's request shape); always decides, so it comes
+    /// last.
+    casbin_authz: Option<CasbinSpec>,
+    /// Sign in with Google (standard OpenID Connect) for a minted registry password.
+    google_auth: Option<GoogleAuthSpec>,
+    /// Sign in with GitHub (or GitHub Enterprise) for a minted registry password; the
+    /// organization's teams become the `teams` label.
+    github_auth: Option<GithubAuthSpec>,
+    /// Sign in with any OpenID Connect provider for a minted registry password;
+    /// `labels_claims` become labels.
+    oidc_auth: Option<OidcAuthSpec>,
+    /// Sign in with GitLab for a minted registry password; groups become the `groups` label.
+    gitlab_auth: Option<GitlabAuthSpec>,
+    /// CI identities: trusted issuers whose OIDC ID tokens (GitHub Actions, GitLab CI) are
+    /// accepted as passwords of a fixed user name (`oidc`).
+    oidc_tokens: Option<Vec<OidcTokenSpec>>,
+    /// Where minted web-login passwords are kept: `embedded` (default), `redis` or `postgres`.
+    store: Option<StoreSpec>,
+    /// Folder for generated files (the embedded store, the session secret); default `data`
+    /// next to the config file.
+    data_dir: Option<PathBuf>,
 }
 
 /// The JSON Schema (draft-07) of the configuration file, with every subschema inlined.
@@ -74,10 +111,16 @@ pub fn json_schema() -> Value {
 /// which it translates before deserializing `token`.
 fn adjust(root: &mut Value) {
     if let Some(obj) = root.as_object_mut() {
-        // An authorizer: the ACL, or the external one.
+        // An authorizer: the ACL, or an external one.
         obj.insert(
             "anyOf".to_owned(),
-            json!([{ "required": ["acl"] }, { "required": ["ext_authz"] }]),
+            json!([
+                { "required": ["acl"] },
+                { "required": ["ext_authz"] },
+                { "required": ["http_authz"] },
+                { "required": ["acl_sql"] },
+                { "required": ["casbin_authz"] }
+            ]),
         );
     }
     let Some(token) = root.pointer_mut("/properties/token") else {
@@ -145,7 +188,13 @@ mod tests {
         assert_eq!(schema["required"], json!(["token"]));
         assert_eq!(
             schema["anyOf"],
-            json!([{ "required": ["acl"] }, { "required": ["ext_authz"] }])
+            json!([
+                { "required": ["acl"] },
+                { "required": ["ext_authz"] },
+                { "required": ["http_authz"] },
+                { "required": ["acl_sql"] },
+                { "required": ["casbin_authz"] }
+            ])
         );
     }
 
@@ -198,6 +247,13 @@ mod tests {
             &["acl", "[]", "match"],
             &["credential_cache"],
             &["lockout"],
+            &["ldap_auth"],
+            &["ldap_auth", "labels", "{}"],
+            &["http_auth"],
+            &["http_authz"],
+            &["sql_auth"],
+            &["acl_sql"],
+            &["casbin_authz"],
         ] {
             assert_eq!(
                 at(&s, path)["additionalProperties"],
@@ -212,6 +268,11 @@ mod tests {
         let header = at(&s, &["token", "signing_header"]).to_string();
         for v in ["kid-libtrust", "x5c", "kid-thumbprint"] {
             assert!(header.contains(&format!("\"{v}\"")), "{v} in {header}");
+        }
+        // docker_auth's `tls: ""` (plain LDAP) is accepted like `none`.
+        let tls = at(&s, &["ldap_auth", "tls"]).to_string();
+        for v in ["none", "always", "starttls", ""] {
+            assert!(tls.contains(&format!("\"{v}\"")), "{v:?} in {tls}");
         }
         // Labels: a map of lists of strings.
         let labels = at(&s, &["users", "{}", "labels", "{}"]);

@@ -190,10 +190,11 @@ fn key_not_matching_certificate_is_reported() {
 fn unsupported_docker_auth_sections_say_what_to_use() {
     let d = Dir::new().with_keys();
     let i = issues(d.load(&format!(
-        "server: {{addr: \":5001\", letsencrypt: {{email: a}}, tls_cipher_suites: [x]}}\n{TOKEN}users: {{\"\": {{}}}}\nacl: []\nldap_auth: {{addr: x}}\ncasbin_authz: {{model_path: x}}\n"
+        "server: {{addr: \":5001\", letsencrypt: {{email: a}}, tls_cipher_suites: [x]}}\n{TOKEN}users: {{\"\": {{}}}}\nacl: []\nmongo_auth: {{collection: x}}\nxorm_auth: {{database_type: postgres}}\nacl_xorm: {{conn_string: x}}\n"
     )));
-    assert!(find(&i, "ldap_auth").message.contains("users_file"));
-    assert!(find(&i, "casbin_authz").message.contains("acl"));
+    assert!(find(&i, "mongo_auth").message.contains("users_file"));
+    assert!(find(&i, "xorm_auth").message.contains("sql_auth: {url: …}"));
+    assert!(find(&i, "acl_xorm").message.contains("acl_sql: {url: …"));
     assert!(find(&i, "server.letsencrypt").message.contains("ingress"));
     find(&i, "server.tls_cipher_suites");
 }

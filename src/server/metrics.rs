@@ -32,7 +32,8 @@ pub struct OutcomeLabels {
 /// `backend` of an authentication.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BackendLabels {
-    /// Config key of the backend (`users`, `robots`, `refresh_token`).
+    /// Config key of the backend (`users`, `robots`, `ext_auth`, `ldap_auth`, `http_auth`,
+    /// `ext_authz`, `http_authz`, …).
     pub backend: &'static str,
 }
 
@@ -58,7 +59,7 @@ pub struct Metrics {
     pub token_decisions: Family<OutcomeLabels, Counter>,
     /// Time spent authenticating, by backend (a cache hit is a few microseconds).
     pub backend_duration: Family<BackendLabels, Histogram>,
-    /// Backend failures, by backend.
+    /// Backend failures (authentication and authorization), by backend.
     pub backend_errors: Family<BackendLabels, Counter>,
     /// Configuration reloads by result.
     pub config_reloads: Family<ResultLabels, Counter>,
@@ -119,7 +120,7 @@ impl Metrics {
         let backend_errors = Family::<BackendLabels, Counter>::default();
         registry.register(
             "backend_errors",
-            "Authentication backend failures, by backend",
+            "Backend failures (authentication and authorization), by backend",
             backend_errors.clone(),
         );
         let config_reloads = Family::<ResultLabels, Counter>::default();
@@ -178,6 +179,13 @@ impl Metrics {
     pub fn decision(&self, outcome: &'static str) {
         self.token_decisions
             .get_or_create(&OutcomeLabels { outcome })
+            .inc();
+    }
+
+    /// Counts one failure of a backend.
+    pub fn backend_error(&self, backend: &'static str) {
+        self.backend_errors
+            .get_or_create(&BackendLabels { backend })
             .inc();
     }
 

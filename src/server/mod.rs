@@ -10,6 +10,7 @@ pub mod error;
 pub mod extract;
 pub mod lockout;
 pub mod metrics;
+pub mod pages;
 pub mod reload;
 mod routes;
 pub mod state;

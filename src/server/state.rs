@@ -60,6 +60,9 @@ pub enum StateError {
     /// Generating or loading the signing key failed.
     #[error(transparent)]
     Key(#[from] KeyError),
+    /// The web logins' session secret cannot be read or created.
+    #[error("web logins: {0}")]
+    WebLogins(String),
 }
 
 /// Generates the key and certificate when `token.generate` is set and they do not exist yet,
@@ -99,6 +102,10 @@ impl Inner {
             .signing_key
             .clone()
             .ok_or(StateError::NoSigningKey)?;
+        if let Some(web) = &config.web_logins {
+            // Read (or generate) the session secret now, so a problem stops the start.
+            web.prepare().map_err(StateError::WebLogins)?;
+        }
         let published = PublishedKeys::new(&key, &config.token.extra_certificates);
         let keys = KeyDocuments::new(&published, config.token.header_mode)?;
         let issuer = TokenIssuer::new(

@@ -28,13 +28,23 @@
 mod common;
 
 mod acl_matrix;
+mod bad_input;
+mod casbin;
 mod config_errors;
 mod identity_tokens;
 mod key_modes;
+mod ldap;
 mod ops;
 mod packaging;
 mod props;
 mod reference_fixture;
 mod robots;
 mod rotation;
+mod soak;
+mod sql;
 mod token_endpoint;
+mod webhooks;
+mod weblogin;
+mod weblogin_oidc;
+mod weblogin_browser;
+mod weblogin_stores;

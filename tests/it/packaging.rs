@@ -1115,7 +1115,7 @@ fn chart_templates_read_only_values_that_exist() {
         "imagePullSecrets",
         "/data",
     ] {
-        let text = deployment.clone() + &read(&format!("{CHART}/values.yaml"));
+        let text = deployment.clone() + read(&format!("{CHART}/values.yaml")).as_str();
         assert!(text.contains(needle), "the chart does not set {needle}");
     }
     let monitor = fs::read_to_string(chart_file("templates/servicemonitor.yaml")).expect("read");

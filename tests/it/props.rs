@@ -324,7 +324,7 @@ proptest! {
             .parse()
             .map_err(|e| TestCaseError::fail(format!("{printed:?} (from {text:?}): {e}")))?;
         prop_assert_eq!(&again, &scope);
-        prop_assert_eq!(again.to_string(), printed.clone());
+        prop_assert_eq!(&again.to_string(), &printed);
         prop_assert_eq!(parse_scopes([text.as_str()]), Ok(vec![scope.clone()]));
         prop_assert_eq!(parse_scopes([printed.as_str()]), Ok(vec![scope]));
     }
@@ -430,7 +430,7 @@ proptest! {
         let fx = &*FIXTURE;
         let mut config = fx.config.clone();
         config.acl = Arc::new(compile(&specs));
-        config.acl_entries = specs.clone();
+        config.acl_entries = specs;
         let scopes = parse_scopes(scopes.iter().map(String::as_str)).expect("grammar scopes parse");
         let credentials = if as_alice {
             Credentials { account: "alice".to_owned(), password: Secret::new("alicepass") }
@@ -457,7 +457,7 @@ proptest! {
             .map(|i| i.labels)
             .unwrap_or_default();
         let who = Who {
-            account: credentials.account.clone(),
+            account: credentials.account,
             service: "registry".to_owned(),
             ip,
             labels,

@@ -3,6 +3,7 @@
 //! probes and scrapers), with a JSON 404 fallback.
 
 pub(super) mod keys;
+mod login;
 mod ops;
 mod token;
 
@@ -17,6 +18,7 @@ pub fn routes(prefix: &str) -> Router<AppState> {
     Router::new()
         .merge(token::routes(prefix))
         .merge(keys::routes(prefix))
+        .merge(login::routes(prefix))
         .merge(ops::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

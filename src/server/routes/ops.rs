@@ -1,7 +1,7 @@
 //! Operations endpoints, always at the root (not under `server.path_prefix`) for probes and
 //! scrapers: `/healthz` (liveness), `/readyz` (readiness, with details in JSON) and `/metrics`.
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use axum::Router;
 use axum::extract::State;
@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::json;
 
+use crate::config::{AuthnBackend, AuthzBackend, Config};
 use crate::server::error::ApiError;
 use crate::server::state::AppState;
 
@@ -41,6 +42,15 @@ async fn readyz(State(state): State<AppState>) -> Response {
     if expires_in <= 0 {
         problems.push("the signing certificate has expired".to_owned());
     }
+    let backends = backend_health(&inner.config).await;
+    for (name, report) in &backends {
+        if report["status"] == "down" {
+            problems.push(format!(
+                "{name} is down: {}",
+                report["error"].as_str().unwrap_or("unknown error")
+            ));
+        }
+    }
     let loaded = time::OffsetDateTime::from(state.loaded_at())
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default();
@@ -56,9 +66,35 @@ async fn readyz(State(state): State<AppState>) -> Response {
             "kid": key.public_key().kid(inner.config.token.header_mode),
             "certificate_expires_in_seconds": expires_in,
         },
-        "backends": {},
+        "backends": backends,
     });
     (StatusCode::OK, axum::Json(body)).into_response()
+}
+
+/// How long `/readyz` waits for an LDAP probe; a slower one shows at the next call.
+const PROBE_WAIT: Duration = Duration::from_secs(1);
+
+/// The external backends' state: `{name: {status: up|down|unknown, error, …}}`. The LDAP server
+/// is probed when its state is a few seconds old; webhooks report what their last call found.
+async fn backend_health(config: &Config) -> serde_json::Map<String, serde_json::Value> {
+    let mut out = serde_json::Map::new();
+    for backend in &config.authn_order {
+        match backend {
+            AuthnBackend::Ldap(ldap) => {
+                out.insert(backend.name().to_owned(), ldap.check(PROBE_WAIT).await);
+            }
+            AuthnBackend::Http(http) => {
+                out.insert(backend.name().to_owned(), http.webhook().health().report());
+            }
+            _ => {}
+        }
+    }
+    for backend in &config.authz_order {
+        if let AuthzBackend::Http(http) = backend {
+            out.insert(backend.name().to_owned(), http.webhook().health().report());
+        }
+    }
+    out
 }
 
 async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {

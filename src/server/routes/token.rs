@@ -17,7 +17,7 @@ use axum::{Json, Router};
 use serde::Serialize;
 use tracing::{info, warn};
 
-use crate::authn::Credentials;
+use crate::authn::{AuthnAnswer, AuthnContext, Credentials};
 use crate::grant::{self, DecidedBy, GrantOutcome, RefreshRequest, ScopeDecision, TokenRequest};
 use crate::server::client_ip::client_ip;
 use crate::server::error::ApiError;
@@ -168,7 +168,7 @@ async fn oauth_token(
                 SystemTime::now(),
             )
             .await
-            .map_err(|e| ApiError::Internal(e.to_string()))?;
+            .map_err(|e| grant_error(&state, e))?;
             if let Some(problem) = problem {
                 warn!("{problem}");
             }
@@ -184,6 +184,14 @@ async fn oauth_token(
             ),
         }),
     }
+}
+
+/// A failed grant: a 5xx, counted against the backend that failed.
+fn grant_error(state: &AppState, e: grant::GrantError) -> ApiError {
+    if let Some(backend) = e.backend() {
+        state.shared().metrics.backend_error(backend);
+    }
+    ApiError::Internal(e.to_string())
 }
 
 fn required_service(inner: &Inner, service: Option<String>) -> Result<String, String> {
@@ -235,21 +243,23 @@ async fn password_grant(
         });
     }
     let started = Instant::now();
-    let authn = inner.authenticator.authenticate(&request.credentials).await;
-    let backend = if account.starts_with(crate::authn::ROBOT_PREFIX) {
-        "robots"
-    } else {
-        "users"
+    let context = AuthnContext {
+        client_ip: request.ip,
+        service: request.service.clone(),
     };
+    // Latency and failures count against the backend that answered.
+    let AuthnAnswer {
+        result: authn,
+        backend,
+    } = inner
+        .authenticator
+        .authenticate_in(&request.credentials, &context)
+        .await;
     if !request.credentials.is_anonymous() {
         shared.metrics.authn_time(backend, started.elapsed());
     }
     let authn = authn.map_err(|e| {
-        shared
-            .metrics
-            .backend_errors
-            .get_or_create(&crate::server::metrics::BackendLabels { backend })
-            .inc();
+        shared.metrics.backend_error(backend);
         ApiError::Internal(e.to_string())
     })?;
     let outcome = grant::grant_authenticated(
@@ -260,7 +270,7 @@ async fn password_grant(
         SystemTime::now(),
     )
     .await
-    .map_err(|e| ApiError::Internal(e.to_string()))?;
+    .map_err(|e| grant_error(state, e))?;
     match &outcome {
         GrantOutcome::Unauthorized { .. } => {
             if shared.lockout.failure(account, lock_ip, Instant::now()) {
@@ -414,6 +424,7 @@ impl std::fmt::Display for DecisionsDisplay<'_> {
                 DecidedBy::NoMatch => f.write_str(" [no match]")?,
                 DecidedBy::RobotScopes => f.write_str(" [robot scopes]")?,
                 DecidedBy::External(name) => write!(f, " [{name}]")?,
+                DecidedBy::AclSqlRow(seq) => write!(f, " [acl_sql seq {seq}]")?,
             }
         }
         Ok(())

@@ -4,6 +4,7 @@
 pub mod clients;
 pub mod dockerd;
 pub mod http;
+pub mod idp;
 pub mod image;
 pub mod jwt;
 pub mod keys;
@@ -12,3 +13,4 @@ pub mod registry;
 pub mod scenario;
 pub mod server;
 pub mod stack;
+pub mod webstack;

@@ -1,0 +1,888 @@
+//! Validating the web logins (`github_auth`, `google_auth`, `oidc_auth`, `gitlab_auth`), the
+//! CI identities (`oidc_tokens`), the password `store` and `data_dir`.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::Url;
+use serde_yaml_ng::Value;
+
+use super::Loader;
+use crate::authn::Secret;
+use crate::authn::ci_oidc::{CiIssuer, CiTokens};
+use crate::config::AuthnBackend;
+use crate::config::file::{
+    GithubAuthSpec, GitlabAuthSpec, GoogleAuthSpec, OidcAuthSpec, OidcTokenSpec, StoreKindSpec,
+    StoreSpec, WebCommonSpec,
+};
+use crate::oidc::{Issuer, http_client};
+use crate::store::{self, Store, StoreSettings};
+use crate::weblogin::{
+    Common, DEFAULT_HTTP_TIMEOUT, DEFAULT_PASSWORD_LIFETIME, DEFAULT_REVALIDATE_AFTER, Github,
+    Gitlab, OidcLogin, Provider, ProviderKind, WebLoginBackend, WebLogins,
+};
+
+/// The top-level keys handled here.
+pub(super) const KEYS: &[&str] = &[
+    "google_auth",
+    "github_auth",
+    "oidc_auth",
+    "gitlab_auth",
+    "oidc_tokens",
+    "store",
+    "data_dir",
+];
+
+/// Default `data_dir`, relative to the config file's folder.
+const DEFAULT_DATA_DIR: &str = "data";
+/// The embedded store's file in `data_dir`.
+const EMBEDDED_FILE: &str = "passwords.db";
+/// The generated session secret in `data_dir`.
+const SESSION_SECRET_FILE: &str = "session.secret";
+/// Default user name of CI logins.
+const DEFAULT_CI_USERNAME: &str = "oidc";
+
+/// The sections as read.
+#[derive(Default)]
+pub(super) struct WebSections {
+    github: Option<GithubAuthSpec>,
+    google: Option<GoogleAuthSpec>,
+    oidc: Option<OidcAuthSpec>,
+    gitlab: Option<GitlabAuthSpec>,
+    oidc_tokens: Option<Vec<Option<OidcTokenSpec>>>,
+    store: Option<StoreSpec>,
+    data_dir: Option<PathBuf>,
+    /// A section was present but could not be read (its problem is recorded).
+    broken: bool,
+}
+
+impl WebSections {
+    /// True when some authenticator is configured here.
+    pub(super) fn has_authn(&self) -> bool {
+        self.github.is_some()
+            || self.google.is_some()
+            || self.oidc.is_some()
+            || self.gitlab.is_some()
+            || self.oidc_tokens.as_ref().is_some_and(|t| !t.is_empty())
+    }
+}
+
+/// The validated backends.
+#[derive(Debug, Default)]
+pub(super) struct WebBackends {
+    /// The web logins with their store.
+    pub(super) logins: Option<Arc<WebLogins>>,
+    /// The chain links, in docker_auth's order (name, backend).
+    pub(super) authn: Vec<(&'static str, AuthnBackend)>,
+}
+
+impl Loader {
+    /// Reads one of [`KEYS`].
+    pub(super) fn web_section(&mut self, key: &str, value: Value, w: &mut WebSections) {
+        let before = self.issues.len();
+        match key {
+            "github_auth" => w.github = self.de(key, value),
+            "google_auth" => w.google = self.de(key, value),
+            "oidc_auth" => w.oidc = self.de(key, value),
+            "gitlab_auth" => w.gitlab = self.de(key, value),
+            "oidc_tokens" => {
+                w.oidc_tokens = match value {
+                    Value::Sequence(items) => Some(
+                        items
+                            .into_iter()
+                            .enumerate()
+                            .map(|(i, v)| self.de(&format!("oidc_tokens[{i}]"), v))
+                            .collect(),
+                    ),
+                    Value::Null => Some(Vec::new()),
+                    _ => {
+                        self.issue(
+                            "oidc_tokens",
+                            "expected a list of trusted issuers `[{issuer: …, audience: …}]`",
+                        );
+                        None
+                    }
+                };
+            }
+            "store" => w.store = self.de(key, value),
+            "data_dir" => w.data_dir = self.de(key, value),
+            _ => {}
+        }
+        if self.issues.len() > before {
+            w.broken = true;
+        }
+    }
+
+    /// Validates everything read by [`Loader::web_section`]. `None` after a problem.
+    pub(super) fn validate_web(
+        &mut self,
+        w: WebSections,
+        session_secret_file: Option<PathBuf>,
+    ) -> Option<WebBackends> {
+        let mut ok = !w.broken;
+        let data_dir =
+            self.resolve_dir(w.data_dir.as_deref().unwrap_or(Path::new(DEFAULT_DATA_DIR)));
+        let mut providers: Vec<Provider> = Vec::new();
+        let mut token_dbs: Vec<(String, StoreSettings)> = Vec::new();
+        for kind in ProviderKind::ALL {
+            let built = match kind {
+                ProviderKind::Google => w
+                    .google
+                    .as_ref()
+                    .map(|s| self.google(s, &data_dir, &mut token_dbs)),
+                ProviderKind::Github => w
+                    .github
+                    .as_ref()
+                    .map(|s| self.github(s, &data_dir, &mut token_dbs)),
+                ProviderKind::Oidc => w
+                    .oidc
+                    .as_ref()
+                    .map(|s| self.oidc(s, &data_dir, &mut token_dbs)),
+                ProviderKind::Gitlab => w
+                    .gitlab
+                    .as_ref()
+                    .map(|s| self.gitlab(s, &data_dir, &mut token_dbs)),
+            };
+            match built {
+                Some(Some(p)) => providers.push(p),
+                Some(None) => ok = false,
+                None => {}
+            }
+        }
+        let ci = match &w.oidc_tokens {
+            Some(list) if !list.is_empty() => self.oidc_tokens(list),
+            _ => Some(None),
+        };
+        let ci = match ci {
+            Some(c) => c,
+            None => {
+                ok = false;
+                None
+            }
+        };
+        let web_configured =
+            w.github.is_some() || w.google.is_some() || w.oidc.is_some() || w.gitlab.is_some();
+        let store = self.store_settings(w.store.as_ref(), &data_dir, &token_dbs, web_configured);
+        if w.store.is_some() && !web_configured {
+            self.issue(
+                "store",
+                "no web login (github_auth, google_auth, oidc_auth, gitlab_auth) is configured, \
+                 so nothing would be stored; remove `store` or configure a web login",
+            );
+            ok = false;
+        }
+        if !ok {
+            return None;
+        }
+        let mut out = WebBackends::default();
+        if web_configured {
+            let settings = store?;
+            let description = settings.describe();
+            let (secret_path, generate) = match session_secret_file {
+                Some(p) => (self.resolve(&p), false),
+                None => (data_dir.join(SESSION_SECRET_FILE), true),
+            };
+            if !generate && !secret_path.is_file() {
+                self.issue(
+                    "server.session_secret_file",
+                    format!(
+                        "{} does not exist; create it with `head -c 48 /dev/urandom | base64 > \
+                         FILE` (the same file on every replica), or remove the key to have one \
+                         generated in data_dir",
+                        secret_path.display()
+                    ),
+                );
+                return None;
+            }
+            if !generate && let Err(e) = crate::token::refresh::read_secret(&secret_path) {
+                self.issue("server.session_secret_file", e.to_string());
+                return None;
+            }
+            let logins = Arc::new(WebLogins::new(
+                providers,
+                Store::new(&settings),
+                description,
+                secret_path,
+                generate,
+            ));
+            for p in logins.providers() {
+                out.authn.push((
+                    p.kind.key(),
+                    AuthnBackend::WebLogin(WebLoginBackend {
+                        logins: logins.clone(),
+                        kind: p.kind,
+                    }),
+                ));
+            }
+            out.logins = Some(logins);
+        }
+        if let Some(ci) = ci {
+            out.authn.push(("oidc_tokens", AuthnBackend::CiTokens(ci)));
+        }
+        Some(out)
+    }
+
+    fn resolve_dir(&self, path: &Path) -> PathBuf {
+        if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            self.base.join(path)
+        }
+    }
+
+    /// The store: `store:`, else a docker_auth token DB of a section, else the embedded file.
+    fn store_settings(
+        &mut self,
+        spec: Option<&StoreSpec>,
+        data_dir: &Path,
+        token_dbs: &[(String, StoreSettings)],
+        web_configured: bool,
+    ) -> Option<StoreSettings> {
+        if let Some(spec) = spec {
+            if let Some((section, _)) = token_dbs.first() {
+                self.issue(
+                    section.clone(),
+                    "both `store` and a docker_auth token DB are set; keep only `store` (one \
+                     store serves every web login)",
+                );
+                return None;
+            }
+            return self.store_spec(spec, data_dir);
+        }
+        if let Some((first, settings)) = token_dbs.first() {
+            if let Some((other, _)) = token_dbs.iter().find(|(_, s)| s != settings) {
+                self.issue(
+                    other.clone(),
+                    format!(
+                        "its token DB differs from the one of {first}; registry-auth keeps every \
+                         web login's passwords in one store: configure it once as top-level \
+                         `store` and remove the token DBs"
+                    ),
+                );
+                return None;
+            }
+            return Some(settings.clone());
+        }
+        web_configured.then(|| StoreSettings::Embedded {
+            path: data_dir.join(EMBEDDED_FILE),
+        })
+    }
+
+    fn store_spec(&mut self, spec: &StoreSpec, data_dir: &Path) -> Option<StoreSettings> {
+        let kind = spec.kind.unwrap_or(StoreKindSpec::Embedded);
+        let url = match (&spec.url, &spec.url_file) {
+            (Some(_), Some(_)) => {
+                self.issue("store.url_file", "set `url` or `url_file`, not both");
+                return None;
+            }
+            (Some(u), None) => Some(u.trim().to_owned()),
+            (None, Some(f)) => {
+                let resolved = self.resolve(f);
+                match fs::read_to_string(&resolved) {
+                    Ok(t) if !t.trim().is_empty() => Some(t.trim().to_owned()),
+                    Ok(_) => {
+                        self.issue("store.url_file", format!("{} is empty", resolved.display()));
+                        return None;
+                    }
+                    Err(e) => {
+                        self.issue(
+                            "store.url_file",
+                            format!("cannot read {}: {e}", resolved.display()),
+                        );
+                        return None;
+                    }
+                }
+            }
+            (None, None) => None,
+        };
+        match kind {
+            StoreKindSpec::Embedded => {
+                if url.is_some() {
+                    self.issue(
+                        "store.url",
+                        "the embedded store is a file: set `path` (or nothing, for \
+                         data_dir/passwords.db), not `url`",
+                    );
+                    return None;
+                }
+                let path = match &spec.path {
+                    Some(p) => self.resolve_dir(p),
+                    None => data_dir.join(EMBEDDED_FILE),
+                };
+                Some(StoreSettings::Embedded { path })
+            }
+            StoreKindSpec::Redis | StoreKindSpec::Postgres => {
+                let name = if kind == StoreKindSpec::Redis {
+                    "redis"
+                } else {
+                    "postgres"
+                };
+                if spec.path.is_some() {
+                    self.issue(
+                        "store.path",
+                        format!("`path` is for the embedded store; a {name} store needs `url`"),
+                    );
+                    return None;
+                }
+                let Some(url) = url else {
+                    self.issue(
+                        "store.url",
+                        format!(
+                            "missing; a {name} store needs `url` (or `url_file`), e.g. {}",
+                            if kind == StoreKindSpec::Redis {
+                                "`redis://127.0.0.1:6379/0`"
+                            } else {
+                                "`postgres://registry_auth:PASSWORD@db:5432/registry`"
+                            }
+                        ),
+                    );
+                    return None;
+                };
+                if kind == StoreKindSpec::Redis {
+                    match store::parse_redis_url(&url) {
+                        Ok(target) => Some(StoreSettings::Redis { target }),
+                        Err(e) => {
+                            self.issue("store.url", e);
+                            None
+                        }
+                    }
+                } else {
+                    match store::check_postgres_url(&url) {
+                        Ok(()) => Some(StoreSettings::Postgres {
+                            url: Secret::new(url),
+                        }),
+                        Err(e) => {
+                            self.issue("store.url", e);
+                            None
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// A docker_auth token DB inside a section, mapped onto the store.
+    fn token_db(
+        &mut self,
+        section: &str,
+        c: &WebCommonSpec,
+        data_dir: &Path,
+        out: &mut Vec<(String, StoreSettings)>,
+    ) -> bool {
+        let mut ok = true;
+        if c.gcs_token_db.is_some() {
+            self.issue(
+                format!("{section}.gcs_token_db"),
+                "Google Cloud Storage token DBs are not supported; remove it and set top-level \
+                 `store` (`embedded`, `redis` or `postgres`)",
+            );
+            ok = false;
+        }
+        if c.level_token_db.is_some() {
+            out.push((
+                format!("{section}.level_token_db"),
+                StoreSettings::Embedded {
+                    path: data_dir.join(EMBEDDED_FILE),
+                },
+            ));
+        }
+        if let Some(r) = &c.redis_token_db {
+            let path = format!("{section}.redis_token_db");
+            if r.redis_cluster_options.is_some() {
+                self.issue(
+                    format!("{path}.redis_cluster_options"),
+                    "Redis Cluster is not supported; use a single Redis (or PostgreSQL) as \
+                     top-level `store`",
+                );
+                ok = false;
+            } else if let Some(o) = &r.redis_options {
+                let Some(addr) = o.addr.as_deref().filter(|a| !a.is_empty()) else {
+                    self.issue(format!("{path}.redis_options.addr"), "missing `host:port`");
+                    return false;
+                };
+                let enc =
+                    |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+                let auth = match (&o.username, &o.password) {
+                    (Some(u), Some(p)) => format!("{}:{}@", enc(u), enc(p)),
+                    (None, Some(p)) => format!(":{}@", enc(p)),
+                    _ => String::new(),
+                };
+                let url = format!("redis://{auth}{addr}/{}", o.db.unwrap_or(0));
+                match store::parse_redis_url(&url) {
+                    Ok(target) => out.push((path, StoreSettings::Redis { target })),
+                    Err(e) => {
+                        self.issue(format!("{path}.redis_options"), e);
+                        ok = false;
+                    }
+                }
+            } else {
+                self.issue(path, "needs `redis_options: {addr: HOST:PORT}`");
+                ok = false;
+            }
+        }
+        ok
+    }
+
+    /// The shared settings of a section.
+    fn common(
+        &mut self,
+        section: &str,
+        c: &WebCommonSpec,
+        redirect: Option<&str>,
+        redirect_key: &str,
+    ) -> Option<Common> {
+        let mut ok = true;
+        let client_id = match c.client_id.as_deref().map(str::trim) {
+            Some(id) if !id.is_empty() => id.to_owned(),
+            _ => {
+                self.issue(
+                    format!("{section}.client_id"),
+                    "missing; copy the OAuth client id from the provider's app registration",
+                );
+                ok = false;
+                String::new()
+            }
+        };
+        let client_secret = match (&c.client_secret, &c.client_secret_file) {
+            (Some(_), Some(_)) => {
+                self.issue(
+                    format!("{section}.client_secret_file"),
+                    "set `client_secret` or `client_secret_file`, not both",
+                );
+                None
+            }
+            (Some(s), None) if !s.trim().is_empty() => Some(Secret::new(s.trim())),
+            (None, Some(f)) => {
+                let resolved = self.resolve(f);
+                match fs::read_to_string(&resolved) {
+                    Ok(t) if !t.trim().is_empty() => Some(Secret::new(t.trim())),
+                    Ok(_) => {
+                        self.issue(
+                            format!("{section}.client_secret_file"),
+                            format!("{} is empty", resolved.display()),
+                        );
+                        None
+                    }
+                    Err(e) => {
+                        self.issue(
+                            format!("{section}.client_secret_file"),
+                            format!("cannot read {}: {e}", resolved.display()),
+                        );
+                        None
+                    }
+                }
+            }
+            _ => {
+                self.issue(
+                    format!("{section}.client_secret"),
+                    "missing; set `client_secret_file` (a file holding the OAuth client secret) \
+                     or `client_secret`",
+                );
+                None
+            }
+        };
+        let http_timeout = self.positive_duration(
+            &format!("{section}.http_timeout"),
+            c.http_timeout.clone(),
+            DEFAULT_HTTP_TIMEOUT,
+            "10s",
+        );
+        let revalidate_after = self.positive_duration(
+            &format!("{section}.revalidate_after"),
+            c.revalidate_after.clone(),
+            DEFAULT_REVALIDATE_AFTER,
+            "1h",
+        );
+        let password_lifetime = self.positive_duration(
+            &format!("{section}.password_lifetime"),
+            c.password_lifetime.clone(),
+            DEFAULT_PASSWORD_LIFETIME,
+            "30d",
+        );
+        let redirect_url = match redirect {
+            None => None,
+            Some(r) => {
+                let route = format!("/{section}");
+                match Url::parse(r) {
+                    Ok(u)
+                        if matches!(u.scheme(), "http" | "https")
+                            && u.path().ends_with(&route)
+                            && u.query().is_none()
+                            && u.fragment().is_none() =>
+                    {
+                        Some(r.to_owned())
+                    }
+                    _ => {
+                        self.issue(
+                            format!("{section}.{redirect_key}"),
+                            format!(
+                                "{r:?} is not an http(s) URL ending in `{route}` (this server's \
+                                 callback, e.g. `https://auth.example.com{route}`), without a \
+                                 query"
+                            ),
+                        );
+                        ok = false;
+                        None
+                    }
+                }
+            }
+        };
+        if !ok {
+            return None;
+        }
+        Some(Common {
+            client_id,
+            client_secret: client_secret?,
+            registry_url: c.registry_url.clone().filter(|r| !r.trim().is_empty()),
+            redirect_url,
+            revalidate_after: revalidate_after?,
+            password_lifetime: password_lifetime?,
+            http_timeout: http_timeout?,
+        })
+    }
+
+    fn http(&mut self, section: &str, timeout: Duration) -> Option<reqwest::Client> {
+        match http_client(timeout) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                self.issue(section, e);
+                None
+            }
+        }
+    }
+
+    /// A base URL (`http(s)://…`, no trailing slash).
+    fn base_url(&mut self, path: &str, value: Option<&str>, default: &str) -> Option<String> {
+        let v = value.unwrap_or(default).trim().trim_end_matches('/');
+        match Url::parse(v) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.query().is_none() => {
+                Some(v.to_owned())
+            }
+            _ => {
+                self.issue(
+                    path,
+                    format!("{v:?} is not an http(s) URL; write e.g. `{default}`"),
+                );
+                None
+            }
+        }
+    }
+
+    fn github(
+        &mut self,
+        s: &GithubAuthSpec,
+        data_dir: &Path,
+        dbs: &mut Vec<(String, StoreSettings)>,
+    ) -> Option<Provider> {
+        let c = s.common();
+        let db_ok = self.token_db("github_auth", &c, data_dir, dbs);
+        let common = self.common("github_auth", &c, s.redirect_url.as_deref(), "redirect_url");
+        let web = self.base_url(
+            "github_auth.github_web_uri",
+            s.github_web_uri.as_deref(),
+            "https://github.com",
+        );
+        let api = self.base_url(
+            "github_auth.github_api_uri",
+            s.github_api_uri.as_deref(),
+            "https://api.github.com",
+        );
+        let common = common?;
+        let http = self.http("github_auth", common.http_timeout)?;
+        let organization = s.organization.clone().filter(|o| !o.trim().is_empty());
+        if !db_ok {
+            return None;
+        }
+        Some(Provider::github(
+            common,
+            Github {
+                web: web?,
+                api: api?,
+                organization,
+                http,
+            },
+        ))
+    }
+
+    fn gitlab(
+        &mut self,
+        s: &GitlabAuthSpec,
+        data_dir: &Path,
+        dbs: &mut Vec<(String, StoreSettings)>,
+    ) -> Option<Provider> {
+        let c = s.common();
+        let db_ok = self.token_db("gitlab_auth", &c, data_dir, dbs);
+        let common = self.common("gitlab_auth", &c, s.redirect_uri.as_deref(), "redirect_uri");
+        if let Some(g) = &s.grant_type
+            && g != "authorization_code"
+        {
+            self.issue(
+                "gitlab_auth.grant_type",
+                format!("{g:?}: a browser login uses `authorization_code` (or remove the key)"),
+            );
+            return None;
+        }
+        let web = self.base_url(
+            "gitlab_auth.gitlab_web_uri",
+            s.gitlab_web_uri.as_deref(),
+            "https://gitlab.com",
+        );
+        let web = web?;
+        let api = self.base_url(
+            "gitlab_auth.gitlab_api_uri",
+            s.gitlab_api_uri.as_deref(),
+            &format!("{web}/api/v4"),
+        );
+        let common = common?;
+        let http = self.http("gitlab_auth", common.http_timeout)?;
+        let mut allowed_groups: BTreeSet<String> = s
+            .allowed_groups
+            .iter()
+            .map(|g| g.trim().trim_matches('/').to_owned())
+            .filter(|g| !g.is_empty())
+            .collect();
+        if let Some(o) = &s.organization {
+            let o = o.trim().trim_matches('/');
+            if !o.is_empty() {
+                allowed_groups.insert(o.to_owned());
+            }
+        }
+        if !db_ok {
+            return None;
+        }
+        Some(Provider::gitlab(
+            common,
+            Gitlab {
+                web,
+                api: api?,
+                allowed_groups: allowed_groups.into_iter().collect(),
+                http,
+            },
+        ))
+    }
+
+    fn issuer_url(&mut self, path: &str, issuer: Option<&str>, example: &str) -> Option<String> {
+        match issuer.map(str::trim) {
+            Some(i) if !i.is_empty() => match Url::parse(i) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") && u.query().is_none() => {
+                    Some(i.to_owned())
+                }
+                _ => {
+                    self.issue(
+                        path,
+                        format!("{i:?} is not an http(s) URL; write e.g. `{example}`"),
+                    );
+                    None
+                }
+            },
+            _ => {
+                self.issue(
+                    path,
+                    format!(
+                        "missing; the issuer exactly as in its tokens' `iss`, e.g. `{example}`"
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    fn google(
+        &mut self,
+        s: &GoogleAuthSpec,
+        data_dir: &Path,
+        dbs: &mut Vec<(String, StoreSettings)>,
+    ) -> Option<Provider> {
+        let c = s.common();
+        let db_ok = self.token_db("google_auth", &c, data_dir, dbs);
+        let common = self.common("google_auth", &c, s.redirect_url.as_deref(), "redirect_url");
+        let issuer = self.issuer_url(
+            "google_auth.issuer",
+            Some(s.issuer.as_deref().unwrap_or("https://accounts.google.com")),
+            "https://accounts.google.com",
+        );
+        let common = common?;
+        let http = self.http("google_auth", common.http_timeout)?;
+        if !db_ok {
+            return None;
+        }
+        let domain = s.domain.clone().filter(|d| !d.trim().is_empty());
+        Some(Provider::oidc(
+            ProviderKind::Google,
+            common,
+            OidcLogin {
+                issuer: Arc::new(Issuer::new(&issuer?, http, None)),
+                scopes: vec!["openid".into(), "email".into(), "profile".into()],
+                user_claim: "email".to_owned(),
+                labels_claims: Vec::new(),
+                hosted_domain: domain,
+                google: true,
+            },
+        ))
+    }
+
+    fn oidc(
+        &mut self,
+        s: &OidcAuthSpec,
+        data_dir: &Path,
+        dbs: &mut Vec<(String, StoreSettings)>,
+    ) -> Option<Provider> {
+        let c = s.common();
+        let db_ok = self.token_db("oidc_auth", &c, data_dir, dbs);
+        let common = self.common("oidc_auth", &c, s.redirect_url.as_deref(), "redirect_url");
+        let issuer = self.issuer_url(
+            "oidc_auth.issuer",
+            s.issuer.as_deref(),
+            "https://login.example.com/realms/acme",
+        );
+        let mut scopes = s
+            .scopes
+            .clone()
+            .unwrap_or_else(|| vec!["openid".to_owned(), "email".to_owned()]);
+        if !scopes.iter().any(|x| x == "openid") {
+            scopes.insert(0, "openid".to_owned());
+        }
+        let user_claim = s
+            .user_claim
+            .clone()
+            .filter(|u| !u.trim().is_empty())
+            .unwrap_or_else(|| "email".to_owned());
+        let common = common?;
+        let http = self.http("oidc_auth", common.http_timeout)?;
+        if !db_ok {
+            return None;
+        }
+        Some(Provider::oidc(
+            ProviderKind::Oidc,
+            common,
+            OidcLogin {
+                issuer: Arc::new(Issuer::new(&issuer?, http, None)),
+                scopes,
+                user_claim,
+                labels_claims: s.labels_claims.clone(),
+                hosted_domain: None,
+                google: false,
+            },
+        ))
+    }
+
+    fn oidc_tokens(&mut self, list: &[Option<OidcTokenSpec>]) -> Option<Option<CiTokens>> {
+        let mut ok = true;
+        let mut issuers = Vec::new();
+        let mut seen = BTreeSet::new();
+        for (i, spec) in list.iter().enumerate() {
+            let Some(spec) = spec else {
+                ok = false;
+                continue;
+            };
+            let path = format!("oidc_tokens[{i}]");
+            let issuer = self.issuer_url(
+                &format!("{path}.issuer"),
+                spec.issuer.as_deref(),
+                "https://token.actions.githubusercontent.com",
+            );
+            let audience = match spec.audience.as_deref().map(str::trim) {
+                Some(a) if !a.is_empty() => Some(a.to_owned()),
+                _ => {
+                    self.issue(
+                        format!("{path}.audience"),
+                        "missing; the audience CI jobs ask their tokens for (e.g. the \
+                         registry's URL); without it, a token minted for any other service \
+                         would be accepted",
+                    );
+                    None
+                }
+            };
+            let username = spec
+                .username
+                .clone()
+                .filter(|u| !u.trim().is_empty())
+                .unwrap_or_else(|| DEFAULT_CI_USERNAME.to_owned());
+            let jwks_uri = match &spec.jwks_uri {
+                None => Some(None),
+                Some(u) => match Url::parse(u) {
+                    Ok(url) if matches!(url.scheme(), "http" | "https") => Some(Some(url)),
+                    _ => {
+                        self.issue(
+                            format!("{path}.jwks_uri"),
+                            format!("{u:?} is not an http(s) URL"),
+                        );
+                        None
+                    }
+                },
+            };
+            let timeout = self.positive_duration(
+                &format!("{path}.http_timeout"),
+                spec.http_timeout.clone(),
+                DEFAULT_HTTP_TIMEOUT,
+                "10s",
+            );
+            let (Some(issuer), Some(audience), Some(jwks_uri), Some(timeout)) =
+                (issuer, audience, jwks_uri, timeout)
+            else {
+                ok = false;
+                continue;
+            };
+            if !seen.insert((issuer.clone(), username.clone())) {
+                self.issue(
+                    format!("{path}.issuer"),
+                    format!("{issuer} is listed twice for user name {username:?}"),
+                );
+                ok = false;
+                continue;
+            }
+            let Some(http) = self.http(&path, timeout) else {
+                ok = false;
+                continue;
+            };
+            issuers.push(CiIssuer {
+                issuer: Arc::new(Issuer::new(&issuer, http, jwks_uri)),
+                audience,
+                username,
+                labels_claims: spec.labels_claims.clone(),
+                required_claims: spec.required_claims.clone(),
+            });
+        }
+        ok.then(|| Some(CiTokens::new(issuers)))
+    }
+}
+
+impl WebSections {
+    /// The chain links configured (even when invalid), in docker_auth's order.
+    pub(super) fn configured_authn(&self) -> Vec<&'static str> {
+        let mut keys = Vec::new();
+        for kind in ProviderKind::ALL {
+            let present = match kind {
+                ProviderKind::Google => self.google.is_some(),
+                ProviderKind::Github => self.github.is_some(),
+                ProviderKind::Oidc => self.oidc.is_some(),
+                ProviderKind::Gitlab => self.gitlab.is_some(),
+            };
+            if present {
+                keys.push(kind.key());
+            }
+        }
+        if self.oidc_tokens.as_ref().is_some_and(|t| !t.is_empty()) {
+            keys.push("oidc_tokens");
+        }
+        keys
+    }
+}
+
+/// The links for `authn_order`: each configured key with its backend, or `None` when the
+/// configuration was invalid (its problem is recorded).
+pub(super) fn chain_links(
+    keys: &[&'static str],
+    web: Option<&WebBackends>,
+) -> Vec<(&'static str, Option<AuthnBackend>)> {
+    keys.iter()
+        .map(|k| {
+            let backend =
+                web.and_then(|w| w.authn.iter().find(|(n, _)| n == k).map(|(_, b)| b.clone()));
+            (*k, backend)
+        })
+        .collect()
+}

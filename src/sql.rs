@@ -1,0 +1,818 @@
+//! The SQL database behind `sql_auth` (users) and `acl_sql` (ACL rows): PostgreSQL or SQLite,
+//! one schema (`migrations/`), applied by registry-auth itself.
+//!
+//! * **Connections.** A small pool per database, created on first use (so `check-config`
+//!   never connects and a database that is down at start-up only fails the requests that need
+//!   it). Broken connections are dropped and replaced, so a database that comes back is used
+//!   again without a restart. Every query is bounded by `timeout`.
+//! * **Schema.** `migrations/{postgres,sqlite}/NNNN_name.sql`, embedded in the binary, applied
+//!   in order at the first connection (or by `registry-auth db migrate`) and recorded with
+//!   their SHA-256 in `registry_auth_schema`. PostgreSQL takes an advisory lock and SQLite an
+//!   immediate transaction, so replicas starting together apply each migration once. When
+//!   everything is applied, start-up only reads `registry_auth_schema`: the runtime account
+//!   needs no DDL rights once a privileged account has run `db migrate`.
+//! * **Secrets.** The URL may hold a password: it is never logged or shown; [`SqlDb::describe`]
+//!   gives it with the password replaced by `***`.
+
+use std::fmt;
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use aws_lc_rs::digest;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
+use sqlx::{Executor as _, Row as _};
+use tokio::sync::OnceCell;
+
+/// Default most connections per database.
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 4;
+/// Default time allowed for connecting and for each query.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The table that records applied migrations.
+pub const SCHEMA_TABLE: &str = "registry_auth_schema";
+
+/// A migration shipped with the binary.
+#[derive(Debug, Clone, Copy)]
+pub struct Migration {
+    /// Its number (the `NNNN` of the file name).
+    pub version: i64,
+    /// Its name (the rest of the file name).
+    pub name: &'static str,
+    sql: &'static str,
+}
+
+impl Migration {
+    /// SHA-256 (hex) of its SQL, recorded when it is applied.
+    pub fn checksum(&self) -> String {
+        hex(digest::digest(&digest::SHA256, self.sql.as_bytes()).as_ref())
+    }
+}
+
+const POSTGRES_MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "users_and_acl",
+    sql: include_str!("../migrations/postgres/0001_users_and_acl.sql"),
+}];
+
+const SQLITE_MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "users_and_acl",
+    sql: include_str!("../migrations/sqlite/0001_users_and_acl.sql"),
+}];
+
+/// A key for `pg_advisory_xact_lock`: "regauth1" as a big-endian integer.
+const PG_LOCK_KEY: i64 = 0x7265_6761_7574_6831;
+
+/// Why the database could not answer. The message never contains the URL or a password.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct SqlError {
+    /// What went wrong.
+    pub message: String,
+}
+
+impl SqlError {
+    fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+        }
+    }
+}
+
+/// Which database.
+#[derive(Clone)]
+enum Target {
+    Postgres(Box<PgConnectOptions>),
+    Sqlite(Box<SqliteConnectOptions>),
+}
+
+#[derive(Debug)]
+enum Pool {
+    Postgres(PgPool),
+    Sqlite(SqlitePool),
+}
+
+/// Runs `$body` with `$p` bound to the pool, whichever database it is (the queries are the same
+/// text for both unless a dialect function says otherwise).
+macro_rules! on_pool {
+    ($pool:expr, $p:ident => $body:expr) => {
+        match $pool {
+            Pool::Postgres($p) => $body,
+            Pool::Sqlite($p) => $body,
+        }
+    };
+}
+
+/// A configured database (not connected until first used).
+pub struct SqlDb {
+    target: Target,
+    /// The URL with its password replaced by `***`.
+    redacted: String,
+    /// Identifies the database (a digest of the URL), to share state across reloads.
+    identity: String,
+    max_connections: u32,
+    timeout: Duration,
+    pool: OnceCell<Pool>,
+    /// Migrations applied when the pool was created (reported by [`SqlDb::migrate`]).
+    applied_at_connect: std::sync::Mutex<Vec<Migration>>,
+}
+
+impl fmt::Debug for SqlDb {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqlDb")
+            .field("url", &self.redacted)
+            .field("max_connections", &self.max_connections)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One user row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRow {
+    /// The account name.
+    pub name: String,
+    /// The bcrypt hash.
+    pub password_hash: String,
+    /// The labels, as JSON text.
+    pub labels: String,
+}
+
+/// One ACL row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AclRow {
+    /// Its position (ascending).
+    pub seq: i64,
+    /// The entry, as JSON text.
+    pub entry: String,
+}
+
+impl SqlDb {
+    /// Parses a URL: `postgres://…` / `postgresql://…` (libpq-style URL, `sslmode=require` or
+    /// `verify-full` for TLS, `host=/run/postgresql` for a unix socket) or `sqlite:PATH` /
+    /// `sqlite://PATH` (a relative `PATH` is relative to `base`, the config folder; the file is
+    /// created when missing unless the URL sets `mode=`). The error never repeats the URL.
+    pub fn parse(
+        url: &str,
+        base: &Path,
+        max_connections: u32,
+        timeout: Duration,
+    ) -> Result<Self, String> {
+        let url = url.trim();
+        let redacted = redact_url(url);
+        let scrub = |message: String| scrub_secret(&message, url);
+        let target = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let options = PgConnectOptions::from_str(url).map_err(|e| {
+                scrub(format!(
+                    "not a usable PostgreSQL URL ({e}); write \
+                     `postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE[?sslmode=verify-full]`"
+                ))
+            })?;
+            Target::Postgres(Box::new(options.application_name("registry-auth")))
+        } else if let Some(rest) = url.strip_prefix("sqlite:") {
+            let rest = rest.strip_prefix("//").unwrap_or(rest);
+            let (path, query) = match rest.split_once('?') {
+                Some((p, q)) => (p, Some(q)),
+                None => (rest, None),
+            };
+            if path.is_empty() {
+                return Err("a SQLite URL needs a file: `sqlite:PATH`".to_owned());
+            }
+            if path == ":memory:" || query.is_some_and(|q| q.contains("mode=memory")) {
+                return Err(
+                    "an in-memory SQLite database would be empty at every start and differ per \
+                     connection; use a file, e.g. `sqlite:registry-auth.db`"
+                        .to_owned(),
+                );
+            }
+            let mut options = SqliteConnectOptions::from_str(&format!("sqlite://{rest}"))
+                .map_err(|e| scrub(format!("not a usable SQLite URL ({e})")))?;
+            let file = Path::new(path);
+            if file.is_relative() {
+                options = options.filename(base.join(file));
+            }
+            if !query.is_some_and(|q| q.contains("mode=")) {
+                options = options.create_if_missing(true);
+            }
+            Target::Sqlite(Box::new(options.busy_timeout(timeout).foreign_keys(true)))
+        } else {
+            return Err(format!(
+                "`{redacted}` is not a supported database URL; use `postgres://…` or \
+                 `sqlite:PATH` (MySQL is not supported)"
+            ));
+        };
+        Ok(Self {
+            target,
+            redacted,
+            identity: hex(digest::digest(&digest::SHA256, url.as_bytes()).as_ref()),
+            max_connections: max_connections.max(1),
+            timeout,
+            pool: OnceCell::new(),
+            applied_at_connect: std::sync::Mutex::new(Vec::new()),
+        })
+    }
+
+    /// The URL without its password, for logs and messages.
+    pub fn describe(&self) -> &str {
+        &self.redacted
+    }
+
+    /// `postgres` or `sqlite`.
+    pub fn kind(&self) -> &'static str {
+        match self.target {
+            Target::Postgres(_) => "postgres",
+            Target::Sqlite(_) => "sqlite",
+        }
+    }
+
+    /// A stable identity of the database (a digest of its URL; holds no secret).
+    pub fn identity(&self) -> &str {
+        &self.identity
+    }
+
+    /// Same database and settings (two sections may share one pool).
+    pub fn same_as(&self, other: &Self) -> bool {
+        self.identity == other.identity
+            && self.max_connections == other.max_connections
+            && self.timeout == other.timeout
+    }
+
+    /// The migrations this database kind gets.
+    pub fn migrations(&self) -> &'static [Migration] {
+        match self.target {
+            Target::Postgres(_) => POSTGRES_MIGRATIONS,
+            Target::Sqlite(_) => SQLITE_MIGRATIONS,
+        }
+    }
+
+    /// Bounds `fut` by the configured timeout and turns its error into a [`SqlError`].
+    async fn timed<T>(
+        &self,
+        what: &str,
+        fut: impl Future<Output = Result<T, sqlx::Error>>,
+    ) -> Result<T, SqlError> {
+        match tokio::time::timeout(self.timeout, fut).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(SqlError::new(format!(
+                "{what} on {}: {}",
+                self.redacted,
+                describe_sqlx_error(&e)
+            ))),
+            Err(_) => Err(SqlError::new(format!(
+                "{what} on {}: no answer within {:?}",
+                self.redacted, self.timeout
+            ))),
+        }
+    }
+
+    /// The pool, connected and migrated on first use. A failure leaves nothing behind: the next
+    /// call tries again.
+    async fn pool(&self) -> Result<&Pool, SqlError> {
+        self.pool
+            .get_or_try_init(|| async {
+                let pool = match &self.target {
+                    Target::Postgres(o) => Pool::Postgres(
+                        PgPoolOptions::new()
+                            .max_connections(self.max_connections)
+                            .acquire_timeout(self.timeout)
+                            .idle_timeout(Duration::from_secs(300))
+                            .connect_lazy_with((**o).clone()),
+                    ),
+                    Target::Sqlite(o) => Pool::Sqlite(
+                        SqlitePoolOptions::new()
+                            .max_connections(self.max_connections)
+                            .acquire_timeout(self.timeout)
+                            .idle_timeout(Duration::from_secs(300))
+                            .connect_lazy_with((**o).clone()),
+                    ),
+                };
+                let applied = self.migrate_pool(&pool).await?;
+                if let Ok(mut a) = self.applied_at_connect.lock() {
+                    a.extend(applied);
+                }
+                Ok(pool)
+            })
+            .await
+    }
+
+    /// Applies the pending migrations; returns the ones this handle applied (at its first
+    /// connection or now).
+    pub async fn migrate(&self) -> Result<Vec<Migration>, SqlError> {
+        let pool = self.pool().await?;
+        let mut applied = match self.applied_at_connect.lock() {
+            Ok(mut a) => std::mem::take(&mut *a),
+            Err(_) => Vec::new(),
+        };
+        // Usually nothing is left, unless another process changed the schema meanwhile.
+        applied.extend(self.migrate_pool(pool).await?);
+        Ok(applied)
+    }
+
+    async fn migrate_pool(&self, pool: &Pool) -> Result<Vec<Migration>, SqlError> {
+        let wanted = self.migrations();
+        if self.pending(pool, wanted).await?.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Under a lock, look again and apply what is still missing. The transaction is driven
+        // through `Executor` methods (boxed `Send` futures): the `Query` methods' futures over a
+        // `&mut` connection defeat the compiler's proof that the server's futures are `Send`.
+        let applied = on_pool!(pool, p => {
+            let begin = match self.target {
+                Target::Postgres(_) => "BEGIN",
+                Target::Sqlite(_) => "BEGIN IMMEDIATE",
+            };
+            let mut tx = self.timed("cannot start the migration", p.begin_with(begin)).await?;
+            if matches!(self.target, Target::Postgres(_)) {
+                let lock = sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(PG_LOCK_KEY);
+                self.timed("cannot lock the schema", tx.as_mut().execute(lock))
+                    .await?;
+            }
+            self.timed(
+                "cannot create the schema table",
+                tx.as_mut().execute(sqlx::raw_sql(create_schema_table(&self.target))),
+            )
+            .await?;
+            let select = format!("SELECT version, checksum FROM {SCHEMA_TABLE}");
+            let rows = self
+                .timed(
+                    "cannot read the schema table",
+                    tx.as_mut().fetch_all(sqlx::query(&select)),
+                )
+                .await?;
+            let mut seen = Vec::with_capacity(rows.len());
+            for row in &rows {
+                let version: i64 = row
+                    .try_get(0)
+                    .map_err(|e| SqlError::new(describe_sqlx_error(&e)))?;
+                let checksum: String = row
+                    .try_get(1)
+                    .map_err(|e| SqlError::new(describe_sqlx_error(&e)))?;
+                seen.push((version, checksum));
+            }
+            let todo = compare(wanted, &seen)?;
+            let insert = format!(
+                "INSERT INTO {SCHEMA_TABLE} (version, name, checksum) VALUES ($1, $2, $3)"
+            );
+            for m in &todo {
+                // Migrations may take longer than a query: no timeout here.
+                tx.as_mut().execute(sqlx::raw_sql(m.sql)).await.map_err(|e| {
+                    SqlError::new(format!(
+                        "migration {:04}_{} failed on {}: {}",
+                        m.version,
+                        m.name,
+                        self.redacted,
+                        describe_sqlx_error(&e)
+                    ))
+                })?;
+                let record = sqlx::query(&insert)
+                    .bind(m.version)
+                    .bind(m.name)
+                    .bind(m.checksum());
+                self.timed("cannot record the migration", tx.as_mut().execute(record))
+                    .await?;
+            }
+            self.timed("cannot commit the migration", tx.commit()).await?;
+            todo
+        });
+        for m in &applied {
+            tracing::info!(
+                database = %self.redacted,
+                version = m.version,
+                name = m.name,
+                "applied a schema migration"
+            );
+        }
+        Ok(applied)
+    }
+
+    /// The migrations not applied yet (without a lock; empty when all are there).
+    async fn pending(
+        &self,
+        pool: &Pool,
+        wanted: &'static [Migration],
+    ) -> Result<Vec<Migration>, SqlError> {
+        let exists: i64 = on_pool!(pool, p => self
+            .timed(
+                "cannot connect",
+                sqlx::query_scalar(schema_table_exists(&self.target)).fetch_one(p),
+            )
+            .await?);
+        if exists == 0 {
+            return Ok(wanted.to_vec());
+        }
+        let rows: Vec<(i64, String)> = on_pool!(pool, p => self
+            .timed(
+                "cannot read the schema table",
+                sqlx::query_as(&format!("SELECT version, checksum FROM {SCHEMA_TABLE}"))
+                    .fetch_all(p),
+            )
+            .await?);
+        compare(wanted, &rows)
+    }
+
+    /// The user `name`, if any.
+    pub async fn find_user(&self, name: &str) -> Result<Option<UserRow>, SqlError> {
+        let pool = self.pool().await?;
+        let row: Option<(String, String)> = on_pool!(pool, p => self
+            .timed(
+                "cannot read the user",
+                sqlx::query_as(
+                    "SELECT password_hash, CAST(labels AS TEXT) FROM registry_auth_users \
+                     WHERE name = $1",
+                )
+                .bind(name)
+                .fetch_optional(p),
+            )
+            .await?);
+        Ok(row.map(|(password_hash, labels)| UserRow {
+            name: name.to_owned(),
+            password_hash,
+            labels,
+        }))
+    }
+
+    /// Every user, by name.
+    pub async fn list_users(&self) -> Result<Vec<UserRow>, SqlError> {
+        let pool = self.pool().await?;
+        let rows: Vec<(String, String, String)> = on_pool!(pool, p => self
+            .timed(
+                "cannot read the users",
+                sqlx::query_as(
+                    "SELECT name, password_hash, CAST(labels AS TEXT) FROM registry_auth_users \
+                     ORDER BY name",
+                )
+                .fetch_all(p),
+            )
+            .await?);
+        Ok(rows
+            .into_iter()
+            .map(|(name, password_hash, labels)| UserRow {
+                name,
+                password_hash,
+                labels,
+            })
+            .collect())
+    }
+
+    /// Adds a user; `false` when the name is taken.
+    pub async fn insert_user(&self, user: &UserRow) -> Result<bool, SqlError> {
+        let pool = self.pool().await?;
+        let sql = match self.target {
+            Target::Postgres(_) => {
+                "INSERT INTO registry_auth_users (name, password_hash, labels) \
+                 VALUES ($1, $2, CAST($3 AS JSONB)) ON CONFLICT (name) DO NOTHING"
+            }
+            Target::Sqlite(_) => {
+                "INSERT INTO registry_auth_users (name, password_hash, labels) \
+                 VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING"
+            }
+        };
+        let affected = on_pool!(pool, p => self
+            .timed(
+                "cannot add the user",
+                sqlx::query(sql)
+                    .bind(&user.name)
+                    .bind(&user.password_hash)
+                    .bind(&user.labels)
+                    .execute(p),
+            )
+            .await?
+            .rows_affected());
+        Ok(affected == 1)
+    }
+
+    /// Replaces a user's password hash; `false` when there is no such user.
+    pub async fn set_password(&self, name: &str, password_hash: &str) -> Result<bool, SqlError> {
+        let pool = self.pool().await?;
+        let affected = on_pool!(pool, p => self
+            .timed(
+                "cannot change the password",
+                sqlx::query(
+                    "UPDATE registry_auth_users SET password_hash = $1, \
+                     updated_at = CURRENT_TIMESTAMP WHERE name = $2",
+                )
+                .bind(password_hash)
+                .bind(name)
+                .execute(p),
+            )
+            .await?
+            .rows_affected());
+        Ok(affected == 1)
+    }
+
+    /// Removes a user; `false` when there is no such user.
+    pub async fn delete_user(&self, name: &str) -> Result<bool, SqlError> {
+        let pool = self.pool().await?;
+        let affected = on_pool!(pool, p => self
+            .timed(
+                "cannot remove the user",
+                sqlx::query("DELETE FROM registry_auth_users WHERE name = $1")
+                    .bind(name)
+                    .execute(p),
+            )
+            .await?
+            .rows_affected());
+        Ok(affected == 1)
+    }
+
+    /// The ACL rows in `seq` order.
+    pub async fn acl_rows(&self) -> Result<Vec<AclRow>, SqlError> {
+        let pool = self.pool().await?;
+        let rows: Vec<(i64, String)> = on_pool!(pool, p => self
+            .timed(
+                "cannot read the ACL",
+                sqlx::query_as("SELECT seq, CAST(entry AS TEXT) FROM registry_auth_acl ORDER BY seq")
+                    .fetch_all(p),
+            )
+            .await?);
+        Ok(rows
+            .into_iter()
+            .map(|(seq, entry)| AclRow { seq, entry })
+            .collect())
+    }
+
+    /// Runs one statement (for tests and tools): returns the rows affected.
+    pub async fn execute(&self, sql: &str) -> Result<u64, SqlError> {
+        let pool = self.pool().await?;
+        Ok(on_pool!(pool, p => self
+            .timed("the statement failed", sqlx::raw_sql(sql).execute(p))
+            .await?
+            .rows_affected()))
+    }
+}
+
+fn schema_table_exists(target: &Target) -> &'static str {
+    match target {
+        Target::Postgres(_) => {
+            "SELECT count(*) FROM information_schema.tables \
+             WHERE table_schema = current_schema() AND table_name = 'registry_auth_schema'"
+        }
+        Target::Sqlite(_) => {
+            "SELECT count(*) FROM sqlite_master \
+             WHERE type = 'table' AND name = 'registry_auth_schema'"
+        }
+    }
+}
+
+fn create_schema_table(target: &Target) -> &'static str {
+    match target {
+        Target::Postgres(_) => {
+            "CREATE TABLE IF NOT EXISTS registry_auth_schema (\
+             version BIGINT PRIMARY KEY, name TEXT NOT NULL, checksum TEXT NOT NULL, \
+             applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+        }
+        Target::Sqlite(_) => {
+            "CREATE TABLE IF NOT EXISTS registry_auth_schema (\
+             version INTEGER NOT NULL PRIMARY KEY, name TEXT NOT NULL, checksum TEXT NOT NULL, \
+             applied_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP)"
+        }
+    }
+}
+
+/// The wanted migrations that are not applied; an error when an applied one was changed.
+/// Versions the binary does not know (a newer registry-auth migrated the database) are
+/// tolerated with a warning: migrations only ever add.
+fn compare(wanted: &[Migration], applied: &[(i64, String)]) -> Result<Vec<Migration>, SqlError> {
+    let mut todo = Vec::new();
+    for m in wanted {
+        match applied.iter().find(|(v, _)| *v == m.version) {
+            Some((_, sum)) if *sum != m.checksum() => {
+                return Err(SqlError::new(format!(
+                    "migration {:04}_{} in the database differs from the one in this binary \
+                     (checksum {sum} vs {}); an applied migration must never change",
+                    m.version,
+                    m.name,
+                    m.checksum()
+                )));
+            }
+            Some(_) => {}
+            None => todo.push(*m),
+        }
+    }
+    let newest = wanted.iter().map(|m| m.version).max().unwrap_or(0);
+    if let Some(v) = applied
+        .iter()
+        .map(|(v, _)| *v)
+        .filter(|v| *v > newest)
+        .max()
+    {
+        tracing::warn!(
+            schema_version = v,
+            known = newest,
+            "the database schema is newer than this registry-auth knows; upgrade registry-auth"
+        );
+    }
+    Ok(todo)
+}
+
+/// A sqlx error, without anything that could hold the URL.
+fn describe_sqlx_error(e: &sqlx::Error) -> String {
+    match e {
+        sqlx::Error::Database(db) => db.message().to_owned(),
+        sqlx::Error::Io(io) => format!("connection failed: {io}"),
+        sqlx::Error::Tls(tls) => format!("TLS failed: {tls}"),
+        sqlx::Error::PoolTimedOut => "no connection could be made in time".to_owned(),
+        sqlx::Error::PoolClosed => "the connection pool is closed".to_owned(),
+        sqlx::Error::Protocol(m) => format!("protocol error: {m}"),
+        sqlx::Error::ColumnDecode { index, source } => {
+            format!("column {index} has an unexpected type: {source}")
+        }
+        other => other.to_string(),
+    }
+}
+
+/// The URL with the password (userinfo and a `password=` parameter) replaced by `***`.
+pub fn redact_url(url: &str) -> String {
+    let mut out = url.to_owned();
+    if let Some(start) = out.find("://").map(|i| i + 3) {
+        let end = out[start..]
+            .find(['/', '?', '#'])
+            .map_or(out.len(), |i| start + i);
+        if let Some(at) = out[start..end].rfind('@').map(|i| start + i)
+            && let Some(colon) = out[start..at].find(':').map(|i| start + i)
+        {
+            out.replace_range(colon + 1..at, "***");
+        }
+    }
+    if let Some(q) = out.find('?') {
+        let (head, query) = out.split_at(q + 1);
+        let query: Vec<String> = query
+            .split('&')
+            .map(|kv| match kv.split_once('=') {
+                Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                _ => kv.to_owned(),
+            })
+            .collect();
+        out = format!("{head}{}", query.join("&"));
+    }
+    out
+}
+
+/// `message` with any password of `url` replaced by `***`.
+fn scrub_secret(message: &str, url: &str) -> String {
+    let mut out = message.replace(url, &redact_url(url));
+    for secret in url_passwords(url) {
+        if secret.len() >= 3 {
+            out = out.replace(&secret, "***");
+        }
+    }
+    out
+}
+
+fn url_passwords(url: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    if let Some(start) = url.find("://").map(|i| i + 3) {
+        let end = url[start..]
+            .find(['/', '?', '#'])
+            .map_or(url.len(), |i| start + i);
+        if let Some(at) = url[start..end].rfind('@').map(|i| start + i)
+            && let Some(colon) = url[start..at].find(':').map(|i| start + i)
+        {
+            found.push(url[colon + 1..at].to_owned());
+        }
+    }
+    if let Some((_, query)) = url.split_once('?') {
+        for kv in query.split('&') {
+            if let Some((k, v)) = kv.split_once('=')
+                && k.eq_ignore_ascii_case("password")
+            {
+                found.push(v.to_owned());
+            }
+        }
+    }
+    found
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(s, "{b:02x}");
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_redacted() {
+        assert_eq!(
+            redact_url("postgres://ra:s3cret@db:5432/reg?sslmode=require"),
+            "postgres://ra:***@db:5432/reg?sslmode=require"
+        );
+        assert_eq!(
+            redact_url("postgres://ra@db/reg?password=s3cret&sslmode=disable"),
+            "postgres://ra@db/reg?password=***&sslmode=disable"
+        );
+        assert_eq!(redact_url("postgres://db/reg"), "postgres://db/reg");
+        assert_eq!(redact_url("sqlite:users.db"), "sqlite:users.db");
+        // A password containing `@` and `:`.
+        assert_eq!(
+            redact_url("postgres://ra:p@ss:w@db/reg"),
+            "postgres://ra:***@db/reg"
+        );
+    }
+
+    #[test]
+    fn parse_accepts_postgres_and_sqlite_and_never_echoes_the_password() {
+        let base = Path::new("/etc/registry-auth");
+        let db = SqlDb::parse(
+            "postgres://ra:s3cret@127.0.0.1:5432/reg",
+            base,
+            4,
+            DEFAULT_TIMEOUT,
+        )
+        .unwrap();
+        assert_eq!(db.kind(), "postgres");
+        assert_eq!(db.describe(), "postgres://ra:***@127.0.0.1:5432/reg");
+        assert!(!format!("{db:?}").contains("s3cret"));
+        let db = SqlDb::parse("sqlite:users.db", base, 4, DEFAULT_TIMEOUT).unwrap();
+        assert_eq!(db.kind(), "sqlite");
+        let Target::Sqlite(o) = &db.target else {
+            panic!("sqlite")
+        };
+        assert_eq!(o.get_filename(), Path::new("/etc/registry-auth/users.db"));
+        let db = SqlDb::parse("sqlite:///var/lib/ra.db", base, 4, DEFAULT_TIMEOUT).unwrap();
+        let Target::Sqlite(o) = &db.target else {
+            panic!("sqlite")
+        };
+        assert_eq!(o.get_filename(), Path::new("/var/lib/ra.db"));
+
+        for bad in [
+            "mysql://ra:s3cret@db/reg",
+            "postgres://ra:s3cret@db:notaport/reg",
+            "sqlite::memory:",
+            "sqlite:",
+            "sqlite:x.db?bogus=1",
+        ] {
+            let err = SqlDb::parse(bad, base, 4, DEFAULT_TIMEOUT).unwrap_err();
+            assert!(!err.contains("s3cret"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn migrations_are_numbered_and_checked() {
+        for set in [POSTGRES_MIGRATIONS, SQLITE_MIGRATIONS] {
+            for (i, m) in set.iter().enumerate() {
+                assert_eq!(m.version, i as i64 + 1);
+            }
+        }
+        let m = POSTGRES_MIGRATIONS[0];
+        assert_eq!(compare(&[m], &[]).unwrap().len(), 1);
+        assert!(compare(&[m], &[(1, m.checksum())]).unwrap().is_empty());
+        let err = compare(&[m], &[(1, "0".repeat(64))]).unwrap_err();
+        assert!(err.message.contains("must never change"), "{err}");
+        // A newer schema is tolerated.
+        assert!(
+            compare(&[m], &[(1, m.checksum()), (2, "x".into())])
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[tokio::test]
+    async fn sqlite_end_to_end_users_and_acl_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = SqlDb::parse("sqlite:ra.db", dir.path(), 2, DEFAULT_TIMEOUT).unwrap();
+        assert_eq!(db.migrate().await.unwrap().len(), 1, "first migration");
+        assert!(db.migrate().await.unwrap().is_empty(), "nothing left");
+        assert!(dir.path().join("ra.db").exists());
+        let alice = UserRow {
+            name: "alice".into(),
+            password_hash: "$2b$04$x".into(),
+            labels: r#"{"team":["dev"]}"#.into(),
+        };
+        assert!(db.insert_user(&alice).await.unwrap());
+        assert!(!db.insert_user(&alice).await.unwrap(), "taken");
+        assert_eq!(db.find_user("alice").await.unwrap(), Some(alice.clone()));
+        assert_eq!(db.find_user("bob").await.unwrap(), None);
+        assert!(db.set_password("alice", "$2b$04$y").await.unwrap());
+        assert!(!db.set_password("bob", "$2b$04$y").await.unwrap());
+        assert_eq!(db.list_users().await.unwrap().len(), 1);
+        // Labels must be a JSON object.
+        let bad = UserRow {
+            name: "bad".into(),
+            password_hash: "h".into(),
+            labels: "[1]".into(),
+        };
+        assert!(db.insert_user(&bad).await.is_err());
+        assert!(db.delete_user("alice").await.unwrap());
+        assert!(!db.delete_user("alice").await.unwrap());
+        db.execute(
+            r#"INSERT INTO registry_auth_acl (seq, entry) VALUES
+               (20, '{"match": {}, "actions": []}'),
+               (10, '{"match": {"account": "a"}, "actions": ["*"]}')"#,
+        )
+        .await
+        .unwrap();
+        let rows = db.acl_rows().await.unwrap();
+        assert_eq!(rows.iter().map(|r| r.seq).collect::<Vec<_>>(), [10, 20]);
+        // A second handle on the same file sees the schema applied.
+        let again = SqlDb::parse("sqlite:ra.db", dir.path(), 2, DEFAULT_TIMEOUT).unwrap();
+        assert!(again.migrate().await.unwrap().is_empty());
+    }
+}

@@ -1,0 +1,306 @@
+//! The SQL stores: `embedded` (a SQLite file in `data_dir`) and `postgres`. One table, created
+//! when missing:
+//!
+//! ```sql
+//! CREATE TABLE registry_auth_minted_passwords (
+//!     id TEXT PRIMARY KEY,          -- base64url SHA-256 of the password
+//!     username TEXT NOT NULL,
+//!     expires_at BIGINT NOT NULL,   -- seconds since the Unix epoch
+//!     record TEXT NOT NULL          -- JSON
+//! );
+//! ```
+//!
+//! A small pool, connected on first use; broken connections are replaced, so a database that
+//! comes back is used again without a restart. Every query is bounded by a timeout.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+use tokio::sync::OnceCell;
+
+use super::{StoreError, unix_now};
+
+const TABLE: &str = "registry_auth_minted_passwords";
+/// Time allowed for connecting and for one query.
+const TIMEOUT: Duration = Duration::from_secs(5);
+/// Delete expired rows at most this often (seconds).
+const SWEEP_EVERY: u64 = 3600;
+/// `pg_advisory_xact_lock` key for creating the table ("ramint01").
+const PG_LOCK_KEY: i64 = 0x7261_6d69_6e74_3031;
+
+/// Checks a PostgreSQL URL at config time (the message never repeats the URL).
+pub(super) fn check_postgres(url: &str) -> Result<(), String> {
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        return Err("write `postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE`".to_owned());
+    }
+    PgConnectOptions::from_str(url)
+        .map(|_| ())
+        .map_err(|_| "not a usable PostgreSQL URL; write `postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE[?sslmode=verify-full]`".to_owned())
+}
+
+#[derive(Debug)]
+enum Target {
+    Sqlite(Box<SqliteConnectOptions>),
+    Postgres(Box<PgConnectOptions>),
+}
+
+#[derive(Debug)]
+enum Pool {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+macro_rules! on_pool {
+    ($pool:expr, $p:ident => $body:expr) => {
+        match $pool {
+            Pool::Sqlite($p) => $body,
+            Pool::Postgres($p) => $body,
+        }
+    };
+}
+
+pub(super) struct SqlStore {
+    backend: &'static str,
+    target: Option<Target>,
+    pool: OnceCell<Pool>,
+    last_sweep: AtomicU64,
+}
+
+impl std::fmt::Debug for SqlStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqlStore")
+            .field("backend", &self.backend)
+            .finish_non_exhaustive()
+    }
+}
+
+fn err(backend: &'static str, what: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::new(backend, format!("{what}: {e}"))
+}
+
+impl SqlStore {
+    /// A SQLite file (created with its folder when missing).
+    pub(super) fn sqlite(path: &Path) -> Self {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .busy_timeout(TIMEOUT);
+        Self {
+            backend: "embedded",
+            target: Some(Target::Sqlite(Box::new(options))),
+            pool: OnceCell::new(),
+            last_sweep: AtomicU64::new(0),
+        }
+    }
+
+    /// A PostgreSQL database.
+    pub(super) fn postgres(url: &str) -> Self {
+        Self {
+            backend: "postgres",
+            target: PgConnectOptions::from_str(url)
+                .ok()
+                .map(|o| Target::Postgres(Box::new(o.application_name("registry-auth")))),
+            pool: OnceCell::new(),
+            last_sweep: AtomicU64::new(0),
+        }
+    }
+
+    pub(super) fn backend(&self) -> &'static str {
+        self.backend
+    }
+
+    async fn timed<T>(
+        &self,
+        what: &str,
+        fut: impl Future<Output = Result<T, sqlx::Error>>,
+    ) -> Result<T, StoreError> {
+        match tokio::time::timeout(TIMEOUT, fut).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(err(self.backend, what, describe(&e))),
+            Err(_) => Err(err(self.backend, what, "no answer within 5 s")),
+        }
+    }
+
+    async fn pool(&self) -> Result<&Pool, StoreError> {
+        self.pool
+            .get_or_try_init(|| async {
+                let pool = match &self.target {
+                    None => {
+                        return Err(StoreError::new(self.backend, "the URL is not usable"));
+                    }
+                    Some(Target::Sqlite(o)) => {
+                        if let Some(dir) = o.get_filename().parent()
+                            && !dir.as_os_str().is_empty()
+                        {
+                            create_private_dir(dir).map_err(|e| {
+                                err(self.backend, &format!("cannot create {}", dir.display()), e)
+                            })?;
+                        }
+                        Pool::Sqlite(
+                            SqlitePoolOptions::new()
+                                .max_connections(4)
+                                .acquire_timeout(TIMEOUT)
+                                .connect_lazy_with((**o).clone()),
+                        )
+                    }
+                    Some(Target::Postgres(o)) => Pool::Postgres(
+                        PgPoolOptions::new()
+                            .max_connections(4)
+                            .acquire_timeout(TIMEOUT)
+                            .idle_timeout(Duration::from_secs(300))
+                            .connect_lazy_with((**o).clone()),
+                    ),
+                };
+                self.create_table(&pool).await?;
+                if let (Pool::Sqlite(_), Some(Target::Sqlite(o))) = (&pool, &self.target) {
+                    restrict(o.get_filename());
+                }
+                Ok(pool)
+            })
+            .await
+    }
+
+    async fn create_table(&self, pool: &Pool) -> Result<(), StoreError> {
+        let create = format!(
+            "CREATE TABLE IF NOT EXISTS {TABLE} (id TEXT PRIMARY KEY, username TEXT NOT NULL, \
+             expires_at BIGINT NOT NULL, record TEXT NOT NULL)"
+        );
+        match pool {
+            Pool::Sqlite(p) => {
+                self.timed("cannot create the table", sqlx::query(&create).execute(p))
+                    .await?;
+            }
+            Pool::Postgres(p) => {
+                // Replicas starting together would race on the catalog: serialise them.
+                let mut tx = self.timed("cannot connect", p.begin()).await?;
+                self.timed(
+                    "cannot lock",
+                    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                        .bind(PG_LOCK_KEY)
+                        .execute(&mut *tx),
+                )
+                .await?;
+                self.timed(
+                    "cannot create the table",
+                    sqlx::query(&create).execute(&mut *tx),
+                )
+                .await?;
+                self.timed("cannot commit", tx.commit()).await?;
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) async fn put(
+        &self,
+        id: &str,
+        user: &str,
+        value: &[u8],
+        expires_at: u64,
+    ) -> Result<(), StoreError> {
+        let pool = self.pool().await?;
+        let record = std::str::from_utf8(value)
+            .map_err(|_| StoreError::new(self.backend, "a record is not UTF-8"))?;
+        let expires = i64::try_from(expires_at).unwrap_or(i64::MAX);
+        let sql = format!(
+            "INSERT INTO {TABLE} (id, username, expires_at, record) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (id) DO UPDATE SET username = excluded.username, \
+             expires_at = excluded.expires_at, record = excluded.record"
+        );
+        on_pool!(pool, p => self
+            .timed(
+                "cannot store a password",
+                sqlx::query(&sql).bind(id).bind(user).bind(expires).bind(record).execute(p),
+            )
+            .await
+            .map(|_| ())?);
+        let now = unix_now();
+        if now.saturating_sub(self.last_sweep.load(Ordering::Relaxed)) >= SWEEP_EVERY {
+            self.last_sweep.store(now, Ordering::Relaxed);
+            let now = i64::try_from(now).unwrap_or(i64::MAX);
+            let sql = format!("DELETE FROM {TABLE} WHERE expires_at <= $1");
+            on_pool!(pool, p => self
+                .timed("cannot delete expired passwords", sqlx::query(&sql).bind(now).execute(p))
+                .await
+                .map(|_| ())?);
+        }
+        Ok(())
+    }
+
+    pub(super) async fn get(&self, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let pool = self.pool().await?;
+        let now = i64::try_from(unix_now()).unwrap_or(i64::MAX);
+        let sql = format!("SELECT record FROM {TABLE} WHERE id = $1 AND expires_at > $2");
+        let row: Option<(String,)> = on_pool!(pool, p => self
+            .timed(
+                "cannot read a password",
+                sqlx::query_as(&sql).bind(id).bind(now).fetch_optional(p),
+            )
+            .await?);
+        Ok(row.map(|(r,)| r.into_bytes()))
+    }
+
+    pub(super) async fn delete(&self, id: &str) -> Result<bool, StoreError> {
+        let pool = self.pool().await?;
+        let sql = format!("DELETE FROM {TABLE} WHERE id = $1");
+        let done = on_pool!(pool, p => self
+            .timed("cannot delete a password", sqlx::query(&sql).bind(id).execute(p))
+            .await?
+            .rows_affected());
+        Ok(done > 0)
+    }
+}
+
+/// A database error in one line, without the connection string.
+fn describe(e: &sqlx::Error) -> String {
+    match e {
+        sqlx::Error::Database(d) => format!("the database refused: {}", d.message()),
+        sqlx::Error::Io(io) => format!("I/O error: {io}"),
+        sqlx::Error::PoolTimedOut => "no connection available (is the database up?)".to_owned(),
+        sqlx::Error::Tls(t) => format!("TLS error: {t}"),
+        other => other.to_string(),
+    }
+}
+
+#[cfg(unix)]
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
+#[cfg(not(unix))]
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)
+}
+
+/// The file holds password hashes and sealed upstream tokens: owner only.
+fn restrict(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn postgres_urls() {
+        check_postgres("postgres://ra:pw@127.0.0.1:5432/registry").unwrap();
+        check_postgres("postgresql://ra@localhost/registry?sslmode=verify-full").unwrap();
+        let e = check_postgres("mysql://ra:secret@x/db").unwrap_err();
+        assert!(!e.contains("secret"));
+    }
+}

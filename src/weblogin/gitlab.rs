@@ -1,0 +1,194 @@
+//! `gitlab_auth`: GitLab.com or a self-hosted GitLab.
+//!
+//! * Authorization: `<web>/oauth/authorize` (`scope=read_user read_api`, `state`, PKCE S256);
+//!   token: `<web>/oauth/token` (access tokens expire after two hours and come with a refresh
+//!   token, which GitLab rotates on use).
+//! * Account: `GET <api>/user` → `username`; it must be `active`.
+//! * Groups: `GET <api>/groups?min_access_level=10` (every group the user is a member of,
+//!   directly or through a parent) → the `groups` label, full paths (`acme/platform`).
+//! * `allowed_groups` (or docker_auth's `organization`): the user must belong to one of them (or
+//!   to one of their subgroups). Unlike docker_auth, this is enforced.
+
+use serde::Deserialize;
+
+use super::{
+    Account, Common, UpstreamTokens, Verdict, json_answer, send, token_request, with_query,
+};
+use crate::authn::Labels;
+use crate::oidc::Unavailable;
+use crate::store::unix_now;
+
+/// GitLab's endpoints and the group restriction.
+#[derive(Debug)]
+pub struct Gitlab {
+    /// Web base, e.g. `https://gitlab.com` (no trailing slash).
+    pub web: String,
+    /// API base, e.g. `https://gitlab.com/api/v4`.
+    pub api: String,
+    /// Users must be in one of these groups (full paths); empty = anyone.
+    pub allowed_groups: Vec<String>,
+    /// The HTTP client.
+    pub http: reqwest::Client,
+}
+
+#[derive(Deserialize)]
+struct User {
+    username: String,
+    #[serde(default)]
+    state: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Group {
+    full_path: String,
+}
+
+const MAX_GROUP_PAGES: u32 = 10;
+
+impl Gitlab {
+    pub(super) fn authorize_url(
+        &self,
+        common: &Common,
+        redirect_uri: &str,
+        state: &str,
+        challenge: &str,
+    ) -> String {
+        with_query(
+            &format!("{}/oauth/authorize", self.web),
+            &[
+                ("client_id", &common.client_id),
+                ("redirect_uri", redirect_uri),
+                ("response_type", "code"),
+                ("scope", "read_user read_api"),
+                ("state", state),
+                ("code_challenge", challenge),
+                ("code_challenge_method", "S256"),
+            ],
+        )
+    }
+
+    pub(super) async fn finish(
+        &self,
+        common: &Common,
+        code: &str,
+        redirect_uri: &str,
+        verifier: &str,
+    ) -> Result<Verdict, Unavailable> {
+        let answer = token_request(
+            &self.http,
+            &format!("{}/oauth/token", self.web),
+            common,
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", code),
+                ("redirect_uri", redirect_uri),
+                ("code_verifier", verifier),
+            ],
+            false,
+            "GitLab token exchange",
+        )
+        .await?;
+        match answer.map(|a| a.tokens(None)) {
+            Ok(Some(tokens)) => self.check(tokens).await,
+            Ok(None) => Ok(Verdict::Refused("GitLab sent no access token".to_owned())),
+            Err(why) => Ok(Verdict::Refused(format!(
+                "GitLab did not accept the sign-in ({why}); start again"
+            ))),
+        }
+    }
+
+    pub(super) async fn revalidate(
+        &self,
+        common: &Common,
+        tokens: &UpstreamTokens,
+    ) -> Result<Verdict, Unavailable> {
+        let mut tokens = tokens.clone();
+        if tokens.access_expired(unix_now()) {
+            let Some(refresh) = tokens.refresh_token.clone() else {
+                return Ok(Verdict::Refused(
+                    "the GitLab token expired and cannot be refreshed".to_owned(),
+                ));
+            };
+            let answer = token_request(
+                &self.http,
+                &format!("{}/oauth/token", self.web),
+                common,
+                &[("grant_type", "refresh_token"), ("refresh_token", &refresh)],
+                false,
+                "GitLab token refresh",
+            )
+            .await?;
+            match answer.map(|a| a.tokens(Some(&refresh))) {
+                Ok(Some(t)) => tokens = t,
+                Ok(None) => return Ok(Verdict::Refused("GitLab sent no access token".to_owned())),
+                Err(why) => {
+                    return Ok(Verdict::Refused(format!(
+                        "GitLab refused the refresh: {why}"
+                    )));
+                }
+            }
+        }
+        self.check(tokens).await
+    }
+
+    fn get(&self, path: &str, token: &str) -> reqwest::RequestBuilder {
+        self.http
+            .get(format!("{}{path}", self.api))
+            .bearer_auth(token)
+    }
+
+    async fn check(&self, tokens: UpstreamTokens) -> Result<Verdict, Unavailable> {
+        let token = tokens.access_token.clone();
+        let response = send(self.get("/user", &token), "GitLab /user").await?;
+        if matches!(response.status().as_u16(), 401 | 403) {
+            return Ok(Verdict::Refused(
+                "GitLab no longer accepts the token (revoked, or the account is blocked)"
+                    .to_owned(),
+            ));
+        }
+        let user: User = json_answer(response, "GitLab /user").await?;
+        if let Some(state) = &user.state
+            && state != "active"
+        {
+            return Ok(Verdict::Refused(format!(
+                "the GitLab account {} is {state}",
+                user.username
+            )));
+        }
+        let mut groups = Vec::new();
+        for page in 1..=MAX_GROUP_PAGES {
+            let path = format!("/groups?min_access_level=10&per_page=100&page={page}");
+            let response = send(self.get(&path, &token), "GitLab /groups").await?;
+            let list: Vec<Group> = json_answer(response, "GitLab /groups").await?;
+            let n = list.len();
+            groups.extend(list.into_iter().map(|g| g.full_path));
+            if n < 100 {
+                break;
+            }
+        }
+        groups.sort();
+        groups.dedup();
+        if !self.allowed_groups.is_empty()
+            && !groups.iter().any(|g| {
+                self.allowed_groups.iter().any(|a| {
+                    g == a
+                        || g.strip_prefix(a.as_str())
+                            .is_some_and(|rest| rest.starts_with('/'))
+                })
+            })
+        {
+            return Ok(Verdict::Refused(format!(
+                "{} is not a member of {} on GitLab",
+                user.username,
+                self.allowed_groups.join(" or ")
+            )));
+        }
+        let mut labels = Labels::default();
+        labels.0.insert("groups".to_owned(), groups);
+        Ok(Verdict::Allowed(Account {
+            user: user.username,
+            labels,
+            tokens,
+        }))
+    }
+}

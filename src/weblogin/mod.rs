@@ -1,0 +1,763 @@
+//! Web logins (`github_auth`, `google_auth`, `oidc_auth`, `gitlab_auth`): a person signs in with
+//! their browser through the provider's authorization-code flow and gets a freshly minted
+//! registry password for `docker login`; their teams / groups / claims become labels.
+//!
+//! * The flow is bound to the browser by a short-lived cookie sealed (AES-256-GCM) with a key
+//!   derived from the session secret: it carries the `state`, the PKCE verifier and the OIDC
+//!   nonce, so a login cannot be started in one browser and finished in another (login CSRF),
+//!   and an intercepted code is useless without the verifier.
+//! * The minted password is random (256 bits); the store keeps only its SHA-256, the user's
+//!   labels, the expiry and the upstream tokens (sealed) needed to re-check the account.
+//! * After `revalidate_after`, the next use re-checks the upstream account (organisation
+//!   membership, account still active) and refuses the password if it is gone; a provider that
+//!   cannot be reached makes `/auth` fail with a 5xx, never a 401.
+//! * Signing out deletes the password from the store.
+
+mod github;
+mod gitlab;
+mod oidc_login;
+pub mod seal;
+pub mod session;
+
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use aws_lc_rs::digest;
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::{Deserialize, Serialize};
+use tracing::{info, warn};
+
+pub use github::Github;
+pub use gitlab::Gitlab;
+pub use oidc_login::OidcLogin;
+
+use crate::authn::{AuthnError, AuthnOutcome, Credentials, Identity, IdentityKind, Labels, Secret};
+use crate::oidc::Unavailable;
+use crate::store::{self, MintedRecord, Store, StoreError, unix_now};
+use seal::{Keys, Purpose};
+use session::LoginCookie;
+
+/// Prefix of the refresh-token fingerprint of a minted password (followed by its store id).
+pub const MINTED_FINGERPRINT_PREFIX: &str = "minted.";
+
+/// Default `http_timeout`.
+pub const DEFAULT_HTTP_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default `revalidate_after`.
+pub const DEFAULT_REVALIDATE_AFTER: Duration = Duration::from_secs(3600);
+/// Default `password_lifetime`.
+pub const DEFAULT_PASSWORD_LIFETIME: Duration = Duration::from_secs(30 * 24 * 3600);
+/// How long a started login may take.
+pub const LOGIN_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// The four web logins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ProviderKind {
+    /// `github_auth`.
+    Github,
+    /// `google_auth`.
+    Google,
+    /// `oidc_auth`.
+    Oidc,
+    /// `gitlab_auth`.
+    Gitlab,
+}
+
+impl ProviderKind {
+    /// Every kind, in docker_auth's chain order.
+    pub const ALL: [Self; 4] = [Self::Google, Self::Github, Self::Oidc, Self::Gitlab];
+
+    /// The config section (and route) name.
+    pub fn key(self) -> &'static str {
+        match self {
+            Self::Github => "github_auth",
+            Self::Google => "google_auth",
+            Self::Oidc => "oidc_auth",
+            Self::Gitlab => "gitlab_auth",
+        }
+    }
+
+    /// The kind for a config section name.
+    pub fn from_key(key: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.key() == key)
+    }
+}
+
+/// Tokens from the provider, kept (sealed) to re-check the account later.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpstreamTokens {
+    /// The access token.
+    pub access_token: String,
+    /// The refresh token, when the provider gave one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+    /// When the access token expires (seconds since the Unix epoch), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<u64>,
+}
+
+impl UpstreamTokens {
+    /// True when the access token is known to be expired (with a minute of margin).
+    pub fn access_expired(&self, now: u64) -> bool {
+        self.expires_at.is_some_and(|t| t <= now + 60)
+    }
+}
+
+/// An upstream account that passed every check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    /// The registry account name.
+    pub user: String,
+    /// Labels for the ACL.
+    pub labels: Labels,
+    /// Tokens to re-check it later.
+    pub tokens: UpstreamTokens,
+}
+
+/// The provider's verdict on an account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Allowed.
+    Allowed(Account),
+    /// Refused; the message is safe to show to the person (no secret, no token).
+    Refused(String),
+}
+
+/// The settings every web login has.
+#[derive(Debug, Clone)]
+pub struct Common {
+    /// OAuth client id.
+    pub client_id: String,
+    /// OAuth client secret.
+    pub client_secret: Secret,
+    /// The registry's address, shown in the login commands.
+    pub registry_url: Option<String>,
+    /// The exact callback URL registered at the provider; `None` derives it from the request.
+    pub redirect_url: Option<String>,
+    /// Re-check the upstream account after this long.
+    pub revalidate_after: Duration,
+    /// Minted passwords expire after this long.
+    pub password_lifetime: Duration,
+    /// Per-request timeout towards the provider.
+    pub http_timeout: Duration,
+}
+
+/// One configured web login.
+#[derive(Debug)]
+pub struct Provider {
+    /// Which one.
+    pub kind: ProviderKind,
+    /// Shared settings.
+    pub common: Common,
+    flavor: Flavor,
+}
+
+#[derive(Debug)]
+enum Flavor {
+    Github(Github),
+    Gitlab(Gitlab),
+    Oidc(OidcLogin),
+}
+
+/// Where to send the browser, and the cookie that binds the login to it.
+#[derive(Debug)]
+pub struct Started {
+    /// The provider's authorization URL.
+    pub location: String,
+    /// The sealed cookie value.
+    pub cookie: String,
+}
+
+/// A successful login.
+#[derive(Debug)]
+pub struct Minted {
+    /// The account name to use with `docker login`.
+    pub user: String,
+    /// The password (shown once).
+    pub password: Secret,
+    /// When it expires (seconds since the Unix epoch).
+    pub expires_at: u64,
+    /// Its labels.
+    pub labels: Labels,
+}
+
+/// Why a callback did not produce a password.
+#[derive(Debug, thiserror::Error)]
+pub enum LoginError {
+    /// The `state` does not match this browser's login (a forged or stale callback, or the
+    /// login was finished already, or took longer than ten minutes). 400.
+    #[error(
+        "this sign-in link is not valid in this browser (it was already used, is older than ten minutes, or was started elsewhere); start again"
+    )]
+    BadState,
+    /// The provider said no, or the account is not allowed. 403.
+    #[error("{0}")]
+    Refused(String),
+    /// The provider cannot be reached. 503.
+    #[error("{0}")]
+    Unavailable(String),
+    /// Something failed on our side (the store, the session secret). 500.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<Unavailable> for LoginError {
+    fn from(e: Unavailable) -> Self {
+        Self::Unavailable(e.0)
+    }
+}
+
+impl From<StoreError> for LoginError {
+    fn from(e: StoreError) -> Self {
+        Self::Internal(e.to_string())
+    }
+}
+
+impl Provider {
+    /// A GitHub login.
+    pub fn github(common: Common, github: Github) -> Self {
+        Self {
+            kind: ProviderKind::Github,
+            common,
+            flavor: Flavor::Github(github),
+        }
+    }
+
+    /// A GitLab login.
+    pub fn gitlab(common: Common, gitlab: Gitlab) -> Self {
+        Self {
+            kind: ProviderKind::Gitlab,
+            common,
+            flavor: Flavor::Gitlab(gitlab),
+        }
+    }
+
+    /// A Google or generic OIDC login.
+    pub fn oidc(kind: ProviderKind, common: Common, oidc: OidcLogin) -> Self {
+        Self {
+            kind,
+            common,
+            flavor: Flavor::Oidc(oidc),
+        }
+    }
+
+    /// The name shown on the pages.
+    pub fn title(&self) -> &'static str {
+        match self.kind {
+            ProviderKind::Github => "GitHub",
+            ProviderKind::Google => "Google",
+            ProviderKind::Oidc => "single sign-on",
+            ProviderKind::Gitlab => "GitLab",
+        }
+    }
+
+    async fn authorize_url(
+        &self,
+        redirect_uri: &str,
+        state: &str,
+        challenge: &str,
+        nonce: &str,
+    ) -> Result<String, Unavailable> {
+        match &self.flavor {
+            Flavor::Github(g) => Ok(g.authorize_url(&self.common, redirect_uri, state, challenge)),
+            Flavor::Gitlab(g) => Ok(g.authorize_url(&self.common, redirect_uri, state, challenge)),
+            Flavor::Oidc(o) => {
+                o.authorize_url(&self.common, redirect_uri, state, challenge, nonce)
+                    .await
+            }
+        }
+    }
+
+    async fn finish(
+        &self,
+        code: &str,
+        redirect_uri: &str,
+        verifier: &str,
+        nonce: &str,
+    ) -> Result<Verdict, Unavailable> {
+        match &self.flavor {
+            Flavor::Github(g) => g.finish(&self.common, code, redirect_uri, verifier).await,
+            Flavor::Gitlab(g) => g.finish(&self.common, code, redirect_uri, verifier).await,
+            Flavor::Oidc(o) => {
+                o.finish(&self.common, code, redirect_uri, verifier, nonce)
+                    .await
+            }
+        }
+    }
+
+    async fn revalidate(&self, tokens: &UpstreamTokens) -> Result<Verdict, Unavailable> {
+        match &self.flavor {
+            Flavor::Github(g) => g.revalidate(&self.common, tokens).await,
+            Flavor::Gitlab(g) => g.revalidate(&self.common, tokens).await,
+            Flavor::Oidc(o) => o.revalidate(&self.common, tokens).await,
+        }
+    }
+}
+
+/// Every configured web login, the store and the session keys.
+#[derive(Debug)]
+pub struct WebLogins {
+    providers: Vec<Arc<Provider>>,
+    store: Store,
+    store_description: String,
+    secret_path: PathBuf,
+    generate_secret: bool,
+    keys: OnceLock<Arc<Keys>>,
+}
+
+/// One web login as a link of the authentication chain.
+#[derive(Debug, Clone)]
+pub struct WebLoginBackend {
+    /// The shared web logins.
+    pub logins: Arc<WebLogins>,
+    /// Which provider's passwords this link accepts.
+    pub kind: ProviderKind,
+}
+
+impl WebLoginBackend {
+    /// Checks a minted password of this provider.
+    pub async fn authenticate(&self, creds: &Credentials) -> Result<AuthnOutcome, AuthnError> {
+        self.logins.authenticate(self.kind, creds).await
+    }
+}
+
+fn backend_error(kind: ProviderKind, message: impl std::fmt::Display) -> AuthnError {
+    AuthnError::Backend {
+        backend: kind.key(),
+        message: message.to_string(),
+    }
+}
+
+fn pkce_challenge(verifier: &str) -> String {
+    URL_SAFE_NO_PAD.encode(digest::digest(&digest::SHA256, verifier.as_bytes()).as_ref())
+}
+
+fn random_token() -> String {
+    URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>())
+}
+
+impl WebLogins {
+    /// The web logins with their store; the session secret is read (or generated, when
+    /// `generate_secret`) on first use or by [`WebLogins::prepare`].
+    pub fn new(
+        providers: Vec<Provider>,
+        store: Store,
+        store_description: String,
+        secret_path: PathBuf,
+        generate_secret: bool,
+    ) -> Self {
+        Self {
+            providers: providers.into_iter().map(Arc::new).collect(),
+            store,
+            store_description,
+            secret_path,
+            generate_secret,
+            keys: OnceLock::new(),
+        }
+    }
+
+    /// With keys given directly (tests).
+    pub fn with_keys(providers: Vec<Provider>, store: Store, secret: &[u8]) -> Self {
+        let logins = Self::new(providers, store, "memory".to_owned(), PathBuf::new(), false);
+        let _ = logins.keys.set(Arc::new(Keys::new(secret)));
+        logins
+    }
+
+    /// Reads or creates the session secret now (at start-up), so a problem is reported early.
+    pub fn prepare(&self) -> Result<(), String> {
+        self.keys().map(|_| ())
+    }
+
+    /// Opens or connects to the store now, logging (not failing on) a problem.
+    pub async fn check_store(&self) {
+        match self.store.check().await {
+            Ok(()) => info!(store = %self.store_description, "password store ready"),
+            Err(e) => {
+                warn!(store = %self.store_description, error = %e, "the password store is not reachable yet; web logins and minted passwords fail until it is")
+            }
+        }
+    }
+
+    fn keys(&self) -> Result<&Arc<Keys>, String> {
+        if let Some(k) = self.keys.get() {
+            return Ok(k);
+        }
+        let secret = seal::load_or_create(&self.secret_path, self.generate_secret)?;
+        let _ = self.keys.set(Arc::new(Keys::new(&secret)));
+        self.keys
+            .get()
+            .ok_or_else(|| "the session keys could not be set".to_owned())
+    }
+
+    /// The configured providers, in docker_auth's order.
+    pub fn providers(&self) -> &[Arc<Provider>] {
+        &self.providers
+    }
+
+    /// The provider configured for `kind`.
+    pub fn provider(&self, kind: ProviderKind) -> Option<&Arc<Provider>> {
+        self.providers.iter().find(|p| p.kind == kind)
+    }
+
+    /// The store description (for logs).
+    pub fn store_description(&self) -> &str {
+        &self.store_description
+    }
+
+    /// Starts a login: a fresh state, PKCE verifier and nonce, sealed into the cookie, and the
+    /// provider's authorization URL.
+    pub async fn begin(
+        &self,
+        provider: &Provider,
+        redirect_uri: &str,
+    ) -> Result<Started, LoginError> {
+        let keys = self.keys().map_err(LoginError::Internal)?;
+        let cookie = LoginCookie {
+            provider: provider.kind.key().to_owned(),
+            state: random_token(),
+            verifier: random_token(),
+            nonce: random_token(),
+            redirect_uri: redirect_uri.to_owned(),
+            expires_at: unix_now() + LOGIN_TIMEOUT.as_secs(),
+        };
+        let location = provider
+            .authorize_url(
+                redirect_uri,
+                &cookie.state,
+                &pkce_challenge(&cookie.verifier),
+                &cookie.nonce,
+            )
+            .await?;
+        Ok(Started {
+            location,
+            cookie: cookie.seal(keys),
+        })
+    }
+
+    /// Finishes a login: checks the state against this browser's cookie, exchanges the code
+    /// (with the PKCE verifier), checks the account, mints and stores a password.
+    pub async fn complete(
+        &self,
+        provider: &Provider,
+        code: &str,
+        state: &str,
+        cookie: Option<&str>,
+    ) -> Result<Minted, LoginError> {
+        let keys = self.keys().map_err(LoginError::Internal)?;
+        let login = cookie
+            .and_then(|c| LoginCookie::open(keys, c))
+            .filter(|c| c.provider == provider.kind.key() && c.expires_at > unix_now())
+            .ok_or(LoginError::BadState)?;
+        if !session::same(state, &login.state) {
+            return Err(LoginError::BadState);
+        }
+        let account = match provider
+            .finish(code, &login.redirect_uri, &login.verifier, &login.nonce)
+            .await?
+        {
+            Verdict::Allowed(a) => a,
+            Verdict::Refused(why) => {
+                info!(provider = provider.kind.key(), reason = %why, "web login refused");
+                return Err(LoginError::Refused(why));
+            }
+        };
+        let (password, id) = store::mint_password();
+        let now = unix_now();
+        let expires_at = now + provider.common.password_lifetime.as_secs();
+        let record = MintedRecord {
+            user: account.user.clone(),
+            provider: provider.kind.key().to_owned(),
+            labels: account.labels.clone(),
+            created_at: now,
+            expires_at,
+            revalidate_at: now + provider.common.revalidate_after.as_secs(),
+            upstream: seal_tokens(keys, provider.kind, &account.tokens),
+        };
+        self.store.put(&id, &record).await?;
+        info!(
+            provider = provider.kind.key(),
+            account = %account.user,
+            labels = ?account.labels.0,
+            "web login: minted a registry password"
+        );
+        Ok(Minted {
+            user: account.user,
+            password,
+            expires_at,
+            labels: account.labels,
+        })
+    }
+
+    /// Revokes a minted password (sign out). True when it existed.
+    pub async fn sign_out(&self, password: &str) -> Result<bool, StoreError> {
+        if !store::looks_minted(password) {
+            return Ok(false);
+        }
+        self.store.delete(&store::password_id(password)).await
+    }
+
+    /// The chain link: checks a minted password of provider `kind`.
+    pub async fn authenticate(
+        &self,
+        kind: ProviderKind,
+        creds: &Credentials,
+    ) -> Result<AuthnOutcome, AuthnError> {
+        if creds.is_anonymous() || !store::looks_minted(creds.password.expose()) {
+            return Ok(AuthnOutcome::NoMatch);
+        }
+        let id = store::password_id(creds.password.expose());
+        match self.current(kind, &creds.account, &id).await? {
+            Current::Valid(identity) => Ok(AuthnOutcome::Authenticated(identity)),
+            Current::NotOurs => Ok(AuthnOutcome::NoMatch),
+            Current::Gone => Ok(AuthnOutcome::WrongPassword),
+        }
+    }
+
+    /// Re-checks the minted password behind a refresh token (by its fingerprint).
+    pub async fn lookup(
+        &self,
+        account: &str,
+        fingerprint: &str,
+    ) -> Result<Option<Identity>, AuthnError> {
+        let Some(id) = fingerprint.strip_prefix(MINTED_FINGERPRINT_PREFIX) else {
+            return Ok(None);
+        };
+        let Some(kind) = self.kind_of(id).await? else {
+            return Ok(None);
+        };
+        match self.current(kind, account, id).await? {
+            Current::Valid(identity) => Ok(Some(identity)),
+            Current::NotOurs | Current::Gone => Ok(None),
+        }
+    }
+
+    async fn kind_of(&self, id: &str) -> Result<Option<ProviderKind>, AuthnError> {
+        let record = self.store.get(id).await.map_err(|e| AuthnError::Backend {
+            backend: "store",
+            message: e.to_string(),
+        })?;
+        Ok(record.and_then(|r| ProviderKind::from_key(&r.provider)))
+    }
+
+    /// The current state of the password `id` for `account`, revalidating upstream when due.
+    async fn current(
+        &self,
+        kind: ProviderKind,
+        account: &str,
+        id: &str,
+    ) -> Result<Current, AuthnError> {
+        let record = self
+            .store
+            .get(id)
+            .await
+            .map_err(|e| backend_error(kind, e))?;
+        let Some(mut record) = record else {
+            return Ok(Current::NotOurs);
+        };
+        if record.provider != kind.key() || record.user != account {
+            return Ok(Current::NotOurs);
+        }
+        let now = unix_now();
+        if record.revalidate_at <= now {
+            let Some(provider) = self.provider(kind) else {
+                // The login was removed from the configuration: its passwords go with it.
+                return Ok(Current::Gone);
+            };
+            let keys = self.keys().map_err(|e| backend_error(kind, e))?;
+            let Some(tokens) = open_tokens(keys, kind, &record.upstream) else {
+                warn!(
+                    provider = kind.key(),
+                    account,
+                    "the upstream tokens of a minted password cannot be opened (was the session secret changed?); the password is revoked"
+                );
+                self.store
+                    .delete(id)
+                    .await
+                    .map_err(|e| backend_error(kind, e))?;
+                return Ok(Current::Gone);
+            };
+            match provider.revalidate(&tokens).await {
+                Ok(Verdict::Allowed(a)) if a.user == record.user => {
+                    record.labels = a.labels;
+                    record.revalidate_at = now + provider.common.revalidate_after.as_secs();
+                    record.upstream = seal_tokens(keys, kind, &a.tokens);
+                    self.store
+                        .put(id, &record)
+                        .await
+                        .map_err(|e| backend_error(kind, e))?;
+                    info!(
+                        provider = kind.key(),
+                        account, "minted password revalidated upstream"
+                    );
+                }
+                Ok(Verdict::Allowed(_)) => {
+                    warn!(
+                        provider = kind.key(),
+                        account,
+                        "the upstream account now has another name; the password is revoked"
+                    );
+                    self.store
+                        .delete(id)
+                        .await
+                        .map_err(|e| backend_error(kind, e))?;
+                    return Ok(Current::Gone);
+                }
+                Ok(Verdict::Refused(why)) => {
+                    info!(provider = kind.key(), account, reason = %why, "minted password revoked: the upstream account is no longer allowed");
+                    self.store
+                        .delete(id)
+                        .await
+                        .map_err(|e| backend_error(kind, e))?;
+                    return Ok(Current::Gone);
+                }
+                Err(e) => {
+                    return Err(backend_error(
+                        kind,
+                        format!("cannot revalidate {account:?} upstream: {e}"),
+                    ));
+                }
+            }
+        }
+        Ok(Current::Valid(Identity {
+            labels: record.labels,
+            kind: IdentityKind::External(kind.key()),
+            fingerprint: Some(format!("{MINTED_FINGERPRINT_PREFIX}{id}")),
+        }))
+    }
+}
+
+enum Current {
+    Valid(Identity),
+    /// No such password (or another user's, or another provider's).
+    NotOurs,
+    /// It existed and is now revoked (upstream refused it).
+    Gone,
+}
+
+fn seal_tokens(keys: &Keys, kind: ProviderKind, tokens: &UpstreamTokens) -> String {
+    let json = serde_json::to_vec(tokens).unwrap_or_default();
+    keys.seal(Purpose::Upstream, kind.key(), &json)
+}
+
+fn open_tokens(keys: &Keys, kind: ProviderKind, sealed: &str) -> Option<UpstreamTokens> {
+    let plain = keys.open(Purpose::Upstream, kind.key(), sealed)?;
+    serde_json::from_slice(&plain).ok()
+}
+
+/// Reads a JSON answer of a provider.
+async fn json_answer<T: serde::de::DeserializeOwned>(
+    response: reqwest::Response,
+    what: &str,
+) -> Result<T, Unavailable> {
+    let body = crate::oidc::read_ok(response, what).await?;
+    serde_json::from_slice(&body)
+        .map_err(|e| Unavailable(format!("{what}: unexpected answer: {e}")))
+}
+
+/// Sends a request, mapping transport failures to [`Unavailable`].
+async fn send(
+    request: reqwest::RequestBuilder,
+    what: &str,
+) -> Result<reqwest::Response, Unavailable> {
+    request
+        .send()
+        .await
+        .map_err(|e| Unavailable(format!("{what}: {}", crate::oidc::describe_reqwest(&e))))
+}
+
+/// A token endpoint's answer (RFC 6749 §5.1, §5.2).
+#[derive(Debug, Default, Deserialize)]
+struct TokenAnswer {
+    #[serde(default)]
+    access_token: Option<String>,
+    #[serde(default)]
+    refresh_token: Option<String>,
+    #[serde(default)]
+    expires_in: Option<u64>,
+    #[serde(default)]
+    id_token: Option<String>,
+    #[serde(default)]
+    error: Option<String>,
+    #[serde(default)]
+    error_description: Option<String>,
+}
+
+impl TokenAnswer {
+    fn tokens(&self, previous_refresh: Option<&str>) -> Option<UpstreamTokens> {
+        Some(UpstreamTokens {
+            access_token: self.access_token.clone()?,
+            refresh_token: self
+                .refresh_token
+                .clone()
+                .or_else(|| previous_refresh.map(str::to_owned)),
+            expires_at: self.expires_in.map(|s| unix_now() + s),
+        })
+    }
+}
+
+/// Posts a form to a token endpoint. `Ok(Err(reason))` when the provider refused the grant
+/// (a 4xx with an OAuth error: a used or expired code, a revoked refresh token).
+async fn token_request(
+    http: &reqwest::Client,
+    endpoint: &str,
+    common: &Common,
+    form: &[(&str, &str)],
+    basic_auth: bool,
+    what: &str,
+) -> Result<Result<TokenAnswer, String>, Unavailable> {
+    let mut fields: Vec<(&str, &str)> = form.to_vec();
+    let mut request = http
+        .post(endpoint)
+        .header(reqwest::header::ACCEPT, "application/json");
+    if basic_auth {
+        request = request.basic_auth(
+            form_encode(&common.client_id),
+            Some(form_encode(common.client_secret.expose())),
+        );
+    } else {
+        fields.push(("client_id", &common.client_id));
+        fields.push(("client_secret", common.client_secret.expose()));
+    }
+    let response = send(request.form(&fields), what).await?;
+    let status = response.status();
+    if status.is_server_error() {
+        return Err(Unavailable(format!("{what}: HTTP {status}")));
+    }
+    let body = crate::oidc::read_body(response, what).await?;
+    let answer: TokenAnswer = serde_json::from_slice(&body).map_err(|e| {
+        Unavailable(format!(
+            "{what}: HTTP {status} with an unexpected answer: {e}"
+        ))
+    })?;
+    if let Some(error) = &answer.error {
+        let detail = answer
+            .error_description
+            .as_deref()
+            .map(|d| format!(" ({})", d.chars().take(200).collect::<String>()))
+            .unwrap_or_default();
+        return Ok(Err(format!("{error}{detail}")));
+    }
+    if !status.is_success() || answer.access_token.is_none() {
+        return Ok(Err(format!("HTTP {status} without an access token")));
+    }
+    Ok(Ok(answer))
+}
+
+fn form_encode(s: &str) -> String {
+    form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+/// Appends query parameters to a URL.
+fn with_query(base: &str, params: &[(&str, &str)]) -> String {
+    let mut s = base.to_owned();
+    let mut sep = if base.contains('?') { '&' } else { '?' };
+    for (k, v) in params {
+        s.push(sep);
+        s.push_str(&form_encode(k));
+        s.push('=');
+        s.push_str(&form_encode(v));
+        sep = '&';
+    }
+    s
+}

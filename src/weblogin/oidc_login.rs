@@ -1,0 +1,305 @@
+//! `google_auth` and `oidc_auth`: the standard OpenID Connect authorization-code flow (no
+//! Google JavaScript library).
+//!
+//! * Discovery (`<issuer>/.well-known/openid-configuration`), then the authorization endpoint
+//!   with `state`, `nonce` and PKCE (S256).
+//! * The code is exchanged at the token endpoint (client_secret_basic); the ID token is verified
+//!   against the issuer's JWK Set: signature, `iss`, `aud` = client id, expiry and nonce.
+//! * The account is the `user_claim` claim (default `email`; an unverified email is refused);
+//!   `labels_claims` (string or string-array claims, from the ID token or else the userinfo
+//!   endpoint) become labels of the same name.
+//! * Google's `domain` restricts logins to one Workspace domain through the `hd` claim (not an
+//!   email suffix, which any account could fake with a sub-address).
+//! * Revalidation uses the refresh token when there is one (`offline_access` for generic
+//!   providers; Google is asked for offline access), else the userinfo endpoint while the
+//!   access token lives; when neither works the password is refused (a 401, not a 500).
+
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+
+use super::{Account, Common, UpstreamTokens, Verdict, send, token_request, with_query};
+use crate::authn::Labels;
+use crate::oidc::jwt::{self, Expect};
+use crate::oidc::{Issuer, Unavailable, read_ok};
+use crate::store::unix_now;
+
+/// An OIDC provider (Google or generic).
+#[derive(Debug)]
+pub struct OidcLogin {
+    /// The issuer (discovery, keys).
+    pub issuer: Arc<Issuer>,
+    /// Scopes asked for (always including `openid`).
+    pub scopes: Vec<String>,
+    /// The claim naming the registry account.
+    pub user_claim: String,
+    /// Claims copied into labels.
+    pub labels_claims: Vec<String>,
+    /// Google: the Workspace domain (`hd`) users must belong to.
+    pub hosted_domain: Option<String>,
+    /// Google: ask for offline access (a refresh token).
+    pub google: bool,
+}
+
+impl OidcLogin {
+    pub(super) async fn authorize_url(
+        &self,
+        common: &Common,
+        redirect_uri: &str,
+        state: &str,
+        challenge: &str,
+        nonce: &str,
+    ) -> Result<String, Unavailable> {
+        let meta = self.issuer.metadata().await?;
+        let scope = self.scopes.join(" ");
+        let mut params: Vec<(&str, &str)> = vec![
+            ("response_type", "code"),
+            ("client_id", &common.client_id),
+            ("redirect_uri", redirect_uri),
+            ("scope", &scope),
+            ("state", state),
+            ("nonce", nonce),
+            ("code_challenge", challenge),
+            ("code_challenge_method", "S256"),
+        ];
+        if self.google {
+            params.push(("access_type", "offline"));
+            params.push(("prompt", "consent"));
+            if let Some(hd) = &self.hosted_domain {
+                params.push(("hd", hd));
+            }
+        } else if self.scopes.iter().any(|s| s == "offline_access") {
+            // OIDC Core §11: offline access needs the consent prompt.
+            params.push(("prompt", "consent"));
+        }
+        Ok(with_query(&meta.authorization_endpoint, &params))
+    }
+
+    fn name(&self) -> &'static str {
+        if self.google {
+            "Google"
+        } else {
+            "the identity provider"
+        }
+    }
+
+    pub(super) async fn finish(
+        &self,
+        common: &Common,
+        code: &str,
+        redirect_uri: &str,
+        verifier: &str,
+        nonce: &str,
+    ) -> Result<Verdict, Unavailable> {
+        let meta = self.issuer.metadata().await?;
+        let answer = token_request(
+            self.issuer.http(),
+            &meta.token_endpoint,
+            common,
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", code),
+                ("redirect_uri", redirect_uri),
+                ("code_verifier", verifier),
+            ],
+            true,
+            "token exchange",
+        )
+        .await?;
+        let answer = match answer {
+            Ok(a) => a,
+            Err(why) => {
+                return Ok(Verdict::Refused(format!(
+                    "{} did not accept the sign-in ({why}); start again",
+                    self.name()
+                )));
+            }
+        };
+        let Some(id_token) = answer.id_token.as_deref() else {
+            return Ok(Verdict::Refused(format!(
+                "{} sent no ID token (is `openid` among the scopes?)",
+                self.name()
+            )));
+        };
+        let Some(tokens) = answer.tokens(None) else {
+            return Ok(Verdict::Refused(format!(
+                "{} sent no access token",
+                self.name()
+            )));
+        };
+        let claims = match self.verify(common, id_token, Some(nonce)).await? {
+            Ok(c) => c,
+            Err(why) => return Ok(Verdict::Refused(why)),
+        };
+        self.account(claims, tokens).await
+    }
+
+    /// Verifies an ID token; the inner error is the reason to refuse.
+    async fn verify(
+        &self,
+        common: &Common,
+        id_token: &str,
+        nonce: Option<&str>,
+    ) -> Result<Result<Map<String, Value>, String>, Unavailable> {
+        let expect = Expect {
+            issuer: self.issuer.issuer(),
+            audience: &common.client_id,
+            nonce,
+            now: unix_now(),
+        };
+        Ok(match self.issuer.verify(id_token, &expect).await? {
+            Ok(t) => {
+                // With several audiences, `azp` must name us (OIDC Core §3.1.3.7).
+                let multi = t
+                    .claims
+                    .get("aud")
+                    .and_then(Value::as_array)
+                    .is_some_and(|a| a.len() > 1);
+                if multi && t.str_claim("azp") != Some(common.client_id.as_str()) {
+                    Err("the ID token was issued to another client (azp)".to_owned())
+                } else {
+                    Ok(t.claims)
+                }
+            }
+            Err(e) => Err(format!("the ID token was refused: {e}")),
+        })
+    }
+
+    /// Applies the user claim, the domain restriction and the label claims.
+    async fn account(
+        &self,
+        mut claims: Map<String, Value>,
+        tokens: UpstreamTokens,
+    ) -> Result<Verdict, Unavailable> {
+        if self.labels_claims.iter().any(|c| !claims.contains_key(c))
+            || !claims.contains_key(&self.user_claim)
+        {
+            // Many providers put groups (and sometimes the email) only in userinfo.
+            if let Some(info) = self.userinfo(&tokens.access_token).await?
+                && info.get("sub") == claims.get("sub")
+            {
+                for (k, v) in info {
+                    claims.entry(k).or_insert(v);
+                }
+            }
+        }
+        if let Some(domain) = &self.hosted_domain {
+            let hd = claims.get("hd").and_then(Value::as_str).unwrap_or_default();
+            if !hd.eq_ignore_ascii_case(domain) {
+                return Ok(Verdict::Refused(format!(
+                    "only accounts of the {domain} domain may sign in here"
+                )));
+            }
+        }
+        let Some(user) = claims
+            .get(&self.user_claim)
+            .and_then(Value::as_str)
+            .filter(|u| !u.is_empty())
+        else {
+            return Ok(Verdict::Refused(format!(
+                "{} did not send the `{}` claim that names the account",
+                self.name(),
+                self.user_claim
+            )));
+        };
+        if self.user_claim == "email" && claims.get("email_verified") == Some(&Value::Bool(false)) {
+            return Ok(Verdict::Refused(format!(
+                "the email address {user} is not verified"
+            )));
+        }
+        let mut labels = Labels::default();
+        for claim in &self.labels_claims {
+            let values = jwt::claim_values(&claims, claim);
+            if !values.is_empty() {
+                labels.0.insert(claim.clone(), values);
+            }
+        }
+        Ok(Verdict::Allowed(Account {
+            user: user.to_owned(),
+            labels,
+            tokens,
+        }))
+    }
+
+    /// The userinfo claims; `None` without an endpoint; an error when it refuses the token is
+    /// reported as an empty answer (the caller decides).
+    async fn userinfo(
+        &self,
+        access_token: &str,
+    ) -> Result<Option<Map<String, Value>>, Unavailable> {
+        let meta = self.issuer.metadata().await?;
+        let Some(endpoint) = &meta.userinfo_endpoint else {
+            return Ok(None);
+        };
+        let response = send(
+            self.issuer.http().get(endpoint).bearer_auth(access_token),
+            "userinfo",
+        )
+        .await?;
+        if matches!(response.status().as_u16(), 401 | 403) {
+            return Ok(None);
+        }
+        let body = read_ok(response, "userinfo").await?;
+        Ok(serde_json::from_slice(&body).ok())
+    }
+
+    pub(super) async fn revalidate(
+        &self,
+        common: &Common,
+        tokens: &UpstreamTokens,
+    ) -> Result<Verdict, Unavailable> {
+        if let Some(refresh) = &tokens.refresh_token {
+            let meta = self.issuer.metadata().await?;
+            let answer = token_request(
+                self.issuer.http(),
+                &meta.token_endpoint,
+                common,
+                &[("grant_type", "refresh_token"), ("refresh_token", refresh)],
+                true,
+                "token refresh",
+            )
+            .await?;
+            let answer = match answer {
+                Ok(a) => a,
+                Err(why) => {
+                    return Ok(Verdict::Refused(format!(
+                        "{} refused the refresh token: {why}",
+                        self.name()
+                    )));
+                }
+            };
+            let Some(new_tokens) = answer.tokens(Some(refresh)) else {
+                return Ok(Verdict::Refused(format!(
+                    "{} sent no access token",
+                    self.name()
+                )));
+            };
+            let claims = match answer.id_token.as_deref() {
+                Some(id) => match self.verify(common, id, None).await? {
+                    Ok(c) => c,
+                    Err(why) => return Ok(Verdict::Refused(why)),
+                },
+                None => match self.userinfo(&new_tokens.access_token).await? {
+                    Some(c) => c,
+                    None => {
+                        return Ok(Verdict::Refused(format!(
+                            "{} refused the refreshed access token",
+                            self.name()
+                        )));
+                    }
+                },
+            };
+            return self.account(claims, new_tokens).await;
+        }
+        if !tokens.access_expired(unix_now())
+            && let Some(claims) = self.userinfo(&tokens.access_token).await?
+        {
+            return self.account(claims, tokens.clone()).await;
+        }
+        Ok(Verdict::Refused(format!(
+            "{} gave no refresh token and the access token expired: sign in again (add \
+             `offline_access` to `scopes` to avoid this)",
+            self.name()
+        )))
+    }
+}
