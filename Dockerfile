@@ -25,6 +25,8 @@ WORKDIR /src
 # Only what the build needs (.dockerignore keeps the rest out of the context).
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
+# The sql_auth/acl_sql schema, embedded in the binary (src/sql.rs).
+COPY migrations ./migrations
 COPY benches ./benches
 # --locked: exactly the dependency versions of Cargo.lock. The cache mounts keep the crate
 # downloads and the target directory between builds (BuildKit); the binary is copied out of the

@@ -488,7 +488,8 @@ pub async fn grant_refresh(
     }
     let Some(identity) = authenticator
         .lookup_credential(&claims.sub, &claims.fp, now)
-        .await? else {
+        .await?
+    else {
         return Ok((
             GrantOutcome::Unauthorized {
                 reason: "the refresh token's user no longer exists",

@@ -203,10 +203,15 @@ impl SqlDb {
                  `sqlite:PATH` (MySQL is not supported)"
             ));
         };
+        // A relative SQLite path names another file in another config folder.
+        let identity = match &target {
+            Target::Postgres(_) => url.to_owned(),
+            Target::Sqlite(o) => format!("sqlite:{}", o.get_filename().display()),
+        };
         Ok(Self {
             target,
             redacted,
-            identity: hex(digest::digest(&digest::SHA256, url.as_bytes()).as_ref()),
+            identity: hex(digest::digest(&digest::SHA256, identity.as_bytes()).as_ref()),
             max_connections: max_connections.max(1),
             timeout,
             pool: OnceCell::new(),
@@ -227,7 +232,8 @@ impl SqlDb {
         }
     }
 
-    /// A stable identity of the database (a digest of its URL; holds no secret).
+    /// A stable identity of the database (a digest of its URL, with a SQLite path resolved;
+    /// holds no secret).
     pub fn identity(&self) -> &str {
         &self.identity
     }
@@ -736,6 +742,8 @@ mod tests {
             panic!("sqlite")
         };
         assert_eq!(o.get_filename(), Path::new("/etc/registry-auth/users.db"));
+        let elsewhere = SqlDb::parse("sqlite:users.db", Path::new("/srv"), 4, DEFAULT_TIMEOUT);
+        assert_ne!(elsewhere.unwrap().identity(), db.identity());
         let db = SqlDb::parse("sqlite:///var/lib/ra.db", base, 4, DEFAULT_TIMEOUT).unwrap();
         let Target::Sqlite(o) = &db.target else {
             panic!("sqlite")

@@ -182,7 +182,10 @@ impl Authenticator {
                     Ok((AuthnOutcome::Authenticated(identity), backend))
                         if !cacheable(&identity) =>
                     {
-                        Err(Miss::Outcome(AuthnOutcome::Authenticated(identity), backend))
+                        Err(Miss::Outcome(
+                            AuthnOutcome::Authenticated(identity),
+                            backend,
+                        ))
                     }
                     Ok((AuthnOutcome::Authenticated(identity), _)) => Ok(identity),
                     Ok((other, backend)) => Err(Miss::Outcome(other, backend)),

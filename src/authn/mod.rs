@@ -54,7 +54,7 @@ pub enum IdentityKind {
     Robot(String),
     /// A user vouched for by an external backend (named); the ACL decides. Refresh tokens only
     /// when the backend gives a fingerprint and can re-check the account without its password
-    /// (`ldap_auth` with a service account); never for `ext_auth` or `http_auth`.
+    /// (`ldap_auth` with a service account, `sql_auth`); never for `ext_auth` or `http_auth`.
     External(&'static str),
 }
 

@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, LazyLock, Mutex, Once, Weak};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwapOption;
 use aws_lc_rs::digest;
@@ -24,6 +24,10 @@ use crate::config::file::AclEntrySpec;
 use crate::sql::{AclRow, SqlDb};
 
 const NAME: &str = "acl_sql";
+
+/// Without any ACL yet, requests within this long of a failed read share its error instead of
+/// each waiting for the database again.
+const FAIL_FAST: Duration = Duration::from_secs(2);
 
 /// An authorizer backend that could not decide (a 5xx). The message never holds a secret.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -78,9 +82,9 @@ struct Inner {
     db: Arc<SqlDb>,
     ttl: Duration,
     current: ArcSwapOption<AclSnapshot>,
-    /// Held while reading the table (one read at a time); holds the last problem logged, so a
-    /// persisting problem is logged once, not every `ttl`.
-    refresh: tokio::sync::Mutex<Option<String>>,
+    /// Held while reading the table (one read at a time); holds the last problem logged (so a
+    /// persisting problem is logged once, not every `ttl`) and when it was seen.
+    refresh: tokio::sync::Mutex<Option<(String, Instant)>>,
     ticker: Once,
 }
 
@@ -189,9 +193,19 @@ impl Inner {
     async fn refresh(&self, force: bool) -> Result<Arc<AclSnapshot>, AuthzBackendError> {
         let mut last_problem = self.refresh.lock().await;
         let previous = self.current.load_full();
-        if !force && let Some(p) = &previous {
-            // Another request loaded it while this one waited.
-            return Ok(p.clone());
+        if !force {
+            if let Some(p) = &previous {
+                // Another request loaded it while this one waited.
+                return Ok(p.clone());
+            }
+            if let Some((problem, at)) = last_problem.as_ref()
+                && at.elapsed() < FAIL_FAST
+            {
+                return Err(AuthzBackendError {
+                    backend: NAME,
+                    message: problem.clone(),
+                });
+            }
         }
         match self.load().await {
             Ok(snapshot) => {
@@ -212,7 +226,7 @@ impl Inner {
                 Ok(snapshot)
             }
             Err(problem) => {
-                if last_problem.as_deref() != Some(problem.as_str()) {
+                if last_problem.as_ref().map(|(p, _)| p.as_str()) != Some(problem.as_str()) {
                     match &previous {
                         Some(p) => error!(
                             database = %self.db.describe(),
@@ -226,8 +240,8 @@ impl Inner {
                              fail until this is fixed"
                         ),
                     }
-                    *last_problem = Some(problem.clone());
                 }
+                *last_problem = Some((problem.clone(), Instant::now()));
                 previous.ok_or(AuthzBackendError {
                     backend: NAME,
                     message: problem,

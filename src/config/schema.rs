@@ -18,11 +18,11 @@ use schemars::generate::SchemaSettings;
 use serde_json::{Value, json};
 
 use super::file::{
-    GithubAuthSpec, GitlabAuthSpec, GoogleAuthSpec, OidcAuthSpec, OidcTokenSpec, StoreSpec,
-};
-use super::file::{
     AclEntrySpec, AclSqlSpec, CasbinSpec, CredentialCacheSpec, ExtSpec, HttpHookSpec, LdapSpec,
     LockoutSpec, RobotSpec, ServerSpec, SqlAuthSpec, TokenSpec, UserSpec,
+};
+use super::file::{
+    GithubAuthSpec, GitlabAuthSpec, GoogleAuthSpec, OidcAuthSpec, OidcTokenSpec, StoreSpec,
 };
 
 // The top level: the sections the loader knows (a test compares this list with the loader's).

@@ -17,7 +17,11 @@ use jwt::{Expect, Jwk, JwtError, Unverified};
 /// How long discovery documents and key sets are trusted before they are fetched again.
 const CACHE_TTL: Duration = Duration::from_secs(3600);
 /// A token naming an unknown key triggers a refetch at most this often.
-const REFETCH_MIN: Duration = Duration::from_secs(10);
+const REFETCH_MIN: Duration = if cfg!(test) {
+    Duration::from_millis(50)
+} else {
+    Duration::from_secs(10)
+};
 /// Largest document accepted from a provider.
 const MAX_BODY: usize = 1 << 20;
 
@@ -256,5 +260,88 @@ impl Issuer {
             return Ok(Err(e));
         }
         Ok(parsed.check_claims(expect).map(|()| parsed))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    use axum::Router;
+    use axum::routing::get;
+    use serde_json::{Value, json};
+
+    use super::jwt::test_keys::TestKey;
+    use super::*;
+
+    #[tokio::test]
+    async fn the_key_set_is_cached_and_refetched_when_the_issuer_rotates() {
+        let old = TestKey::new("2025");
+        let new = TestKey::new("2026");
+        let served: Arc<Mutex<Value>> = Arc::new(Mutex::new(json!({"keys": [old.jwk()]})));
+        let fetches = Arc::new(AtomicUsize::new(0));
+        let app = {
+            let (served, fetches) = (served.clone(), fetches.clone());
+            Router::new().route(
+                "/jwks",
+                get(move || {
+                    fetches.fetch_add(1, Ordering::SeqCst);
+                    let body = served.lock().unwrap().clone();
+                    async move { axum::Json(body) }
+                }),
+            )
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let issuer = Issuer::new(
+            "https://ci.test",
+            http_client(Duration::from_secs(2)).unwrap(),
+            Some(Url::parse(&format!("http://{addr}/jwks")).unwrap()),
+        );
+        let now = crate::store::unix_now();
+        let claims = json!({"iss": "https://ci.test", "aud": "r", "exp": now + 60});
+        let expect = Expect {
+            issuer: "https://ci.test",
+            audience: "r",
+            nonce: None,
+            now,
+        };
+        for _ in 0..3 {
+            assert!(
+                issuer
+                    .verify(&old.sign(&claims), &expect)
+                    .await
+                    .unwrap()
+                    .is_ok()
+            );
+        }
+        assert_eq!(fetches.load(Ordering::SeqCst), 1, "cached");
+        // The issuer rotates: a token with the new key makes us fetch again (once).
+        *served.lock().unwrap() = json!({"keys": [new.jwk()]});
+        tokio::time::sleep(REFETCH_MIN * 2).await;
+        for _ in 0..3 {
+            assert!(
+                issuer
+                    .verify(&new.sign(&claims), &expect)
+                    .await
+                    .unwrap()
+                    .is_ok()
+            );
+        }
+        assert_eq!(fetches.load(Ordering::SeqCst), 2);
+        // Unknown keys do not hammer the issuer: within REFETCH_MIN, no new fetch.
+        let stranger = TestKey::new("nope");
+        for _ in 0..5 {
+            assert!(matches!(
+                issuer
+                    .verify(&stranger.sign(&claims), &expect)
+                    .await
+                    .unwrap(),
+                Err(JwtError::UnknownKey(_))
+            ));
+        }
+        assert!(fetches.load(Ordering::SeqCst) <= 3);
     }
 }

@@ -304,6 +304,8 @@ pub struct WebLogins {
     secret_path: PathBuf,
     generate_secret: bool,
     keys: OnceLock<Arc<Keys>>,
+    /// One revalidation per password at a time.
+    revalidating: moka::sync::Cache<String, Arc<tokio::sync::Mutex<()>>>,
 }
 
 /// One web login as a link of the authentication chain.
@@ -354,6 +356,9 @@ impl WebLogins {
             secret_path,
             generate_secret,
             keys: OnceLock::new(),
+            revalidating: moka::sync::Cache::builder()
+                .time_to_idle(Duration::from_secs(120))
+                .build(),
         }
     }
 
@@ -366,7 +371,14 @@ impl WebLogins {
 
     /// Reads or creates the session secret now (at start-up), so a problem is reported early.
     pub fn prepare(&self) -> Result<(), String> {
-        self.keys().map(|_| ())
+        self.keys()?;
+        let logins: Vec<&str> = self.providers.iter().map(|p| p.kind.key()).collect();
+        info!(
+            logins = %logins.join(", "),
+            store = %self.store_description,
+            "web logins enabled at <path_prefix>/"
+        );
+        Ok(())
     }
 
     /// Opens or connects to the store now, logging (not failing on) a problem.
@@ -558,64 +570,26 @@ impl WebLogins {
         if record.provider != kind.key() || record.user != account {
             return Ok(Current::NotOurs);
         }
-        let now = unix_now();
-        if record.revalidate_at <= now {
-            let Some(provider) = self.provider(kind) else {
-                // The login was removed from the configuration: its passwords go with it.
-                return Ok(Current::Gone);
-            };
-            let keys = self.keys().map_err(|e| backend_error(kind, e))?;
-            let Some(tokens) = open_tokens(keys, kind, &record.upstream) else {
-                warn!(
-                    provider = kind.key(),
-                    account,
-                    "the upstream tokens of a minted password cannot be opened (was the session secret changed?); the password is revoked"
-                );
-                self.store
-                    .delete(id)
-                    .await
-                    .map_err(|e| backend_error(kind, e))?;
-                return Ok(Current::Gone);
-            };
-            match provider.revalidate(&tokens).await {
-                Ok(Verdict::Allowed(a)) if a.user == record.user => {
-                    record.labels = a.labels;
-                    record.revalidate_at = now + provider.common.revalidate_after.as_secs();
-                    record.upstream = seal_tokens(keys, kind, &a.tokens);
-                    self.store
-                        .put(id, &record)
-                        .await
-                        .map_err(|e| backend_error(kind, e))?;
-                    info!(
-                        provider = kind.key(),
-                        account, "minted password revalidated upstream"
-                    );
-                }
-                Ok(Verdict::Allowed(_)) => {
-                    warn!(
-                        provider = kind.key(),
-                        account,
-                        "the upstream account now has another name; the password is revoked"
-                    );
-                    self.store
-                        .delete(id)
-                        .await
-                        .map_err(|e| backend_error(kind, e))?;
-                    return Ok(Current::Gone);
-                }
-                Ok(Verdict::Refused(why)) => {
-                    info!(provider = kind.key(), account, reason = %why, "minted password revoked: the upstream account is no longer allowed");
-                    self.store
-                        .delete(id)
-                        .await
-                        .map_err(|e| backend_error(kind, e))?;
-                    return Ok(Current::Gone);
-                }
-                Err(e) => {
-                    return Err(backend_error(
-                        kind,
-                        format!("cannot revalidate {account:?} upstream: {e}"),
-                    ));
+        if record.revalidate_at <= unix_now() {
+            // One revalidation per password at a time in this process; whoever waited uses the
+            // fresh record (rotating refresh tokens must not be spent twice).
+            let lock = self
+                .revalidating
+                .get_with(id.to_owned(), || Arc::new(tokio::sync::Mutex::new(())));
+            let _guard = lock.lock().await;
+            match self
+                .store
+                .get(id)
+                .await
+                .map_err(|e| backend_error(kind, e))?
+            {
+                Some(r) if r.provider == kind.key() && r.user == account => record = r,
+                _ => return Ok(Current::NotOurs),
+            }
+            if record.revalidate_at <= unix_now() {
+                match self.revalidate(kind, account, id, record).await? {
+                    Some(r) => record = r,
+                    None => return Ok(Current::Gone),
                 }
             }
         }
@@ -624,6 +598,73 @@ impl WebLogins {
             kind: IdentityKind::External(kind.key()),
             fingerprint: Some(format!("{MINTED_FINGERPRINT_PREFIX}{id}")),
         }))
+    }
+}
+
+impl WebLogins {
+    /// Re-checks the upstream account of a minted password; `None` when it is revoked.
+    async fn revalidate(
+        &self,
+        kind: ProviderKind,
+        account: &str,
+        id: &str,
+        mut record: MintedRecord,
+    ) -> Result<Option<MintedRecord>, AuthnError> {
+        let Some(provider) = self.provider(kind) else {
+            return Ok(None);
+        };
+        let keys = self.keys().map_err(|e| backend_error(kind, e))?;
+        let revoke = |why: &str| {
+            info!(provider = kind.key(), account, reason = %why, "minted password revoked");
+        };
+        let Some(tokens) = open_tokens(keys, kind, &record.upstream) else {
+            revoke(
+                "its upstream tokens cannot be opened (was server.session_secret_file changed?)",
+            );
+            self.store
+                .delete(id)
+                .await
+                .map_err(|e| backend_error(kind, e))?;
+            return Ok(None);
+        };
+        let verdict = provider.revalidate(&tokens).await.map_err(|e| {
+            backend_error(kind, format!("cannot revalidate {account:?} upstream: {e}"))
+        })?;
+        let why = match verdict {
+            Verdict::Allowed(a) if a.user == record.user => {
+                let now = unix_now();
+                record.labels = a.labels;
+                record.revalidate_at = now + provider.common.revalidate_after.as_secs();
+                record.upstream = seal_tokens(keys, kind, &a.tokens);
+                self.store
+                    .put(id, &record)
+                    .await
+                    .map_err(|e| backend_error(kind, e))?;
+                info!(
+                    provider = kind.key(),
+                    account, "minted password revalidated upstream"
+                );
+                return Ok(Some(record));
+            }
+            Verdict::Allowed(_) => "the upstream account now has another name".to_owned(),
+            Verdict::Refused(why) => why,
+        };
+        // Another replica may have revalidated meanwhile (and spent a rotating refresh token).
+        if let Some(fresh) = self
+            .store
+            .get(id)
+            .await
+            .map_err(|e| backend_error(kind, e))?
+            && fresh.revalidate_at > unix_now()
+        {
+            return Ok(Some(fresh));
+        }
+        revoke(&format!("the upstream account is no longer allowed: {why}"));
+        self.store
+            .delete(id)
+            .await
+            .map_err(|e| backend_error(kind, e))?;
+        Ok(None)
     }
 }
 

@@ -45,6 +45,6 @@ mod sql;
 mod token_endpoint;
 mod webhooks;
 mod weblogin;
-mod weblogin_oidc;
 mod weblogin_browser;
+mod weblogin_oidc;
 mod weblogin_stores;

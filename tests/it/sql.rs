@@ -10,6 +10,9 @@
 //!   `cache_ttl`, a broken row keeping the previous ACL and logged with its `seq`;
 //! * PostgreSQL stopped mid-run: logins that need it get a 5xx while the kept ACL still
 //!   answers; PostgreSQL started again: logins work without restarting registry-auth;
+//! * docker_auth's xorm tables copied with the README's SQL (users, Go-cased ACL JSON);
+//! * TLS to PostgreSQL (`sslmode=verify-full` with a test CA; an unknown CA refused) and a unix
+//!   socket (`host=`);
 //! * the database password never reaches the server's log or the CLI's output.
 
 use std::fs;
@@ -91,6 +94,7 @@ impl Postgres {
         std::os::unix::fs::chown(&pwfile, Some(uid), Some(gid)).unwrap();
         let log = dir.path().join("postgres.log");
         fs::write(&log, "").unwrap();
+        write_tls_pki(dir.path(), uid, gid);
         let mut cmd = Command::new(bin.join("initdb"));
         cmd.args(["-D"])
             .arg(dir.path().join("data"))
@@ -136,7 +140,24 @@ impl Postgres {
                 "unix_socket_directories={}",
                 self.dir.path().display()
             ))
-            .args(["-c", "fsync=off", "-c", "max_connections=30"])
+            .args([
+                "-c",
+                "fsync=off",
+                "-c",
+                "max_connections=30",
+                "-c",
+                "ssl=on",
+            ])
+            .arg("-c")
+            .arg(format!(
+                "ssl_cert_file={}",
+                self.dir.path().join("tls.crt").display()
+            ))
+            .arg("-c")
+            .arg(format!(
+                "ssl_key_file={}",
+                self.dir.path().join("tls.key").display()
+            ))
             .env("LC_ALL", "C")
             .current_dir(self.dir.path())
             .stdin(Stdio::null())
@@ -196,6 +217,45 @@ impl Postgres {
             "postgres://postgres:{PG_PASSWORD}@127.0.0.1:{}/postgres",
             self.port
         )
+    }
+}
+
+/// A test CA (`ca.pem`) and a server certificate for `localhost` signed by it (`tls.crt`,
+/// `tls.key`, owned by `postgres`, as PostgreSQL requires of its key).
+fn write_tls_pki(dir: &Path, uid: u32, gid: u32) {
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
+        KeyPair, KeyUsagePurpose,
+    };
+    let ca_key = KeyPair::generate().expect("CA key");
+    let mut ca = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca.distinguished_name
+        .push(DnType::CommonName, "registry-auth it PostgreSQL CA");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let ca_cert = ca.self_signed(&ca_key).expect("self-sign CA");
+    let issuer = Issuer::new(ca, &ca_key);
+    let leaf_key = KeyPair::generate().expect("leaf key");
+    let mut leaf = CertificateParams::new(vec!["localhost".to_owned()]).expect("leaf params");
+    leaf.distinguished_name
+        .push(DnType::CommonName, "localhost");
+    leaf.is_ca = IsCa::ExplicitNoCa;
+    leaf.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let leaf_cert = leaf.signed_by(&leaf_key, &issuer).expect("sign leaf");
+    fs::write(dir.join("ca.pem"), ca_cert.pem()).unwrap();
+    for (name, text) in [
+        ("tls.crt", leaf_cert.pem()),
+        ("tls.key", leaf_key.serialize_pem()),
+    ] {
+        let path = dir.join(name);
+        fs::write(&path, text).unwrap();
+        std::os::unix::fs::chown(&path, Some(uid), Some(gid)).unwrap();
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .unwrap();
     }
 }
 
@@ -645,6 +705,98 @@ fn sql_users_and_acl_on_postgresql() {
         "registry_auth_acl,registry_auth_schema,registry_auth_users"
     );
     migrate_from_xorm(port, dir.path());
+    connection_variants(&pg);
+}
+
+/// TLS (`sslmode=verify-full` against the cluster's test CA, through rustls) and a unix socket
+/// (`host=` the socket directory); a server the CA does not vouch for is refused.
+fn connection_variants(pg: &Postgres) {
+    let pgdir = pg.dir.path();
+    let ca = pgdir.join("ca.pem");
+    for (what, url, works) in [
+        (
+            "TLS, verified",
+            format!(
+                "postgres://postgres:{PG_PASSWORD}@localhost:{}/postgres?sslmode=verify-full&sslrootcert={}",
+                pg.port,
+                ca.display()
+            ),
+            true,
+        ),
+        (
+            "TLS, unknown CA",
+            format!(
+                "postgres://postgres:{PG_PASSWORD}@localhost:{}/postgres?sslmode=verify-full",
+                pg.port
+            ),
+            false,
+        ),
+        (
+            "unix socket",
+            format!(
+                "postgres://postgres:{PG_PASSWORD}@localhost:{}/postgres?host={}",
+                pg.port,
+                pgdir.display()
+            ),
+            true,
+        ),
+    ] {
+        let dir = tempdir("ra-it-sql-conn-");
+        let config = write_config(dir.path(), &url);
+        let out = cli(
+            &["users", "list", "--config", config.to_str().unwrap()],
+            None,
+        );
+        assert_eq!(out.success(), works, "{what}\n{}", out.describe());
+        assert!(
+            !out.combined().contains(PG_PASSWORD),
+            "{what}: password shown"
+        );
+        if works {
+            assert!(out.stdout.contains("dave"), "{what}\n{}", out.describe());
+        } else {
+            assert!(
+                out.stderr
+                    .contains("invalid peer certificate: UnknownIssuer"),
+                "{what}\n{}",
+                out.describe()
+            );
+        }
+    }
+    // An account without DDL rights (PostgreSQL 15: no CREATE on `public`) and with only SELECT
+    // works once the schema is applied: start-up reads registry_auth_schema only.
+    psql(
+        pg.port,
+        "CREATE ROLE reader LOGIN PASSWORD 'reader-pw-1'; GRANT SELECT ON registry_auth_schema, \
+         registry_auth_users, registry_auth_acl TO reader;",
+    );
+    let dir = tempdir("ra-it-sql-conn-");
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "postgres://reader:reader-pw-1@127.0.0.1:{}/postgres",
+            pg.port
+        ),
+    );
+    let c = config.to_str().unwrap();
+    let out = cli_ok(&["users", "list", "--config", c], None);
+    assert!(out.stdout.contains("dave"), "{}", out.describe());
+    cli_ok(&["acl", "list", "--config", c], None);
+    let denied = cli(
+        &["users", "add", "--config", c, "frank"],
+        Some("frank-pass\n"),
+    );
+    assert!(
+        !denied.success() && denied.stderr.contains("permission denied"),
+        "{}",
+        denied.describe()
+    );
+    // psql confirms the server speaks TLS.
+    let ssl = psql(
+        pg.port,
+        "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+    );
+    assert_eq!(ssl.stdout.trim(), "t", "psql negotiated TLS by default");
 }
 
 /// The README's SQL (section "SQL users and ACL", "From docker_auth's xorm_auth/acl_xorm"),

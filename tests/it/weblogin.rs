@@ -405,10 +405,18 @@ fn gitlab_groups_allowed_groups_and_token_refresh_on_revalidation() {
     let page = b.get(&callback);
     assert_eq!(page.status, 403, "{}", page.body);
 
-    // After revalidate_after, with the access token expired: refreshed, re-checked, accepted.
+    // After revalidate_after, with the access token expired: refreshed (GitLab rotates refresh
+    // tokens: concurrent requests must not spend it twice), re-checked, accepted.
     sleep(Duration::from_millis(2100));
-    let r = s.token("alice", &alice.password, scope);
-    assert_eq!(r.status, 200, "{r:?}\n{}", s.diagnostics());
+    std::thread::scope(|scope_| {
+        let runs: Vec<_> = (0..6)
+            .map(|_| scope_.spawn(|| s.token("alice", &alice.password, scope)))
+            .collect();
+        for run in runs {
+            let r = run.join().unwrap();
+            assert_eq!(r.status, 200, "{r:?}\n{}", s.diagnostics());
+        }
+    });
     // Blocked upstream: refused at the next revalidation.
     gl.block("alice");
     sleep(Duration::from_millis(1100));

@@ -886,3 +886,170 @@ pub(super) fn chain_links(
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::config::{Config, ConfigError, ConfigIssue, parse};
+
+    const TOKEN: &str =
+        "token: {issuer: it, generate: true, certificate: k/t.crt, key: k/t.key}\nacl: []\n";
+
+    fn load(dir: &Path, body: &str) -> Result<Config, ConfigError> {
+        parse(&format!("{TOKEN}{body}"), &dir.join("c.yml"))
+    }
+
+    fn issues(dir: &Path, body: &str) -> Vec<ConfigIssue> {
+        match load(dir, body) {
+            Ok(_) => panic!("accepted:\n{body}"),
+            Err(ConfigError::Invalid { issues, .. }) => issues,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    fn has(issues: &[ConfigIssue], path: &str, text: &str) {
+        assert!(
+            issues
+                .iter()
+                .any(|i| i.path == path && i.message.contains(text)),
+            "no issue at {path} containing {text:?}: {issues:#?}"
+        );
+    }
+
+    #[test]
+    fn a_full_web_configuration_loads_in_docker_auths_order() {
+        let d = tempfile::tempdir().unwrap();
+        let c = load(
+            d.path(),
+            "github_auth: {organization: acme, client_id: id, client_secret: s, \
+             github_web_uri: http://127.0.0.1:1, github_api_uri: http://127.0.0.1:1/api/v3}\n\
+             gitlab_auth: {client_id: id, client_secret: s, organization: acme, \
+             allowed_groups: [acme/platform]}\n\
+             oidc_auth: {issuer: https://login.example.com, client_id: id, client_secret: s, \
+             labels_claims: [groups], redirect_url: https://auth.example.com/oidc_auth}\n\
+             google_auth: {domain: acme.com, client_id: id, client_secret: s}\n\
+             oidc_tokens:\n  - {issuer: https://ci.example.com, audience: registry}\n\
+             store: {type: redis, url: \"redis://:pw@127.0.0.1:6379/1\"}\n",
+        )
+        .unwrap();
+        let names: Vec<&str> = c.authn_order.iter().map(|b| b.name()).collect();
+        assert_eq!(
+            names,
+            [
+                "google_auth",
+                "github_auth",
+                "oidc_auth",
+                "gitlab_auth",
+                "oidc_tokens"
+            ]
+        );
+        let web = c.web_logins.unwrap();
+        assert_eq!(web.providers().len(), 4);
+        assert_eq!(web.store_description(), "redis (127.0.0.1:6379)");
+    }
+
+    #[test]
+    fn mistakes_are_reported_with_their_paths() {
+        let d = tempfile::tempdir().unwrap();
+        let i = issues(
+            d.path(),
+            "github_auth: {client_secret: s, client_secret_file: f, organisation: acme}\n",
+        );
+        has(&i, "github_auth.organisation", "organization");
+        let i = issues(
+            d.path(),
+            "github_auth: {client_secret: s, client_secret_file: f}\n",
+        );
+        has(&i, "github_auth.client_id", "missing");
+        has(&i, "github_auth.client_secret_file", "not both");
+        let i = issues(
+            d.path(),
+            "oidc_auth: {client_id: a, client_secret: b, redirect_url: https://x/callback}\n",
+        );
+        has(&i, "oidc_auth.issuer", "missing");
+        has(&i, "oidc_auth.redirect_url", "/oidc_auth");
+        let i = issues(
+            d.path(),
+            "gitlab_auth: {client_id: a, client_secret: b, grant_type: password, revalidate_after: soon}\n",
+        );
+        has(&i, "gitlab_auth.grant_type", "authorization_code");
+        let i = issues(
+            d.path(),
+            "oidc_tokens: [{issuer: https://ci.example.com}]\n",
+        );
+        has(&i, "oidc_tokens[0].audience", "missing");
+        let i = issues(d.path(), "store: {type: redis}\n");
+        has(&i, "store", "no web login");
+        let i = issues(
+            d.path(),
+            "github_auth: {client_id: a, client_secret: b}\nstore: {type: postgres, path: x}\n",
+        );
+        has(&i, "store.path", "url");
+        let i = issues(
+            d.path(),
+            "github_auth: {client_id: a, client_secret: b, gcs_token_db: {bucket: x}}\n",
+        );
+        has(&i, "github_auth.gcs_token_db", "not supported");
+        let i = issues(
+            d.path(),
+            "github_auth: {client_id: a, client_secret: b}\nserver: {session_secret_file: nope}\n",
+        );
+        has(&i, "server.session_secret_file", "does not exist");
+        let i = issues(
+            d.path(),
+            "github_auth: {client_id: a, client_secret: b}\nauthn_order: [oidc_auth]\n",
+        );
+        has(&i, "authn_order[0]", "oidc_auth");
+        has(&i, "authn_order", "github_auth");
+    }
+
+    #[test]
+    fn docker_auth_token_dbs_map_onto_the_store() {
+        let d = tempfile::tempdir().unwrap();
+        let c = load(
+            d.path(),
+            "github_auth: {client_id: a, client_secret: b, level_token_db: {path: /data/tokens, token_hash_cost: 5}}\n",
+        )
+        .unwrap();
+        let web = c.web_logins.unwrap();
+        assert!(
+            web.store_description().starts_with("embedded (")
+                && web.store_description().ends_with("passwords.db)"),
+            "{}",
+            web.store_description()
+        );
+        let c = load(
+            d.path(),
+            "github_auth: {client_id: a, client_secret: b, redis_token_db: {redis_options: \
+             {addr: \"127.0.0.1:6380\", password: \"p@ss\", db: 2, dial_timeout: 5}}}\n\
+             gitlab_auth: {client_id: a, client_secret: b, redis_token_db: {redis_options: \
+             {addr: \"127.0.0.1:6380\", password: \"p@ss\", db: 2}}}\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.web_logins.unwrap().store_description(),
+            "redis (127.0.0.1:6380)"
+        );
+        let i = issues(
+            d.path(),
+            "github_auth: {client_id: a, client_secret: b, redis_token_db: {redis_options: {addr: \"h:1\"}}}\n\
+             gitlab_auth: {client_id: a, client_secret: b, level_token_db: {path: x}}\n",
+        );
+        assert!(i.iter().any(|x| x.message.contains("one store")), "{i:#?}");
+        let i = issues(
+            d.path(),
+            "github_auth: {client_id: a, client_secret: b, redis_token_db: {redis_cluster_options: {addrs: [a]}}}\n",
+        );
+        has(
+            &i,
+            "github_auth.redis_token_db.redis_cluster_options",
+            "Cluster",
+        );
+        let i = issues(
+            d.path(),
+            "github_auth: {client_id: a, client_secret: b, level_token_db: {path: x}}\nstore: {type: embedded}\n",
+        );
+        has(&i, "github_auth.level_token_db", "keep only `store`");
+    }
+}
