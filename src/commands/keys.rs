@@ -1,6 +1,6 @@
 //! `registry-auth hash-password` and `registry-auth gen-keys`.
 
-use std::io::{self, BufRead, IsTerminal, Write};
+use std::io::{self, Write};
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -8,25 +8,7 @@ use anyhow::{Context, Result, bail};
 use registry_auth::token::{self, KeyKind, SigningKey};
 
 pub(crate) fn hash_password(cost: u32) -> Result<ExitCode> {
-    let stdin = io::stdin();
-    let password = if stdin.is_terminal() {
-        let first = rpassword::prompt_password("Password: ").context("while reading")?;
-        let second = rpassword::prompt_password("Again: ").context("while reading")?;
-        if first != second {
-            bail!("the passwords differ");
-        }
-        first
-    } else {
-        let mut line = String::new();
-        stdin
-            .lock()
-            .read_line(&mut line)
-            .context("while reading stdin")?;
-        line.trim_end_matches(['\n', '\r']).to_owned()
-    };
-    if password.is_empty() {
-        bail!("empty password; registry-auth never accepts an empty password");
-    }
+    let password = super::sql::read_new_password()?;
     let hash = bcrypt::hash(&password, cost).context("while hashing")?;
     writeln!(io::stdout(), "{hash}")?;
     Ok(ExitCode::SUCCESS)

@@ -54,7 +54,7 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 }
 
 /// A new password from stdin (one line) or, on a terminal, prompted for twice.
-fn read_new_password() -> Result<String> {
+pub(crate) fn read_new_password() -> Result<String> {
     let stdin = io::stdin();
     let password = if stdin.is_terminal() {
         let first = rpassword::prompt_password("Password: ").context("while reading")?;
