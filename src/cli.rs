@@ -71,8 +71,8 @@ pub enum Command {
     },
     /// Print a bcrypt hash of a password read from stdin (or prompted for on a terminal).
     HashPassword {
-        /// bcrypt cost (4–31). Each +1 doubles the work per login.
-        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(4..=31))]
+        /// bcrypt cost (4–16). Each +1 doubles the work per login.
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(4..=16))]
         cost: u32,
     },
     /// Create a signing key and a self-signed certificate for `token.key`/`token.certificate`.
@@ -166,7 +166,7 @@ pub enum RobotCommand {
         #[arg(long)]
         expires: Option<String>,
         /// bcrypt cost of the stored hash.
-        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(4..=31))]
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(4..=16))]
         cost: u32,
     },
 }
@@ -219,8 +219,8 @@ pub enum UsersCommand {
         /// --labels team=ops`).
         #[arg(long = "labels", value_name = "KEY=VALUE")]
         labels: Vec<String>,
-        /// bcrypt cost (4–31).
-        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(4..=31))]
+        /// bcrypt cost (4–16).
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(4..=16))]
         cost: u32,
     },
     /// Remove a user (their refresh tokens stop working too).
@@ -238,8 +238,8 @@ pub enum UsersCommand {
         config: PathBuf,
         /// The user name.
         name: String,
-        /// bcrypt cost (4–31).
-        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(4..=31))]
+        /// bcrypt cost (4–16).
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(4..=16))]
         cost: u32,
     },
     /// List the users and their labels (never the hashes).

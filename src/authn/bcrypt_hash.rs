@@ -1,6 +1,11 @@
 //! Shape check of stored bcrypt hashes, done at config load so a bad hash is reported with its
 //! YAML path instead of failing every login.
 
+/// The highest bcrypt cost accepted: above it a single check takes seconds (a cost-31 hash would
+/// stall config loading for days, since unknown users are checked against a dummy hash of the
+/// highest configured cost).
+pub const MAX_COST: u32 = 16;
+
 /// Why a string is not a usable bcrypt hash.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BcryptHashError {
@@ -13,12 +18,15 @@ pub enum BcryptHashError {
          `registry-auth hash-password`"
     )]
     Malformed,
-    /// The cost is outside bcrypt's range.
-    #[error("bcrypt cost {0} is out of range (4 to 31)")]
+    /// The cost is outside the accepted range.
+    #[error(
+        "bcrypt cost {0} is out of range: use 4 to 16 (every login costs 2^cost rounds; 10 to 12 \
+         is usual, and 31 would take days per check)"
+    )]
     Cost(u32),
 }
 
-/// Checks that `hash` is a bcrypt hash (`$2a$`, `$2b$`, `$2x$` or `$2y$`, cost 4–31, 53 chars of
+/// Checks that `hash` is a bcrypt hash (`$2a$`, `$2b$`, `$2x$` or `$2y$`, cost 4–16, 53 chars of
 /// salt and digest). Never logs or returns the hash itself.
 pub fn check_bcrypt_hash(hash: &str) -> Result<(), BcryptHashError> {
     if hash.starts_with("$apr1$") {
@@ -42,7 +50,7 @@ pub fn check_bcrypt_hash(hash: &str) -> Result<(), BcryptHashError> {
         return Err(BcryptHashError::Malformed);
     }
     let cost: u32 = hash[4..6].parse().map_err(|_| BcryptHashError::Malformed)?;
-    if !(4..=31).contains(&cost) {
+    if !(4..=MAX_COST).contains(&cost) {
         return Err(BcryptHashError::Cost(cost));
     }
     if !bytes[7..]
@@ -81,6 +89,14 @@ mod tests {
         assert_eq!(
             check_bcrypt_hash("$2y$03$4Fo6EfWTzFbe6f5Vn1Ox6OhDd0.xzsOtZ9gIuyDcUGBjZ2IyfqHwW"),
             Err(BcryptHashError::Cost(3))
+        );
+        assert_eq!(
+            check_bcrypt_hash("$2y$31$4Fo6EfWTzFbe6f5Vn1Ox6OhDd0.xzsOtZ9gIuyDcUGBjZ2IyfqHwW"),
+            Err(BcryptHashError::Cost(31))
+        );
+        assert_eq!(
+            check_bcrypt_hash("$2y$16$4Fo6EfWTzFbe6f5Vn1Ox6OhDd0.xzsOtZ9gIuyDcUGBjZ2IyfqHwW"),
+            Ok(())
         );
         assert_eq!(
             check_bcrypt_hash("$2y$05$4Fo6EfWTzFbe6f5Vn1Ox6OhDd0.xzsOtZ9gIuyDcUGBjZ2IyfqH!W"),
