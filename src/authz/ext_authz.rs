@@ -87,15 +87,7 @@ impl ExtAuthz {
                         "exit 0 with output that is not `{{\"actions\": [...]}}` JSON: {e}"
                     ))
                 })?;
-                let mut granted: Vec<String> = req
-                    .actions
-                    .iter()
-                    .filter(|a| out.actions.contains(a))
-                    .cloned()
-                    .collect();
-                granted.sort();
-                granted.dedup();
-                Ok(Some(granted))
+                Ok(Some(super::requested_subset(req.actions, &out.actions)))
             }
             1 => Ok(Some(Vec::new())),
             2 => Ok(None),

@@ -80,12 +80,7 @@ impl HttpAuthz {
             Verdict::Deny => Vec::new(),
             Verdict::Allow => match answer.actions {
                 None => req.actions.to_vec(),
-                Some(allowed) => req
-                    .actions
-                    .iter()
-                    .filter(|a| allowed.contains(a))
-                    .cloned()
-                    .collect(),
+                Some(allowed) => super::requested_subset(req.actions, &allowed),
             },
         };
         granted.sort();

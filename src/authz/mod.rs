@@ -86,3 +86,16 @@ pub use casbin::{CasbinAuthz, ip_match, label_match};
 pub use ext_authz::{ExtAuthz, ExtAuthzError};
 pub use grants::ScopeGrants;
 pub use http_authz::HttpAuthz;
+
+/// The requested actions an external authorizer allowed, sorted and deduplicated: an
+/// authorizer can only ever narrow a request, never add to it.
+pub(crate) fn requested_subset(requested: &[String], allowed: &[String]) -> Vec<String> {
+    let mut granted: Vec<String> = requested
+        .iter()
+        .filter(|a| allowed.contains(a))
+        .cloned()
+        .collect();
+    granted.sort();
+    granted.dedup();
+    granted
+}
