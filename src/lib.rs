@@ -19,6 +19,7 @@
 
 pub mod authn;
 pub mod authz;
+pub mod breaker;
 pub mod cli;
 pub mod client_tls;
 pub mod config;

@@ -25,6 +25,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
 use sqlx::{Executor as _, Row as _};
 use tokio::sync::OnceCell;
 
+use crate::breaker::{Breaker, Outcome};
+
 /// Default most connections per database.
 pub const DEFAULT_MAX_CONNECTIONS: u32 = 4;
 /// Default time allowed for connecting and for each query.
@@ -117,6 +119,8 @@ pub struct SqlDb {
     pool: OnceCell<Pool>,
     /// Migrations applied when the pool was created (reported by [`SqlDb::migrate`]).
     applied_at_connect: std::sync::Mutex<Vec<Migration>>,
+    /// Fails calls fast while a PostgreSQL server cannot be reached.
+    breaker: Breaker,
 }
 
 impl fmt::Debug for SqlDb {
@@ -216,6 +220,7 @@ impl SqlDb {
             timeout,
             pool: OnceCell::new(),
             applied_at_connect: std::sync::Mutex::new(Vec::new()),
+            breaker: Breaker::default(),
         })
     }
 
@@ -259,18 +264,33 @@ impl SqlDb {
         what: &str,
         fut: impl Future<Output = Result<T, sqlx::Error>>,
     ) -> Result<T, SqlError> {
-        match tokio::time::timeout(self.timeout, fut).await {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(SqlError::new(format!(
-                "{what} on {}: {}",
-                self.redacted,
-                describe_sqlx_error(&e)
-            ))),
-            Err(_) => Err(SqlError::new(format!(
-                "{what} on {}: no answer within {:?}",
-                self.redacted, self.timeout
-            ))),
-        }
+        let remote = matches!(self.target, Target::Postgres(_));
+        let permit = self
+            .breaker
+            .admit()
+            .map_err(|refused| SqlError::new(format!("{what} on {}: {refused}", self.redacted)))?;
+        let (result, outcome) = match tokio::time::timeout(self.timeout, fut).await {
+            Ok(Ok(v)) => (Ok(v), Outcome::Reached),
+            Ok(Err(e)) => (
+                Err(SqlError::new(format!(
+                    "{what} on {}: {}",
+                    self.redacted,
+                    describe_sqlx_error(&e)
+                ))),
+                reach_of(&e),
+            ),
+            Err(_) => (
+                Err(SqlError::new(format!(
+                    "{what} on {}: no answer within {:?}",
+                    self.redacted, self.timeout
+                ))),
+                Outcome::Unreachable,
+            ),
+        };
+        // A local SQLite file has no server to wait for.
+        let outcome = if remote { outcome } else { Outcome::Reached };
+        self.breaker.record(permit, outcome);
+        result
     }
 
     /// The pool, connected and migrated on first use. A failure leaves nothing behind: the next
@@ -611,6 +631,18 @@ fn compare(wanted: &[Migration], applied: &[(i64, String)]) -> Result<Vec<Migrat
         );
     }
     Ok(todo)
+}
+
+/// Whether a sqlx error means the server could not be reached (for the [`Breaker`]).
+pub(crate) fn reach_of(e: &sqlx::Error) -> Outcome {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => Outcome::Unreachable,
+        _ => Outcome::Reached,
+    }
 }
 
 /// A sqlx error, without anything that could hold the URL.

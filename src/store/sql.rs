@@ -23,6 +23,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use tokio::sync::OnceCell;
 
 use super::{StoreError, unix_now};
+use crate::breaker::{Breaker, Outcome};
+use crate::sql::reach_of;
 
 const TABLE: &str = "registry_auth_minted_passwords";
 /// Time allowed for connecting and for one query.
@@ -68,6 +70,8 @@ pub(super) struct SqlStore {
     target: Option<Target>,
     pool: OnceCell<Pool>,
     last_sweep: AtomicU64,
+    /// Fails calls fast while the PostgreSQL server cannot be reached.
+    breaker: Breaker,
 }
 
 impl std::fmt::Debug for SqlStore {
@@ -95,6 +99,7 @@ impl SqlStore {
             target: Some(Target::Sqlite(Box::new(options))),
             pool: OnceCell::new(),
             last_sweep: AtomicU64::new(0),
+            breaker: Breaker::default(),
         }
     }
 
@@ -107,6 +112,7 @@ impl SqlStore {
                 .map(|o| Target::Postgres(Box::new(o.application_name("registry-auth")))),
             pool: OnceCell::new(),
             last_sweep: AtomicU64::new(0),
+            breaker: Breaker::default(),
         }
     }
 
@@ -119,11 +125,23 @@ impl SqlStore {
         what: &str,
         fut: impl Future<Output = Result<T, sqlx::Error>>,
     ) -> Result<T, StoreError> {
-        match tokio::time::timeout(TIMEOUT, fut).await {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(err(self.backend, what, describe(&e))),
-            Err(_) => Err(err(self.backend, what, "no answer within 5 s")),
-        }
+        let permit = self
+            .breaker
+            .admit()
+            .map_err(|refused| err(self.backend, what, refused))?;
+        let (result, outcome) = match tokio::time::timeout(TIMEOUT, fut).await {
+            Ok(Ok(v)) => (Ok(v), Outcome::Reached),
+            Ok(Err(e)) => (Err(err(self.backend, what, describe(&e))), reach_of(&e)),
+            Err(_) => (
+                Err(err(self.backend, what, "no answer within 5 s")),
+                Outcome::Unreachable,
+            ),
+        };
+        // A local SQLite file has no server to wait for.
+        let remote = matches!(self.target, Some(Target::Postgres(_)));
+        self.breaker
+            .record(permit, if remote { outcome } else { Outcome::Reached });
+        result
     }
 
     async fn pool(&self) -> Result<&Pool, StoreError> {

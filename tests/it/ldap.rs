@@ -39,7 +39,7 @@ const ADMIN_DN: &str = "cn=admin,dc=example,dc=com";
 const SVC_DN: &str = "cn=registry-auth,ou=services,dc=example,dc=com";
 
 /// An OpenLDAP server of one test.
-struct Slapd {
+pub(crate) struct Slapd {
     conf: PathBuf,
     /// slapd's stderr at log level `stats` (every connection, BIND and SEARCH), across restarts.
     log: PathBuf,
@@ -51,7 +51,7 @@ struct Slapd {
 }
 
 /// PEM files of a test CA and a leaf for 127.0.0.1.
-struct Pki {
+pub(crate) struct Pki {
     ca: PathBuf,
     cert: PathBuf,
     key: PathBuf,
@@ -93,7 +93,7 @@ impl Pki {
 impl Slapd {
     /// Configures, seeds (`slapadd`) and starts slapd, then adds `groups_ldif` with `ldapadd`
     /// (through the server, so the memberof overlay fills `memberOf`).
-    fn start(dir: &Path, tls: Option<&Pki>, seed: &str, groups_ldif: &str) -> Self {
+    pub(crate) fn start(dir: &Path, tls: Option<&Pki>, seed: &str, groups_ldif: &str) -> Self {
         require_tool("slapd");
         require_tool("slapadd");
         require_tool("ldapadd");
@@ -152,12 +152,12 @@ impl Slapd {
         slapd
     }
 
-    fn addr(&self) -> String {
+    pub(crate) fn addr(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
 
     /// Runs slapd in the foreground (`-d stats`: its log on stderr) and waits for its port.
-    fn launch(&mut self) {
+    pub(crate) fn launch(&mut self) {
         let mut urls = format!("ldap://127.0.0.1:{}/", self.port);
         if let Some(p) = self.ldaps_port {
             urls.push_str(&format!(" ldaps://127.0.0.1:{p}/"));
@@ -210,6 +210,13 @@ impl Slapd {
         }
     }
 
+    /// SIGKILL (a crash); `launch` starts it again on the same database.
+    pub(crate) fn kill(&mut self) {
+        if let Some(mut g) = self.guard.take() {
+            g.kill();
+        }
+    }
+
     /// `ldapadd`/`ldapdelete`/`ldapmodify` as the directory manager.
     fn ldap_tool(&self, tool: &str, args: &[&str], input: Option<&str>) {
         let out = proc::run(
@@ -245,7 +252,7 @@ impl Drop for Slapd {
 }
 
 /// A user entry under `ou=people`.
-fn person(uid: &str, ou: &str, password: &str) -> String {
+pub(crate) fn person(uid: &str, ou: &str, password: &str) -> String {
     format!(
         "dn: uid={uid},ou={ou},ou=people,{SUFFIX}\nobjectClass: inetOrgPerson\nuid: {uid}\n\
          cn: {uid}\nsn: {uid}\nuserPassword: {password}\n\n"
@@ -262,7 +269,7 @@ fn group(cn: &str, members: &[&str]) -> String {
 }
 
 /// Base entries, the service account and the people; `svc_pw` is the service account's.
-fn seed(svc_pw: &str, people: &str) -> String {
+pub(crate) fn seed(svc_pw: &str, people: &str) -> String {
     format!(
         "dn: {SUFFIX}\nobjectClass: dcObject\nobjectClass: organization\no: Example\ndc: example\n\n\
          dn: ou=people,{SUFFIX}\nobjectClass: organizationalUnit\nou: people\n\n\
@@ -292,7 +299,7 @@ const ACL: &str = r#"acl:
 "#;
 
 /// The `ldap_auth:` section.
-fn ldap_yaml(addr: &str, extra: &str, svc_pw_file: &Path) -> String {
+pub(crate) fn ldap_yaml(addr: &str, extra: &str, svc_pw_file: &Path) -> String {
     format!(
         "ldap_auth:\n  addr: {addr}\n  bind_dn: {}\n  bind_password_file: {}\n  base: {}\n  \
          filter: \"(&(objectClass=inetOrgPerson)(uid=${{account}}))\"\n  labels:\n    groups:\n      \
@@ -304,7 +311,7 @@ fn ldap_yaml(addr: &str, extra: &str, svc_pw_file: &Path) -> String {
 }
 
 /// `server`, `token` (refresh tokens on), a local user `carol`, then `rest`.
-fn config(keys: &KeyFiles, root: &Path, carol_pw: &str, rest: &str) -> String {
+pub(crate) fn config(keys: &KeyFiles, root: &Path, carol_pw: &str, rest: &str) -> String {
     fs::write(
         root.join("refresh.secret"),
         format!("{}\n", image::random_hex(24)),

@@ -31,6 +31,7 @@ mod acl_matrix;
 mod bad_input;
 mod casbin;
 mod config_errors;
+mod faults;
 mod identity_tokens;
 mod key_modes;
 mod ldap;

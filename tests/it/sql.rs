@@ -164,7 +164,9 @@ impl Postgres {
             .stdout(logf.try_clone().unwrap())
             .stderr(logf)
             .uid(self.uid)
-            .gid(self.gid);
+            .gid(self.gid)
+            // Its own process group, so `kill_all` reaches the postmaster and its children.
+            .process_group(0);
         let child = cmd.spawn().expect("start postgres");
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -210,6 +212,37 @@ impl Postgres {
         }
         let _ = child.kill();
         let _ = child.wait();
+    }
+
+    /// SIGKILL to the postmaster and every backend at once (a crash, or the OOM killer taking
+    /// the container); `restart` then runs crash recovery from the WAL.
+    pub(crate) fn kill_all(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", child.id())])
+            .status();
+        let _ = child.wait();
+        // Backends of the group are not our children: wait until the group is gone.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            let alive = Command::new("kill")
+                .args(["-0", "--", &format!("-{}", child.id())])
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            if !alive {
+                return;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        panic!("postgres processes survived SIGKILL for 10 s");
+    }
+
+    /// Starts the cluster again (after `kill_all`), on the same port and data.
+    pub(crate) fn restart(&mut self) {
+        self.start();
     }
 
     pub(crate) fn url(&self) -> String {

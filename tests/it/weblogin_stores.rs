@@ -5,76 +5,16 @@
 //! open with the shared secret), and signing out on one revokes it on both.
 
 use std::fs;
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::thread::sleep;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::common::clients::Outcome;
 use crate::common::idp::{Browserless, FakeGithub, GhUser};
 use crate::common::keys::yaml_str;
-use crate::common::proc::{ChildGuard, StopMode, free_port, require_tool, tail};
+use crate::common::proc::free_port;
+use crate::common::redis::{Persistence, Redis};
 use crate::common::stack::tempdir;
 use crate::common::webstack::{CLIENT_ID, CLIENT_SECRET, WebStack, login_at_fake};
-
-const REDIS_PASSWORD: &str = "redis-Secret-51c2";
-
-/// A redis-server of its own (no persistence, password required).
-struct Redis {
-    port: u16,
-    log: PathBuf,
-    _guard: ChildGuard,
-    _dir: tempfile::TempDir,
-}
-
-impl Redis {
-    fn start() -> Self {
-        let bin = require_tool("redis-server");
-        let dir = tempdir("ra-it-redis");
-        let log = dir.path().join("redis.log");
-        let port = free_port();
-        let child = Command::new(bin)
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .args(["--requirepass", REDIS_PASSWORD])
-            .arg("--dir")
-            .arg(dir.path())
-            .arg("--logfile")
-            .arg(&log)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start redis-server");
-        let mut guard = ChildGuard::new("redis-server", child, StopMode::Kill);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let text = fs::read_to_string(&log).unwrap_or_default();
-            if text.contains("Ready to accept connections") {
-                break;
-            }
-            if let Some(status) = guard.try_wait() {
-                panic!("redis-server exited with {status}:\n{}", tail(&log, 20));
-            }
-            assert!(
-                Instant::now() < deadline,
-                "redis-server did not start:\n{}",
-                tail(&log, 20)
-            );
-            sleep(Duration::from_millis(50));
-        }
-        Self {
-            port,
-            log,
-            _guard: guard,
-            _dir: dir,
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("redis://:{REDIS_PASSWORD}@127.0.0.1:{}/3", self.port)
-    }
-}
 
 const ACL: &str = r#"  - match: {labels: {teams: platform}, name: "platform/**"}
     actions: [pull, push]
@@ -157,27 +97,12 @@ fn two_replicas(store_yaml: &str, dump: &dyn Fn() -> String) {
 
 #[test]
 fn redis_store_shared_by_two_replicas() {
-    let redis = Redis::start();
-    let port = redis.port.to_string();
-    let cli = |args: &[&str]| {
-        let mut cmd = Command::new(require_tool("redis-cli"));
-        cmd.args([
-            "-p",
-            &port,
-            "-a",
-            REDIS_PASSWORD,
-            "--no-auth-warning",
-            "-n",
-            "3",
-        ])
-        .args(args);
-        crate::common::proc::run(&mut cmd, None, Duration::from_secs(10)).stdout
-    };
+    let redis = Redis::start(Persistence::None);
     let dump = || {
-        let keys = cli(&["--scan", "--pattern", "registry-auth:minted:*"]);
+        let keys = redis.cli(&["--scan", "--pattern", "registry-auth:minted:*"]);
         let mut all = keys.clone();
         for key in keys.lines() {
-            all.push_str(&cli(&["GET", key]));
+            all.push_str(&redis.cli(&["GET", key]));
         }
         all
     };
@@ -185,7 +110,6 @@ fn redis_store_shared_by_two_replicas() {
         &format!("store:\n  type: redis\n  url: {}\n", yaml_str(&redis.url())),
         &dump,
     );
-    let _ = &redis.log;
 }
 
 #[test]

@@ -9,6 +9,7 @@ pub mod image;
 pub mod jwt;
 pub mod keys;
 pub mod proc;
+pub mod redis;
 pub mod registry;
 pub mod scenario;
 pub mod server;

@@ -103,6 +103,14 @@ impl ChildGuard {
         }
     }
 
+    /// SIGKILL now, whatever the stop mode (a crash, for fault tests), and reaps it.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
     /// Stops the child (see [`StopMode`]) and reaps it. Idempotent.
     pub fn stop(&mut self) {
         let Some(mut child) = self.child.take() else {
