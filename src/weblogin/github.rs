@@ -12,11 +12,11 @@
 use serde::Deserialize;
 
 use super::{
-    Account, Common, UpstreamTokens, Verdict, json_answer, send, token_request, with_query,
+    Account, Common, UpstreamTokens, Verdict, exchange_code, fresh_tokens, json_answer, send,
+    with_query,
 };
 use crate::authn::Labels;
 use crate::oidc::Unavailable;
-use crate::store::unix_now;
 
 /// GitHub's endpoints and the organization restriction.
 #[derive(Debug)]
@@ -91,32 +91,21 @@ impl Github {
         redirect_uri: &str,
         verifier: &str,
     ) -> Result<Verdict, Unavailable> {
-        let answer = token_request(
+        let endpoint = format!("{}/login/oauth/access_token", self.web);
+        match exchange_code(
             &self.http,
-            &format!("{}/login/oauth/access_token", self.web),
+            &endpoint,
             common,
-            &[
-                ("code", code),
-                ("redirect_uri", redirect_uri),
-                ("code_verifier", verifier),
-                ("grant_type", "authorization_code"),
-            ],
-            false,
-            "GitHub token exchange",
+            code,
+            redirect_uri,
+            verifier,
+            "GitHub",
         )
-        .await?;
-        let answer = match answer {
-            Ok(a) => a,
-            Err(why) => {
-                return Ok(Verdict::Refused(format!(
-                    "GitHub did not accept the sign-in ({why}); start again"
-                )));
-            }
-        };
-        let Some(tokens) = answer.tokens(None) else {
-            return Ok(Verdict::Refused("GitHub sent no access token".to_owned()));
-        };
-        self.check(tokens).await
+        .await?
+        {
+            Ok(tokens) => self.check(tokens).await,
+            Err(why) => Ok(Verdict::Refused(why)),
+        }
     }
 
     pub(super) async fn revalidate(
@@ -124,33 +113,11 @@ impl Github {
         common: &Common,
         tokens: &UpstreamTokens,
     ) -> Result<Verdict, Unavailable> {
-        let mut tokens = tokens.clone();
-        if tokens.access_expired(unix_now()) {
-            let Some(refresh) = tokens.refresh_token.clone() else {
-                return Ok(Verdict::Refused(
-                    "the GitHub token expired and cannot be refreshed".to_owned(),
-                ));
-            };
-            let answer = token_request(
-                &self.http,
-                &format!("{}/login/oauth/access_token", self.web),
-                common,
-                &[("grant_type", "refresh_token"), ("refresh_token", &refresh)],
-                false,
-                "GitHub token refresh",
-            )
-            .await?;
-            match answer.map(|a| a.tokens(Some(&refresh))) {
-                Ok(Some(t)) => tokens = t,
-                Ok(None) => return Ok(Verdict::Refused("GitHub sent no access token".to_owned())),
-                Err(why) => {
-                    return Ok(Verdict::Refused(format!(
-                        "GitHub refused the refresh: {why}"
-                    )));
-                }
-            }
+        let endpoint = format!("{}/login/oauth/access_token", self.web);
+        match fresh_tokens(&self.http, &endpoint, common, tokens, "GitHub").await? {
+            Ok(tokens) => self.check(tokens).await,
+            Err(why) => Ok(Verdict::Refused(why)),
         }
-        self.check(tokens).await
     }
 
     fn get(&self, path: &str, token: &str) -> reqwest::RequestBuilder {

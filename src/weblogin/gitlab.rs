@@ -12,11 +12,11 @@
 use serde::Deserialize;
 
 use super::{
-    Account, Common, UpstreamTokens, Verdict, json_answer, send, token_request, with_query,
+    Account, Common, UpstreamTokens, Verdict, exchange_code, fresh_tokens, json_answer, send,
+    with_query,
 };
 use crate::authn::Labels;
 use crate::oidc::Unavailable;
-use crate::store::unix_now;
 
 /// GitLab's endpoints and the group restriction.
 #[derive(Debug)]
@@ -74,26 +74,20 @@ impl Gitlab {
         redirect_uri: &str,
         verifier: &str,
     ) -> Result<Verdict, Unavailable> {
-        let answer = token_request(
+        let endpoint = format!("{}/oauth/token", self.web);
+        match exchange_code(
             &self.http,
-            &format!("{}/oauth/token", self.web),
+            &endpoint,
             common,
-            &[
-                ("grant_type", "authorization_code"),
-                ("code", code),
-                ("redirect_uri", redirect_uri),
-                ("code_verifier", verifier),
-            ],
-            false,
-            "GitLab token exchange",
+            code,
+            redirect_uri,
+            verifier,
+            "GitLab",
         )
-        .await?;
-        match answer.map(|a| a.tokens(None)) {
-            Ok(Some(tokens)) => self.check(tokens).await,
-            Ok(None) => Ok(Verdict::Refused("GitLab sent no access token".to_owned())),
-            Err(why) => Ok(Verdict::Refused(format!(
-                "GitLab did not accept the sign-in ({why}); start again"
-            ))),
+        .await?
+        {
+            Ok(tokens) => self.check(tokens).await,
+            Err(why) => Ok(Verdict::Refused(why)),
         }
     }
 
@@ -102,33 +96,11 @@ impl Gitlab {
         common: &Common,
         tokens: &UpstreamTokens,
     ) -> Result<Verdict, Unavailable> {
-        let mut tokens = tokens.clone();
-        if tokens.access_expired(unix_now()) {
-            let Some(refresh) = tokens.refresh_token.clone() else {
-                return Ok(Verdict::Refused(
-                    "the GitLab token expired and cannot be refreshed".to_owned(),
-                ));
-            };
-            let answer = token_request(
-                &self.http,
-                &format!("{}/oauth/token", self.web),
-                common,
-                &[("grant_type", "refresh_token"), ("refresh_token", &refresh)],
-                false,
-                "GitLab token refresh",
-            )
-            .await?;
-            match answer.map(|a| a.tokens(Some(&refresh))) {
-                Ok(Some(t)) => tokens = t,
-                Ok(None) => return Ok(Verdict::Refused("GitLab sent no access token".to_owned())),
-                Err(why) => {
-                    return Ok(Verdict::Refused(format!(
-                        "GitLab refused the refresh: {why}"
-                    )));
-                }
-            }
+        let endpoint = format!("{}/oauth/token", self.web);
+        match fresh_tokens(&self.http, &endpoint, common, tokens, "GitLab").await? {
+            Ok(tokens) => self.check(tokens).await,
+            Err(why) => Ok(Verdict::Refused(why)),
         }
-        self.check(tokens).await
     }
 
     fn get(&self, path: &str, token: &str) -> reqwest::RequestBuilder {

@@ -737,6 +737,73 @@ impl TokenAnswer {
     }
 }
 
+/// The authorization-code exchange of an OAuth2 provider without OIDC (GitHub, GitLab): the
+/// upstream tokens, or (`Ok(Err(why))`) why the provider refused the code.
+async fn exchange_code(
+    http: &reqwest::Client,
+    endpoint: &str,
+    common: &Common,
+    code: &str,
+    redirect_uri: &str,
+    verifier: &str,
+    provider: &str,
+) -> Result<Result<UpstreamTokens, String>, Unavailable> {
+    let answer = token_request(
+        http,
+        endpoint,
+        common,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", redirect_uri),
+            ("code_verifier", verifier),
+        ],
+        false,
+        &format!("{provider} token exchange"),
+    )
+    .await?;
+    Ok(match answer.map(|a| a.tokens(None)) {
+        Ok(Some(tokens)) => Ok(tokens),
+        Ok(None) => Err(format!("{provider} sent no access token")),
+        Err(why) => Err(format!(
+            "{provider} did not accept the sign-in ({why}); start again"
+        )),
+    })
+}
+
+/// `tokens`, refreshed at `endpoint` first when the access token has expired; or
+/// (`Ok(Err(why))`) why they cannot be refreshed (the account must sign in again).
+async fn fresh_tokens(
+    http: &reqwest::Client,
+    endpoint: &str,
+    common: &Common,
+    tokens: &UpstreamTokens,
+    provider: &str,
+) -> Result<Result<UpstreamTokens, String>, Unavailable> {
+    if !tokens.access_expired(unix_now()) {
+        return Ok(Ok(tokens.clone()));
+    }
+    let Some(refresh) = tokens.refresh_token.as_deref() else {
+        return Ok(Err(format!(
+            "the {provider} token expired and cannot be refreshed"
+        )));
+    };
+    let answer = token_request(
+        http,
+        endpoint,
+        common,
+        &[("grant_type", "refresh_token"), ("refresh_token", refresh)],
+        false,
+        &format!("{provider} token refresh"),
+    )
+    .await?;
+    Ok(match answer.map(|a| a.tokens(Some(refresh))) {
+        Ok(Some(t)) => Ok(t),
+        Ok(None) => Err(format!("{provider} sent no access token")),
+        Err(why) => Err(format!("{provider} refused the refresh: {why}")),
+    })
+}
+
 /// Posts a form to a token endpoint. `Ok(Err(reason))` when the provider refused the grant
 /// (a 4xx with an OAuth error: a used or expired code, a revoked refresh token).
 async fn token_request(
