@@ -26,6 +26,7 @@ use sqlx::{Executor as _, Row as _};
 use tokio::sync::OnceCell;
 
 use crate::breaker::{Breaker, Outcome};
+use crate::health::Health;
 
 /// Default most connections per database.
 pub const DEFAULT_MAX_CONNECTIONS: u32 = 4;
@@ -121,6 +122,8 @@ pub struct SqlDb {
     applied_at_connect: std::sync::Mutex<Vec<Migration>>,
     /// Fails calls fast while a PostgreSQL server cannot be reached.
     breaker: Breaker,
+    /// What the last call found (for `/readyz`).
+    health: Health,
 }
 
 impl fmt::Debug for SqlDb {
@@ -221,6 +224,7 @@ impl SqlDb {
             pool: OnceCell::new(),
             applied_at_connect: std::sync::Mutex::new(Vec::new()),
             breaker: Breaker::default(),
+            health: Health::default(),
         })
     }
 
@@ -287,10 +291,19 @@ impl SqlDb {
                 Outcome::Unreachable,
             ),
         };
+        match &result {
+            Ok(_) => self.health.up(),
+            Err(e) => self.health.down(e.to_string()),
+        }
         // A local SQLite file has no server to wait for.
         let outcome = if remote { outcome } else { Outcome::Reached };
         self.breaker.record(permit, outcome);
         result
+    }
+
+    /// What the last call found (for `/readyz`).
+    pub fn health(&self) -> &Health {
+        &self.health
     }
 
     /// The pool, connected and migrated on first use. A failure leaves nothing behind: the next

@@ -28,6 +28,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 
 use crate::authn::{Labels, Secret};
+use crate::health::Health;
 
 /// Prefix of every minted password, so secret scanners (and people) recognise them.
 pub const PASSWORD_PREFIX: &str = "rapw_";
@@ -115,7 +116,7 @@ pub fn check_postgres_url(url: &str) -> Result<(), String> {
 
 /// The store. Cheap to clone.
 #[derive(Debug, Clone)]
-pub struct Store(Arc<Backend>);
+pub struct Store(Arc<Backend>, Arc<Health>);
 
 #[derive(Debug)]
 enum Backend {
@@ -128,16 +129,26 @@ enum Backend {
 impl Store {
     /// A store for `settings`. Nothing is opened or connected until first use.
     pub fn new(settings: &StoreSettings) -> Self {
-        Self(Arc::new(match settings {
-            StoreSettings::Embedded { path } => Backend::Sql(sql::SqlStore::sqlite(path)),
-            StoreSettings::Redis { target } => Backend::Redis(redis::Redis::new(target.clone())),
-            StoreSettings::Postgres { url } => Backend::Sql(sql::SqlStore::postgres(url.expose())),
-        }))
+        Self(
+            Arc::new(match settings {
+                StoreSettings::Embedded { path } => Backend::Sql(sql::SqlStore::sqlite(path)),
+                StoreSettings::Redis { target } => {
+                    Backend::Redis(redis::Redis::new(target.clone()))
+                }
+                StoreSettings::Postgres { url } => {
+                    Backend::Sql(sql::SqlStore::postgres(url.expose()))
+                }
+            }),
+            Arc::default(),
+        )
     }
 
     /// A store in memory (tests).
     pub fn memory() -> Self {
-        Self(Arc::new(Backend::Memory(Mutex::new(HashMap::new()))))
+        Self(
+            Arc::new(Backend::Memory(Mutex::new(HashMap::new()))),
+            Arc::default(),
+        )
     }
 
     /// Which backend, for logs.
@@ -155,8 +166,27 @@ impl Store {
         self.get("registry-auth-startup-check").await.map(|_| ())
     }
 
+    /// What the last call found (for `/readyz`).
+    pub fn health(&self) -> &Health {
+        &self.1
+    }
+
+    /// Records the outcome of a call in [`Store::health`].
+    fn note<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
+        match &result {
+            Ok(_) => self.1.up(),
+            Err(e) => self.1.down(e.message.clone()),
+        }
+        result
+    }
+
     /// Stores (or replaces) the record under `id`.
     pub async fn put(&self, id: &str, record: &MintedRecord) -> Result<(), StoreError> {
+        let result = self.put_inner(id, record).await;
+        self.note(result)
+    }
+
+    async fn put_inner(&self, id: &str, record: &MintedRecord) -> Result<(), StoreError> {
         let value = serde_json::to_vec(record)
             .map_err(|e| StoreError::new(self.kind(), format!("cannot encode a record: {e}")))?;
         let now = unix_now();
@@ -175,6 +205,11 @@ impl Store {
 
     /// The unexpired record under `id`.
     pub async fn get(&self, id: &str) -> Result<Option<MintedRecord>, StoreError> {
+        let result = self.get_inner(id).await;
+        self.note(result)
+    }
+
+    async fn get_inner(&self, id: &str) -> Result<Option<MintedRecord>, StoreError> {
         let raw = match &*self.0 {
             Backend::Sql(s) => s.get(id).await?,
             Backend::Redis(r) => r.get(id).await?,
@@ -203,6 +238,11 @@ impl Store {
 
     /// Removes the record under `id`; true when there was one.
     pub async fn delete(&self, id: &str) -> Result<bool, StoreError> {
+        let result = self.delete_inner(id).await;
+        self.note(result)
+    }
+
+    async fn delete_inner(&self, id: &str) -> Result<bool, StoreError> {
         match &*self.0 {
             Backend::Sql(s) => s.delete(id).await,
             Backend::Redis(r) => r.delete(id).await,

@@ -417,6 +417,11 @@ impl WebLogins {
         &self.store_description
     }
 
+    /// The store of minted passwords.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
     /// Starts a login: a fresh state, PKCE verifier and nonce, sealed into the cookie, and the
     /// provider's authorization URL.
     pub async fn begin(

@@ -21,6 +21,7 @@
 //!   restart, then for the rest of the run;
 //! * a request that does not need the service is answered normally throughout;
 //! * no request fails at the socket level (the server always answers);
+//! * `/readyz` shows the backend `down` at the end of the outage and `up` after the run;
 //! * stores: every password whose mint was acknowledged (the result page showed it) works after
 //!   the restart, and every acknowledged revocation still holds: nothing acknowledged is lost.
 //!
@@ -142,6 +143,32 @@ enum Fault {
     Kill,
     /// Start again; returns once it accepts connections.
     Restart,
+}
+
+/// `backends.NAME.status` of `/readyz` (`up`, `down`, `unknown`).
+fn readiness(server: &AuthServer, name: &str) -> String {
+    let r = http::get(&format!("http://{}/readyz", server.addr), &[]);
+    assert_eq!(r.status, 200, "/readyz: {}", r.text());
+    r.json()["backends"][name]["status"]
+        .as_str()
+        .unwrap_or("missing")
+        .to_owned()
+}
+
+/// Wraps `fault` to read `/readyz` just before the restart (the service has been down for the
+/// whole outage): `backends.NAME.status` goes into `seen`.
+fn noting_readiness<'a>(
+    server: &'a AuthServer,
+    name: &'a str,
+    seen: &'a mut Option<String>,
+    mut fault: impl FnMut(Fault) + 'a,
+) -> impl FnMut(Fault) + 'a {
+    move |f| {
+        if matches!(f, Fault::Restart) {
+            *seen = Some(readiness(server, name));
+        }
+        fault(f);
+    }
 }
 
 /// Runs the load: [`BEFORE`], `fault(Kill)`, [`OUTAGE`], `fault(Restart)`, [`AFTER`].
@@ -357,15 +384,23 @@ fn ldap_killed_and_restarted_under_load() {
             carol_pw,
         ),
     ]);
+    let mut during = None;
     let run = run_under_load(
         &probes,
-        |f| match f {
+        noting_readiness(&server, "ldap_auth", &mut during, |f| match f {
             Fault::Kill => slapd.kill(),
             Fault::Restart => slapd.launch(),
-        },
+        }),
         None,
     );
-    let failures = judge("LDAP (slapd) SIGKILLed under load", &probes, &run);
+    let mut failures = judge("LDAP (slapd) SIGKILLed under load", &probes, &run);
+    let after = readiness(&server, "ldap_auth");
+    println!("  /readyz backends.ldap_auth: {during:?} during the outage, {after:?} after");
+    if (during.as_deref(), after.as_str()) != (Some("down"), "up") {
+        failures.push(format!(
+            "/readyz ldap_auth: {during:?} during the outage, {after:?} after"
+        ));
+    }
     assert!(
         failures.is_empty(),
         "{}\n--- registry-auth log ---\n{}",
@@ -529,8 +564,20 @@ fn store_fault_run(what: &str, store_yaml: &str, fault: impl FnMut(Fault)) {
             thread::sleep(Duration::from_millis(50));
         })
     };
-    let run = run_under_load(&probes, fault, Some(writer));
+    let mut during = None;
+    let run = run_under_load(
+        &probes,
+        noting_readiness(&server, "store", &mut during, fault),
+        Some(writer),
+    );
     let mut failures = judge(what, &probes, &run);
+    let after = readiness(&server, "store");
+    println!("  /readyz backends.store: {during:?} during the outage, {after:?} after");
+    if (during.as_deref(), after.as_str()) != (Some("down"), "up") {
+        failures.push(format!(
+            "/readyz store: {during:?} during the outage, {after:?} after"
+        ));
+    }
 
     // Nothing acknowledged is lost: every acknowledged mint works (unless revoked since), every
     // acknowledged revocation holds.

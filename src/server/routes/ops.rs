@@ -75,7 +75,8 @@ async fn readyz(State(state): State<AppState>) -> Response {
 const PROBE_WAIT: Duration = Duration::from_secs(1);
 
 /// The external backends' state: `{name: {status: up|down|unknown, error, …}}`. The LDAP server
-/// is probed when its state is a few seconds old; webhooks report what their last call found.
+/// is probed when its state is a few seconds old; webhooks, SQL databases (`sql_auth`,
+/// `acl_sql`) and the minted-password `store` report what their last call found.
 async fn backend_health(config: &Config) -> serde_json::Map<String, serde_json::Value> {
     let mut out = serde_json::Map::new();
     for backend in &config.authn_order {
@@ -86,13 +87,25 @@ async fn backend_health(config: &Config) -> serde_json::Map<String, serde_json::
             AuthnBackend::Http(http) => {
                 out.insert(backend.name().to_owned(), http.webhook().health().report());
             }
+            AuthnBackend::Sql(sql) => {
+                out.insert(backend.name().to_owned(), sql.db().health().report());
+            }
             _ => {}
         }
     }
     for backend in &config.authz_order {
-        if let AuthzBackend::Http(http) = backend {
-            out.insert(backend.name().to_owned(), http.webhook().health().report());
+        match backend {
+            AuthzBackend::Http(http) => {
+                out.insert(backend.name().to_owned(), http.webhook().health().report());
+            }
+            AuthzBackend::Sql(sql) => {
+                out.insert(backend.name().to_owned(), sql.db().health().report());
+            }
+            _ => {}
         }
+    }
+    if let Some(logins) = &config.web_logins {
+        out.insert("store".to_owned(), logins.store().health().report());
     }
     out
 }
