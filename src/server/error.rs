@@ -1,7 +1,8 @@
 //! The one mapping from errors to HTTP responses.
 //!
 //! Bodies are registry-style JSON (`{"errors":[{"code","message"}]}`), which the Docker client
-//! and containers/image show to the user. Internal errors get a generic message; their details
+//! and containers/image show to the user, or OAuth2-style (`{"error","error_description"}`) on
+//! the OAuth2 flow. Internal errors get a generic message; their details
 //! travel in the response extensions to the logging middleware (a conversion has no side
 //! effects).
 
@@ -10,7 +11,7 @@ use std::sync::Arc;
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde_json::{Value, json};
 
 /// An error answered to the client.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,9 +32,16 @@ pub enum ApiError {
     },
     /// 405: the route exists, not for this method.
     MethodNotAllowed,
+    /// 413: the request body is longer than `server.limits.max_body_bytes`. Answered in the
+    /// OAuth2 shape (`invalid_request`) whatever the route: the bodies clients send are the
+    /// OAuth2 token forms.
+    PayloadTooLarge {
+        /// The limit, in bytes.
+        limit: usize,
+    },
     /// An OAuth2 error on the POST flow: `{"error", "error_description"}` (RFC 6749 §5.2).
     OAuth {
-        /// 400, 401 or 413.
+        /// 400 or 401.
         status: StatusCode,
         /// `invalid_request`, `unsupported_grant_type`, `invalid_scope`, `invalid_grant`.
         error: &'static str,
@@ -56,6 +64,7 @@ impl ApiError {
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::OAuth { status, .. } => *status,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -65,38 +74,35 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
-        if let Self::OAuth {
-            error, description, ..
-        } = &self
-        {
-            let body = json!({ "error": error, "error_description": description });
-            let mut response = (status, Json(body)).into_response();
-            let headers = response.headers_mut();
-            headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            return response;
-        }
-        let (code, message) = match &self {
-            Self::BadRequest(m) => ("BAD_REQUEST", m.clone()),
-            Self::Unauthorized { .. } => (
+        let body = match &self {
+            Self::BadRequest(m) => registry("BAD_REQUEST", m.clone()),
+            Self::Unauthorized { .. } => registry(
                 "UNAUTHORIZED",
                 "authentication required: incorrect username or password".to_owned(),
             ),
-            Self::NotFound(m) => ("NOT_FOUND", m.clone()),
-            Self::TooManyRequests { retry_after } => (
+            Self::NotFound(m) => registry("NOT_FOUND", m.clone()),
+            Self::TooManyRequests { retry_after } => registry(
                 "TOOMANYREQUESTS",
                 format!("too many failed logins; try again in {retry_after} s"),
             ),
-            Self::MethodNotAllowed => (
+            Self::MethodNotAllowed => registry(
                 "UNSUPPORTED",
                 "method not allowed on this endpoint".to_owned(),
             ),
-            Self::OAuth { description, .. } => ("BAD_REQUEST", description.clone()),
-            Self::Internal(_) => (
+            Self::PayloadTooLarge { limit } => oauth(
+                "invalid_request",
+                format!(
+                    "the request body is larger than {limit} bytes (server.limits.max_body_bytes)"
+                ),
+            ),
+            Self::OAuth {
+                error, description, ..
+            } => oauth(error, description.clone()),
+            Self::Internal(_) => registry(
                 "UNKNOWN",
                 "internal server error; the details are in the server log".to_owned(),
             ),
         };
-        let body = json!({ "errors": [{ "code": code, "message": message }] });
         let mut response = (status, Json(body)).into_response();
         let headers = response.headers_mut();
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -123,8 +129,19 @@ impl IntoResponse for ApiError {
             Self::BadRequest(_)
             | Self::NotFound(_)
             | Self::MethodNotAllowed
+            | Self::PayloadTooLarge { .. }
             | Self::OAuth { .. } => {}
         }
         response
     }
+}
+
+/// A registry-style body.
+fn registry(code: &str, message: String) -> Value {
+    json!({ "errors": [{ "code": code, "message": message }] })
+}
+
+/// An OAuth2-style body (RFC 6749 §5.2), for the OAuth2 flow's errors.
+fn oauth(error: &str, description: String) -> Value {
+    json!({ "error": error, "error_description": description })
 }

@@ -2,12 +2,14 @@
 //! middleware and serving.
 //!
 //! Layer order (outermost first): request id → trace span (method, path, request id) → request
-//! timeout → body size limit → error logging → request metrics → routes. The request head's size
-//! and read timeout, and TLS, are handled per connection by [`serve`].
+//! timeout → error logging → request metrics → `Host` check → body size limit → routes (so the
+//! last two's refusals are logged and counted like any answer). The request head's size and read
+//! timeout, and TLS, are handled per connection by [`serve`].
 
 pub mod client_ip;
 pub mod error;
 pub mod extract;
+pub mod guard;
 pub mod lockout;
 pub mod metrics;
 pub mod pages;
@@ -32,7 +34,6 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::net::TcpListener;
 use tower::ServiceExt;
-use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{
     MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
 };
@@ -79,9 +80,13 @@ pub fn ops_router(state: AppState) -> Router {
 
 fn common_layers(router: Router, limits: Limits, state: AppState) -> Router {
     router
+        .layer(middleware::from_fn_with_state(
+            limits.max_body_bytes,
+            guard::limit_body,
+        ))
+        .layer(middleware::from_fn(guard::check_host))
         .layer(middleware::from_fn_with_state(state, count_requests))
         .layer(middleware::from_fn(log_internal_errors))
-        .layer(RequestBodyLimitLayer::new(limits.max_body_bytes))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             limits.request_timeout,

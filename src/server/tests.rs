@@ -87,6 +87,7 @@ async fn post_form(app: &TestApp, uri: &str, content_type: &str, body: Vec<u8>) 
     let req = Request::builder()
         .method(Method::POST)
         .uri(uri)
+        .header(header::HOST, HOST)
         .header(header::CONTENT_TYPE, content_type)
         .body(Body::from(body))
         .unwrap();
@@ -104,6 +105,9 @@ async fn post_form(app: &TestApp, uri: &str, content_type: &str, body: Vec<u8>) 
 
 const FORM: &str = "application/x-www-form-urlencoded";
 
+/// The `Host` of every test request (HTTP/1.1 requires one).
+const HOST: &str = "registry-auth.test";
+
 async fn post(app: &TestApp, body: &str) -> Reply {
     post_form(app, "/auth", FORM, body.as_bytes().to_vec()).await
 }
@@ -115,7 +119,10 @@ struct Reply {
 }
 
 async fn send(app: &TestApp, method: Method, uri: &str, auth: Option<&str>) -> Reply {
-    let mut req = Request::builder().method(method).uri(uri);
+    let mut req = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header(header::HOST, HOST);
     if let Some(a) = auth {
         req = req.header(header::AUTHORIZATION, a);
     }
@@ -532,4 +539,231 @@ async fn oauth_client_mistakes_are_4xx_with_oauth_errors() {
     assert_eq!(r.json["error"], "invalid_request");
     let r = post_form(&app, "/auth", FORM, vec![b'a'; 100_000]).await;
     assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
+}
+
+/// A request body that yields `chunks` of `size` bytes (no length known in advance, like a
+/// chunked upload), then fails with `error` when set.
+struct TestBody {
+    chunks: usize,
+    size: usize,
+    error: Option<&'static str>,
+}
+
+impl hyper::body::Body for TestBody {
+    type Data = axum::body::Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        if self.chunks > 0 {
+            self.chunks -= 1;
+            let data = axum::body::Bytes::from(vec![b'a'; self.size]);
+            return std::task::Poll::Ready(Some(Ok(hyper::body::Frame::data(data))));
+        }
+        std::task::Poll::Ready(self.error.take().map(|e| Err(std::io::Error::other(e))))
+    }
+}
+
+async fn send_request(app: &TestApp, req: Request<Body>) -> Reply {
+    let resp = app.app.clone().oneshot(req).await.unwrap();
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let body = to_bytes(resp.into_body(), 1 << 20).await.unwrap();
+    let json = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    Reply {
+        status,
+        headers,
+        json,
+    }
+}
+
+/// A form `POST /auth`, without its body.
+fn form_request() -> axum::http::request::Builder {
+    Request::builder()
+        .method(Method::POST)
+        .uri("/auth")
+        .header(header::HOST, HOST)
+        .header(header::CONTENT_TYPE, FORM)
+}
+
+#[tokio::test]
+async fn control_characters_and_invalid_utf8_in_free_text_are_400() {
+    let app = app();
+    let scope = "scope=repository:public/a:pull";
+    for (query, parameter) in [
+        (format!("service=%00&{scope}"), "service"),
+        (format!("service=a%01%1b%7f&{scope}"), "service"),
+        (format!("service=%FF%FE&{scope}"), "service"),
+        (format!("service=reg%E2%80%AE&{scope}"), "service"),
+        (
+            format!("service=reg&client_id=a%00%0Ab&{scope}"),
+            "client_id",
+        ),
+        (format!("service=reg&client_id=%C3%28&{scope}"), "client_id"),
+        (format!("service=reg&account=a%09b&{scope}"), "account"),
+        ("service=reg&scope=repository:a%FF:pull".to_owned(), "scope"),
+        ("service=reg&offline_token=%FF".to_owned(), "offline_token"),
+    ] {
+        let r = send(&app, Method::GET, &format!("/auth?{query}"), None).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{query}: {}", r.json);
+        let message = r.json["errors"][0]["message"].as_str().unwrap();
+        assert!(
+            message.contains(&format!("`{parameter}`")),
+            "{query}: {message}"
+        );
+    }
+    // Printable text in any script is fine, and decoded exactly.
+    let r = send(
+        &app,
+        Method::GET,
+        &format!("/auth?service=r%C3%A9gistry+%E2%9C%93&client_id=docker%20%E2%9C%93&{scope}"),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    assert_eq!(claims(&r)["aud"], "régistry ✓");
+    // The OAuth2 form: the same rules, as OAuth2 errors; credentials must be UTF-8 too.
+    let form = "grant_type=password&username=alice&password=alicepass";
+    for (body, parameter) in [
+        (format!("{form}&service=%00&client_id=t"), "service"),
+        (format!("{form}&service=reg&client_id=a%0Ab"), "client_id"),
+        (format!("{form}&service=reg&client_id=%FF"), "client_id"),
+        (
+            "grant_type=password&username=%FF&password=x&service=reg&client_id=t".to_owned(),
+            "username",
+        ),
+    ] {
+        let r = post(&app, &body).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{body}: {}", r.json);
+        assert_eq!(r.json["error"], "invalid_request", "{body}");
+        let description = r.json["error_description"].as_str().unwrap();
+        assert!(
+            description.contains(&format!("`{parameter}`")),
+            "{body}: {description}"
+        );
+    }
+    let r = post_form(
+        &app,
+        "/auth",
+        FORM,
+        b"grant_type=password&username=alice&password=alicepass&service=reg&client_id=t\xff"
+            .to_vec(),
+    )
+    .await;
+    assert_eq!(r.json["error"], "invalid_request");
+    let r = post(
+        &app,
+        &format!("{form}&service=r%C3%A9g&client_id=%E2%9C%93"),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+}
+
+#[tokio::test]
+async fn host_must_be_present_once_and_valid() {
+    let app = app();
+    let uri = "/auth?service=reg&scope=repository:public/a:pull";
+    let request = |version, hosts: &[&str]| {
+        let mut req = Request::builder().uri(uri).version(version);
+        for h in hosts {
+            req = req.header(header::HOST, *h);
+        }
+        req.body(Body::empty()).unwrap()
+    };
+    for (hosts, needle) in [
+        (&[][..], "missing"),
+        (&["a", "b"][..], "more than one"),
+        (&["a", "a"][..], "more than one"),
+        (&["[::1"][..], "not a valid"),
+        (&["a b"][..], "not a valid"),
+        (&["host:99999"][..], "not a valid"),
+    ] {
+        let r = send_request(&app, request(axum::http::Version::HTTP_11, hosts)).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{hosts:?}");
+        assert_eq!(r.headers[header::CONTENT_TYPE], "application/json");
+        let message = r.json["errors"][0]["message"].as_str().unwrap();
+        assert!(message.contains(needle), "{hosts:?}: {message}");
+    }
+    for hosts in [
+        &["registry.example.com:443"][..],
+        &["[::1]:5001"],
+        &["10.0.0.1"],
+    ] {
+        let r = send_request(&app, request(axum::http::Version::HTTP_11, hosts)).await;
+        assert_eq!(r.status, StatusCode::OK, "{hosts:?}");
+    }
+    // HTTP/1.0 may omit it.
+    let r = send_request(&app, request(axum::http::Version::HTTP_10, &[])).await;
+    assert_eq!(r.status, StatusCode::OK);
+    // Every route: the probes, the published keys, unknown paths.
+    for path in ["/healthz", "/rootcertbundle.pem", "/nope"] {
+        let req = Request::builder().uri(path).body(Body::empty()).unwrap();
+        let r = send_request(&app, req).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{path}");
+        assert!(r.json["errors"][0]["message"].is_string(), "{path}");
+    }
+}
+
+#[tokio::test]
+async fn oversized_bodies_are_413_in_json_and_broken_ones_400() {
+    let app = app_refresh();
+    let check_413 = |r: &Reply| {
+        assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", r.json);
+        assert_eq!(r.headers[header::CONTENT_TYPE], "application/json");
+        assert_eq!(r.json["error"], "invalid_request");
+        let description = r.json["error_description"].as_str().unwrap();
+        assert!(description.contains("65536 bytes"), "{description}");
+    };
+    // Content-Length over the limit: refused without reading the body (reading this one fails).
+    let failing = || {
+        Body::new(TestBody {
+            chunks: 0,
+            size: 0,
+            error: Some("the body was read"),
+        })
+    };
+    let req = form_request()
+        .header(header::CONTENT_LENGTH, "100000")
+        .body(failing())
+        .unwrap();
+    check_413(&send_request(&app, req).await);
+    // On any route.
+    let req = Request::builder()
+        .uri("/auth?service=reg")
+        .header(header::HOST, HOST)
+        .header(header::CONTENT_LENGTH, "8388608")
+        .body(failing())
+        .unwrap();
+    check_413(&send_request(&app, req).await);
+    // No length announced (chunked): over the limit while reading.
+    let chunked = Body::new(TestBody {
+        chunks: 20,
+        size: 4096,
+        error: None,
+    });
+    let req = form_request().body(chunked).unwrap();
+    check_413(&send_request(&app, req).await);
+    // A body that breaks while being read (a bad chunk, a reset, fewer bytes than announced):
+    // 400, not 413.
+    let broken = Body::new(TestBody {
+        chunks: 1,
+        size: 10,
+        error: Some("connection reset"),
+    });
+    let req = form_request().body(broken).unwrap();
+    let r = send_request(&app, req).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.json);
+    assert_eq!(r.json["error"], "invalid_request");
+    assert!(
+        r.json["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("could not be read")
+    );
+    // At the limit: read and parsed.
+    let r = post_form(&app, "/auth", FORM, vec![b'a'; 65536]).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.json);
+    assert_eq!(r.json["error"], "invalid_request");
 }

@@ -85,6 +85,7 @@ async fn get(app: &TestApp, method: Method, uri: &str) -> (StatusCode, HeaderMap
             Request::builder()
                 .method(method)
                 .uri(uri)
+                .header("host", "registry-auth.test")
                 .body(Body::empty())
                 .unwrap(),
         )

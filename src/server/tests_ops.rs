@@ -67,7 +67,9 @@ async fn get(
     uri: &str,
     headers: &[(&str, &str)],
 ) -> (StatusCode, String, axum::http::HeaderMap) {
-    let mut req = Request::builder().uri(uri);
+    let mut req = Request::builder()
+        .uri(uri)
+        .header("host", "registry-auth.test");
     for (k, v) in headers {
         req = req.header(*k, *v);
     }

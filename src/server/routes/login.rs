@@ -11,7 +11,7 @@
 //! configuration may change on reload).
 
 use axum::Router;
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -19,6 +19,7 @@ use axum::routing::{get, post};
 use tracing::{error, info, warn};
 
 use crate::server::error::ApiError;
+use crate::server::extract::{BodyError, read_body};
 use crate::server::pages::{self, LoginLink, ResultPage};
 use crate::server::state::{AppState, Inner};
 use crate::store::unix_now;
@@ -358,12 +359,25 @@ fn truncate(s: &str) -> String {
 }
 
 /// `POST /sign_out` with the form field `password`: revokes that minted password.
-async fn sign_out(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+async fn sign_out(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
     let inner = state.current();
     let Some(logins) = inner.config.web_logins.clone() else {
         return not_found();
     };
     let back = index_path(&inner);
+    let limit = inner.config.server.limits.max_body_bytes;
+    let body = match read_body(body, limit).await {
+        Ok(body) => body,
+        Err(BodyError::TooLarge) => return ApiError::PayloadTooLarge { limit }.into_response(),
+        Err(BodyError::Unreadable) => {
+            return pages::error(
+                StatusCode::BAD_REQUEST,
+                "Cannot sign out",
+                "The form could not be read (malformed or cut short).",
+                &back,
+            );
+        }
+    };
     let is_form = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())

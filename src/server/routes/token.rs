@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use axum::body::{Body, to_bytes};
+use axum::body::Body;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -21,7 +21,9 @@ use crate::authn::{AuthnAnswer, AuthnContext, Credentials};
 use crate::grant::{self, DecidedBy, GrantOutcome, RefreshRequest, ScopeDecision, TokenRequest};
 use crate::server::client_ip::client_ip;
 use crate::server::error::ApiError;
-use crate::server::extract::{Peer, basic_credentials, invalid_request, oauth_form, token_query};
+use crate::server::extract::{
+    BodyError, Peer, basic_credentials, invalid_request, oauth_form, read_body, token_query,
+};
 use crate::server::state::{AppState, Inner};
 
 pub(super) fn routes(prefix: &str) -> Router<AppState> {
@@ -105,11 +107,12 @@ async fn oauth_token(
             "the body must be a form (Content-Type: application/x-www-form-urlencoded)",
         ));
     }
-    let max = inner.config.server.limits.max_body_bytes;
-    let body = to_bytes(body, max).await.map_err(|_| ApiError::OAuth {
-        status: StatusCode::PAYLOAD_TOO_LARGE,
-        error: "invalid_request",
-        description: format!("the form body is larger than {max} bytes"),
+    let limit = inner.config.server.limits.max_body_bytes;
+    let body = read_body(body, limit).await.map_err(|e| match e {
+        BodyError::TooLarge => ApiError::PayloadTooLarge { limit },
+        BodyError::Unreadable => {
+            invalid_request("the form body could not be read (malformed or cut short)")
+        }
     })?;
     let form = oauth_form(&body)?;
     let grant_type = form
