@@ -48,9 +48,17 @@ pub enum ApiError {
         /// What is wrong.
         description: String,
     },
+    /// 503: a backend the request needs (LDAP, SQL, a webhook, an external program, the
+    /// password store) failed or cannot be reached. Retryable: `Retry-After` is set. The detail
+    /// is logged, never sent.
+    Unavailable(String),
     /// 500: something failed on our side. The detail is logged, never sent.
     Internal(String),
 }
+
+/// `Retry-After` of a 503: backends that went down are tried again at once, and the SQL
+/// breaker lets a probe through every 2 s.
+const RETRY_AFTER_SECS: &str = "2";
 
 /// Detail of an internal error, put into the response extensions for the logging middleware.
 #[derive(Debug, Clone)]
@@ -66,6 +74,7 @@ impl ApiError {
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::OAuth { status, .. } => *status,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -98,6 +107,12 @@ impl IntoResponse for ApiError {
             Self::OAuth {
                 error, description, ..
             } => oauth(error, description.clone()),
+            Self::Unavailable(_) => registry(
+                "UNAVAILABLE",
+                "a backend this request needs is not answering; try again shortly (the details \
+                 are in the server log)"
+                    .to_owned(),
+            ),
             Self::Internal(_) => registry(
                 "UNKNOWN",
                 "internal server error; the details are in the server log".to_owned(),
@@ -117,6 +132,15 @@ impl IntoResponse for ApiError {
                         HeaderValue::from_static("Basic realm=\"registry-auth\""),
                     );
                 }
+            }
+            Self::Unavailable(detail) => {
+                headers.insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from_static(RETRY_AFTER_SECS),
+                );
+                response
+                    .extensions_mut()
+                    .insert(InternalDetail(Arc::from(detail)));
             }
             Self::Internal(detail) => {
                 response
@@ -144,4 +168,40 @@ fn registry(code: &str, message: String) -> Value {
 /// An OAuth2-style body (RFC 6749 §5.2), for the OAuth2 flow's errors.
 fn oauth(error: &str, description: String) -> Value {
     json!({ "error": error, "error_description": description })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn body_of(response: Response) -> Value {
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    #[tokio::test]
+    async fn an_unavailable_backend_is_a_retryable_503_without_the_detail() {
+        let response = ApiError::Unavailable("ldap_auth: cannot connect to 10.0.0.9:636".into())
+            .into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()[header::RETRY_AFTER], RETRY_AFTER_SECS);
+        assert_eq!(response.headers()[header::CACHE_CONTROL], "no-store");
+        let detail = response.extensions().get::<InternalDetail>().unwrap();
+        assert!(detail.0.contains("10.0.0.9"), "the detail goes to the log");
+        let body = body_of(response).await;
+        assert_eq!(body["errors"][0]["code"], "UNAVAILABLE");
+        assert!(!body.to_string().contains("10.0.0.9"), "{body}");
+    }
+
+    #[tokio::test]
+    async fn an_internal_error_is_a_500_without_the_detail() {
+        let response = ApiError::Internal("signing failed: key 42".into()).into_response();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(response.headers().get(header::RETRY_AFTER).is_none());
+        let body = body_of(response).await;
+        assert_eq!(body["errors"][0]["code"], "UNKNOWN");
+        assert!(!body.to_string().contains("key 42"), "{body}");
+    }
 }

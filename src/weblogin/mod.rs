@@ -197,7 +197,10 @@ pub enum LoginError {
     /// The provider cannot be reached. 503.
     #[error("{0}")]
     Unavailable(String),
-    /// Something failed on our side (the store, the session secret). 500.
+    /// The password store cannot be reached or failed. 503.
+    #[error("{0}")]
+    StoreUnavailable(String),
+    /// Something failed on our side (the session secret). 500.
     #[error("{0}")]
     Internal(String),
 }
@@ -210,7 +213,7 @@ impl From<Unavailable> for LoginError {
 
 impl From<StoreError> for LoginError {
     fn from(e: StoreError) -> Self {
-        Self::Internal(e.to_string())
+        Self::StoreUnavailable(e.to_string())
     }
 }
 

@@ -16,7 +16,7 @@
 //! the outage (started after the kill and ended before the service was back), and after the
 //! restart. What must hold:
 //! * a request that needs the service gets its normal answer (200, or 401 for a refused
-//!   credential) before the kill, a 5xx during the outage (never a 401 for a good credential,
+//!   credential) before the kill, a 503 during the outage (never a 500) (never a 401 for a good credential,
 //!   never a 200 for a refused one), and its normal answer again within [`MAX_RECOVERY`] of the
 //!   restart, then for the rest of the run;
 //! * a request that does not need the service is answered normally throughout;
@@ -79,7 +79,7 @@ struct Sample {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Phase {
     Before,
-    /// Straddles the kill or the restart: the normal answer or a 5xx.
+    /// Straddles the kill or the restart: the normal answer or a 503.
     Edge,
     Outage,
     After,
@@ -253,7 +253,8 @@ fn judge(what: &str, probes: &[Probe], run: &Run) -> Vec<String> {
             *counts.entry((run.phase(s), key)).or_default() += 1;
         }
         let normal = |s: &Sample| s.result.as_ref().is_ok_and(|c| *c == probe.normal);
-        let server_error = |s: &Sample| s.result.as_ref().is_ok_and(|c| (500..600).contains(c));
+        // 503 (a backend is unavailable, retry): never a 500.
+        let server_error = |s: &Sample| s.result.as_ref().is_ok_and(|c| *c == 503);
         let mut bad = |why: String| failures.push(format!("{}: {why}", probe.name));
         let describe = |s: &Sample| {
             let from_kill = if s.start >= run.killed {
@@ -430,9 +431,9 @@ struct Writes {
     minted: Vec<(String, Instant)>,
     /// Passwords whose revocation was acknowledged ("has been revoked").
     revoked: Vec<(String, Instant)>,
-    /// Sign-outs that failed (a 5xx: whether the record is gone is unknown).
+    /// Sign-outs that failed (a 503: whether the record is gone is unknown).
     revoke_failed: Vec<String>,
-    /// Mints that failed (a 5xx page; no password was shown).
+    /// Mints that failed (a 503 page; no password was shown).
     mint_failed: usize,
     /// Anything else (a sign-out that found no record: a lost mint).
     anomalies: Vec<String>,
@@ -443,13 +444,18 @@ fn try_mint(base: &str) -> Result<String, String> {
     let mut b = Browserless::default();
     let callback = approve_at_fake(&mut b, base, "github_auth", "alice");
     let page = b.get(&callback);
-    if page.status != 200 {
-        return Err(format!("result page {}", page.status));
+    match page.status {
+        200 => {}
+        503 => return Err("result page 503".to_owned()),
+        s => panic!(
+            "the login's result page is {s}, not 200 or 503: {}",
+            page.body
+        ),
     }
     element_text(&page.body, "password").ok_or_else(|| format!("no password on: {}", page.body))
 }
 
-/// Signs out `password`: Ok(true) revoked, Ok(false) nothing to revoke, Err on a 5xx.
+/// Signs out `password`: Ok(true) revoked, Ok(false) nothing to revoke, Err on a 503.
 fn try_revoke(base: &str, password: &str) -> Result<bool, String> {
     let page = Browserless::default().post_form(
         &format!("{base}/sign_out"),
@@ -458,7 +464,8 @@ fn try_revoke(base: &str, password: &str) -> Result<bool, String> {
     match page.status {
         200 if page.body.contains("has been revoked") => Ok(true),
         200 => Ok(false),
-        s => Err(format!("sign-out page {s}")),
+        503 => Err("sign-out page 503".to_owned()),
+        s => panic!("sign-out answered {s}, not 200 or 503: {}", page.body),
     }
 }
 
@@ -614,7 +621,7 @@ fn store_fault_run(what: &str, store_yaml: &str, fault: impl FnMut(Fault)) {
     }
     let before_kill = |v: &[(String, Instant)]| v.iter().filter(|(_, t)| *t < run.killed).count();
     println!(
-        "  writes: {} mints acknowledged ({} before the kill), {} failed with a 5xx; {} \
+        "  writes: {} mints acknowledged ({} before the kill), {} failed with a 503; {} \
          revocations acknowledged ({} before the kill), {} failed; after the restart {} \
          minted passwords still work and {} revoked ones are still refused",
         w.minted.len(),

@@ -578,7 +578,7 @@ fn ldap_directory_against_real_slapd() {
     // Two entries: an error (5xx), counted against ldap_auth.
     let errors_before = backend_errors(&server, "ldap_auth");
     let r = token(&server, "twin", &twin_pw, &scopes, false);
-    assert_eq!(r.response.status, 500, "{}", ctx("twin"));
+    assert_eq!(r.response.status, 503, "{}", ctx("twin"));
     assert_eq!(backend_errors(&server, "ldap_auth"), errors_before + 1);
     let text = fs::read_to_string(&server.log).unwrap_or_default();
     assert!(
@@ -646,12 +646,12 @@ fn ldap_directory_against_real_slapd() {
     let errors_before = backend_errors(&server, "ldap_auth");
     let t0 = Instant::now();
     let r = token(&server, "alice", &alice_pw, &scopes, false);
-    assert_eq!(r.response.status, 500, "{}", ctx("slapd down"));
+    assert_eq!(r.response.status, 503, "{}", ctx("slapd down"));
     assert!(t0.elapsed() < Duration::from_secs(10));
     let r = refresh(&server, &alice_refresh);
     assert_eq!(
         r.status,
-        500,
+        503,
         "{}",
         ctx("a refresh re-check with slapd down")
     );
@@ -677,7 +677,7 @@ fn ldap_directory_against_real_slapd() {
     );
     assert_eq!(
         r.response.status,
-        500,
+        503,
         "{}",
         ctx("carol while LDAP is down")
     );
@@ -756,7 +756,7 @@ fn ldap_starttls_ldaps_and_bind_as_user() {
                 "  tls: starttls\n  ca_certificate: {}\n",
                 yaml_str(&other.ca.to_string_lossy())
             ),
-            500,
+            503,
         ),
         (
             "ldaps-wrong-ca",
@@ -765,7 +765,7 @@ fn ldap_starttls_ldaps_and_bind_as_user() {
                 "  tls: always\n  ca_certificate: {}\n",
                 yaml_str(&other.ca.to_string_lossy())
             ),
-            500,
+            503,
         ),
     ];
     for (name, addr, tls, expected) in cases {

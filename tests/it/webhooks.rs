@@ -209,7 +209,7 @@ fn webhooks_decide_through_the_server() {
 
     // A failing webhook: 5xx, counted, shown in /readyz (which stays 200).
     let r = ask("alice", "alice-good", &["repository:boom/app:pull"]);
-    assert_eq!(r.response.status, 500, "{}", ctx("boom"));
+    assert_eq!(r.response.status, 503, "{}", ctx("boom"));
     let metrics = get(&format!("http://{}/metrics", server.addr), &[]).text();
     assert!(
         metrics.contains("registry_auth_backend_errors_total{backend=\"http_authz\"} 1"),

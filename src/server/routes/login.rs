@@ -263,6 +263,14 @@ fn login_error(e: &LoginError, provider: &Provider, back: &str) -> Response {
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("30"));
             r
         }
+        LoginError::StoreUnavailable(why) => {
+            error!(provider = provider.kind.key(), error = %why, "web login failed: password store");
+            store_unavailable(
+                "The sign-in could not be completed: this server cannot reach its password store \
+                 right now. Please try again in a minute.",
+                back,
+            )
+        }
         LoginError::Internal(why) => {
             error!(provider = provider.kind.key(), error = %why, "web login failed");
             pages::error(
@@ -405,16 +413,27 @@ async fn sign_out(State(state): State<AppState>, headers: HeaderMap, body: Body)
             pages::signed_out(revoked, &back)
         }
         Err(e) => {
-            error!(error = %e, "sign out failed");
-            pages::error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "Something went wrong",
-                "The password could not be revoked because of a problem on this server; try \
-                 again.",
+            error!(error = %e, "sign out failed: password store");
+            store_unavailable(
+                "The password could not be revoked: this server cannot reach its password store \
+                 right now. It still works; please try again in a minute.",
                 &back,
             )
         }
     }
+}
+
+/// A 503 page (with `Retry-After`) for a password store that cannot be reached.
+fn store_unavailable(message: &str, back: &str) -> Response {
+    let mut r = pages::error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Temporarily unavailable",
+        message,
+        back,
+    );
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("30"));
+    r
 }
 
 #[cfg(test)]

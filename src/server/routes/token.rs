@@ -189,12 +189,15 @@ async fn oauth_token(
     }
 }
 
-/// A failed grant: a 5xx, counted against the backend that failed.
+/// A failed grant: a 503 counted against the backend that failed, or a 500 (signing).
 fn grant_error(state: &AppState, e: grant::GrantError) -> ApiError {
-    if let Some(backend) = e.backend() {
-        state.shared().metrics.backend_error(backend);
+    match e.backend() {
+        Some(backend) => {
+            state.shared().metrics.backend_error(backend);
+            ApiError::Unavailable(e.to_string())
+        }
+        None => ApiError::Internal(e.to_string()),
     }
-    ApiError::Internal(e.to_string())
 }
 
 fn required_service(inner: &Inner, service: Option<String>) -> Result<String, String> {
@@ -263,7 +266,7 @@ async fn password_grant(
     }
     let authn = authn.map_err(|e| {
         shared.metrics.backend_error(backend);
-        ApiError::Internal(e.to_string())
+        ApiError::Unavailable(e.to_string())
     })?;
     let outcome = grant::grant_authenticated(
         &inner.config,
