@@ -145,6 +145,25 @@ enum Fault {
     Restart,
 }
 
+/// A probe sending `GET /auth` for `scope` as `user`:`password`.
+fn token_probe(
+    server: &Arc<AuthServer>,
+    scope: &'static str,
+    name: &str,
+    normal: u16,
+    dependent: bool,
+    user: &'static str,
+    password: String,
+) -> Probe {
+    let server = Arc::clone(server);
+    Probe {
+        name: name.to_owned(),
+        normal,
+        dependent,
+        send: Box::new(move || token_status(&server, user, &password, scope)),
+    }
+}
+
 /// `backends.NAME.status` of `/readyz` (`up`, `down`, `unknown`).
 fn readiness(server: &AuthServer, name: &str) -> String {
     let r = http::get(&format!("http://{}/readyz", server.addr), &[]);
@@ -353,14 +372,16 @@ fn ldap_killed_and_restarted_under_load() {
     fs::write(&cfg, ldap::config(&keys, &root, &carol_pw, &rest)).unwrap();
     let server = Arc::new(AuthServer::start(&cfg, &root.join("registry-auth.log")));
 
-    let probe = |name: &str, normal, dependent, user: &'static str, pw: String| {
-        let server = Arc::clone(&server);
-        Probe {
-            name: name.to_owned(),
+    let probe = |name, normal, dependent, user, pw| {
+        token_probe(
+            &server,
+            "repository:alice/app:pull",
+            name,
             normal,
             dependent,
-            send: Box::new(move || token_status(&server, user, &pw, "repository:alice/app:pull")),
-        }
+            user,
+            pw,
+        )
     };
     let probes = Arc::new(vec![
         probe(
@@ -507,14 +528,8 @@ fn store_fault_run(what: &str, store_yaml: &str, fault: impl FnMut(Fault)) {
 
     let server = Arc::new(stack.server);
     let scope = "repository:platform/app:pull";
-    let probe = |name: &str, normal, dependent, user: &'static str, pw: String| {
-        let server = Arc::clone(&server);
-        Probe {
-            name: name.to_owned(),
-            normal,
-            dependent,
-            send: Box::new(move || token_status(&server, user, &pw, scope)),
-        }
+    let probe = |name, normal, dependent, user, pw| {
+        token_probe(&server, scope, name, normal, dependent, user, pw)
     };
     let probes = Arc::new(vec![
         probe("minted password", 200, true, "alice", kept.clone()),
