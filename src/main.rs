@@ -79,8 +79,46 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            let _ = writeln!(io::stderr(), "error: {e:#}");
+            let _ = writeln!(io::stderr(), "error: {}", error_chain(&e));
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The error and its causes joined with `: `, leaving out a cause whose text the error before
+/// it already quotes (many errors name their source in their own message).
+fn error_chain(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    let mut last = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if !last.contains(&text) {
+            if !out.is_empty() {
+                out.push_str(": ");
+            }
+            out.push_str(&text);
+        }
+        last = text;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_chain;
+
+    #[test]
+    fn causes_already_quoted_are_not_repeated() {
+        let io = std::io::Error::from_raw_os_error(28);
+        let e = anyhow::Error::new(io)
+            .context("cannot write /data/token.key: No space left on device (os error 28)")
+            .context("while preparing the signing key");
+        assert_eq!(
+            error_chain(&e),
+            "while preparing the signing key: cannot write /data/token.key: No space left on \
+             device (os error 28)"
+        );
+        let e = anyhow::anyhow!("inner").context("outer");
+        assert_eq!(error_chain(&e), "outer: inner");
     }
 }

@@ -57,9 +57,19 @@ pub(crate) fn revoke(path: &Path, user: Option<&str>, token: Option<&str>) -> Re
         }
         (None, None) => bail!("give a token id or --user NAME"),
     };
+    // A new file renamed over the old one: a full disk or a crash leaves the old list intact.
     let tmp = file.with_extension("tmp-revoke");
-    fs::write(&tmp, list.to_yaml()).with_context(|| format!("while writing {}", tmp.display()))?;
-    fs::rename(&tmp, file).with_context(|| format!("while replacing {}", file.display()))?;
+    let written = fs::write(&tmp, list.to_yaml())
+        .with_context(|| format!("while writing {} (nothing was revoked)", tmp.display()))
+        .and_then(|()| {
+            fs::rename(&tmp, file).with_context(|| {
+                format!("while replacing {} (nothing was revoked)", file.display())
+            })
+        });
+    if written.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    written?;
     writeln!(
         io::stdout(),
         "revoked {what} (written to {}; servers read it at the next refresh)",

@@ -137,7 +137,7 @@ fn create(path: &Path) -> std::io::Result<()> {
             .map_or("secret".into(), |n| n.to_string_lossy()),
         rand::random::<u64>()
     ));
-    {
+    let written = (|| {
         let mut options = fs::OpenOptions::new();
         options.write(true).create_new(true);
         #[cfg(unix)]
@@ -147,7 +147,12 @@ fn create(path: &Path) -> std::io::Result<()> {
         }
         let mut f = options.open(&tmp)?;
         writeln!(f, "{}", STANDARD.encode(random))?;
-        f.sync_all()?;
+        f.sync_all()
+    })();
+    if let Err(e) = written {
+        // A full disk: leave nothing half-written behind.
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
     }
     let linked = fs::hard_link(&tmp, path);
     let _ = fs::remove_file(&tmp);

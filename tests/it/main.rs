@@ -32,6 +32,7 @@ mod bad_input;
 mod casbin;
 mod config_errors;
 mod faults;
+mod full_disk;
 mod identity_tokens;
 mod key_modes;
 mod ldap;
