@@ -648,6 +648,17 @@ fn store_fault_run(what: &str, store_yaml: &str, fault: impl FnMut(Fault)) {
         live_ok,
         revoked_ok,
     );
+    // Store errors are logged in detail: never with a password.
+    let mut secrets: Vec<(String, String)> = w
+        .minted
+        .iter()
+        .map(|(pw, _)| ("alice".to_owned(), pw.clone()))
+        .collect();
+    secrets.extend([
+        ("alice".to_owned(), kept),
+        ("alice".to_owned(), revoked),
+    ]);
+    crate::common::server::assert_log_has_no_secrets(&server.log, &secrets, &[]);
     if before_kill(&w.minted) == 0 || before_kill(&w.revoked) == 0 || w.mint_failed == 0 {
         failures.push(format!(
             "the writer did not mint and revoke before the kill and fail during the outage: {w:?}"
