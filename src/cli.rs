@@ -122,6 +122,9 @@ pub enum Command {
     /// Refresh-token tools.
     #[command(subcommand)]
     Tokens(TokensCommand),
+    /// Passwords minted by the web logins (in `store`): list, or revoke a user's.
+    #[command(subcommand)]
+    Logins(LoginsCommand),
     /// Robot-account tools.
     #[command(subcommand)]
     Robot(RobotCommand),
@@ -148,6 +151,31 @@ pub enum TokensCommand {
         /// A token id (as logged as `refresh_token_id`) or a whole refresh token.
         #[arg(required_unless_present = "user")]
         token: Option<String>,
+    },
+}
+
+/// `logins` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum LoginsCommand {
+    /// List the unexpired minted passwords (user, provider, minted, expires, labels; never
+    /// the passwords, which are not stored).
+    List {
+        /// The YAML config file.
+        #[arg(long, short = 'c')]
+        config: PathBuf,
+        /// Only this user's.
+        #[arg(long)]
+        user: Option<String>,
+    },
+    /// Revoke every minted password of a user at once (a lost laptop, someone leaving); they
+    /// stop working on the next request, refresh tokens built on them too.
+    Revoke {
+        /// The YAML config file.
+        #[arg(long, short = 'c')]
+        config: PathBuf,
+        /// The user (as shown by `logins list`).
+        #[arg(long)]
+        user: String,
     },
 }
 

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use registry_auth::cli::{
-    AclCommand, Cli, Command, DbCommand, RobotCommand, TokensCommand, UsersCommand,
+    AclCommand, Cli, Command, DbCommand, LoginsCommand, RobotCommand, TokensCommand, UsersCommand,
 };
 use registry_auth::telemetry;
 
@@ -75,6 +75,12 @@ fn main() -> ExitCode {
         }
         Command::Users(UsersCommand::List { config }) => commands::sql::users_list(&config),
         Command::Db(DbCommand::Migrate { config }) => commands::sql::db_migrate(&config),
+        Command::Logins(LoginsCommand::List { config, user }) => {
+            commands::logins::list(&config, user.as_deref())
+        }
+        Command::Logins(LoginsCommand::Revoke { config, user }) => {
+            commands::logins::revoke(&config, &user)
+        }
     };
     match result {
         Ok(code) => code,

@@ -3,6 +3,7 @@
 pub(crate) mod config;
 pub(crate) mod health;
 pub(crate) mod keys;
+pub(crate) mod logins;
 pub(crate) mod serve;
 pub(crate) mod sql;
 pub(crate) mod tokens;

@@ -236,6 +236,62 @@ impl Store {
         Ok(Some(record))
     }
 
+    /// Every unexpired record with its id, oldest expiry first; only `user`'s when given.
+    /// For the `logins` command (a scan of the whole store).
+    pub async fn list(
+        &self,
+        user: Option<&str>,
+    ) -> Result<Vec<(String, MintedRecord)>, StoreError> {
+        let result = self.list_inner(user).await;
+        self.note(result)
+    }
+
+    async fn list_inner(
+        &self,
+        user: Option<&str>,
+    ) -> Result<Vec<(String, MintedRecord)>, StoreError> {
+        let raw: Vec<(String, Vec<u8>)> = match &*self.0 {
+            Backend::Sql(s) => s.list().await?,
+            Backend::Redis(r) => {
+                let mut out = Vec::new();
+                for id in r.ids().await? {
+                    // Gone (expired, revoked) since the scan: skipped.
+                    if let Some(v) = r.get(&id).await? {
+                        out.push((id, v));
+                    }
+                }
+                out
+            }
+            Backend::Memory(m) => lock(m)
+                .iter()
+                .map(|(id, r)| (id.clone(), serde_json::to_vec(r).unwrap_or_default()))
+                .collect(),
+        };
+        let now = unix_now();
+        let mut records = Vec::with_capacity(raw.len());
+        for (id, bytes) in raw {
+            let record: MintedRecord = serde_json::from_slice(&bytes).map_err(|e| {
+                StoreError::new(self.kind(), format!("the record {id} cannot be read ({e})"))
+            })?;
+            if record.expires_at > now && user.is_none_or(|u| record.user == u) {
+                records.push((id, record));
+            }
+        }
+        records.sort_by(|a, b| (a.1.expires_at, &a.0).cmp(&(b.1.expires_at, &b.0)));
+        Ok(records)
+    }
+
+    /// Revokes every minted password of `user`; how many there were.
+    pub async fn revoke_user(&self, user: &str) -> Result<usize, StoreError> {
+        let mut revoked = 0;
+        for (id, _) in self.list(Some(user)).await? {
+            if self.delete(&id).await? {
+                revoked += 1;
+            }
+        }
+        Ok(revoked)
+    }
+
     /// Removes the record under `id`; true when there was one.
     pub async fn delete(&self, id: &str) -> Result<bool, StoreError> {
         let result = self.delete_inner(id).await;
@@ -340,6 +396,30 @@ mod tests {
         let (_, old) = mint_password();
         store.put(&old, &record("bob", -5)).await.unwrap();
         assert_eq!(store.get(&old).await.unwrap(), None);
+        // Listing and revoking by user (the `logins` command); expired records are left out.
+        let ids: Vec<String> = (0..3).map(|_| mint_password().1).collect();
+        store.put(&ids[0], &record("carol", 60)).await.unwrap();
+        store.put(&ids[1], &record("dave", 120)).await.unwrap();
+        store.put(&ids[2], &record("carol", 180)).await.unwrap();
+        let all = store.list(None).await.unwrap();
+        let listed: Vec<(&str, &str)> = all
+            .iter()
+            .map(|(id, r)| (id.as_str(), r.user.as_str()))
+            .collect();
+        assert_eq!(
+            listed,
+            [
+                (ids[0].as_str(), "carol"),
+                (ids[1].as_str(), "dave"),
+                (ids[2].as_str(), "carol")
+            ]
+        );
+        assert_eq!(store.list(Some("carol")).await.unwrap().len(), 2);
+        assert_eq!(store.revoke_user("carol").await.unwrap(), 2);
+        assert_eq!(store.revoke_user("carol").await.unwrap(), 0);
+        assert_eq!(store.get(&ids[0]).await.unwrap(), None);
+        assert!(store.get(&ids[1]).await.unwrap().is_some());
+        assert_eq!(store.list(None).await.unwrap().len(), 1);
     }
 
     #[tokio::test]

@@ -1,4 +1,4 @@
-//! The Redis store: a small RESP2 client (`AUTH`, `SELECT`, `SET … EX`, `GET`, `DEL`) over plain
+//! The Redis store: a small RESP2 client (`AUTH`, `SELECT`, `SET … EX`, `GET`, `DEL`, `SCAN`) over plain
 //! TCP with a handful of pooled connections. Records live under
 //! `registry-auth:minted:<id>` and expire with the password (Redis drops them itself).
 
@@ -163,6 +163,46 @@ impl Redis {
         match self.command(&[b"DEL", key.as_bytes()]).await? {
             Reply::Int(n) => Ok(n > 0),
             other => Err(err(format!("DEL answered {}", describe(&other)))),
+        }
+    }
+
+    /// The ids of every record (`SCAN` over the key prefix: never blocks the server).
+    pub(super) async fn ids(&self) -> Result<Vec<String>, StoreError> {
+        let pattern = format!("{KEY_PREFIX}*");
+        let mut cursor = b"0".to_vec();
+        let mut ids = Vec::new();
+        loop {
+            let reply = self
+                .command(&[
+                    b"SCAN",
+                    &cursor,
+                    b"MATCH",
+                    pattern.as_bytes(),
+                    b"COUNT",
+                    b"500",
+                ])
+                .await?;
+            let Reply::Array(Some(mut parts)) = reply else {
+                return Err(err(format!("SCAN answered {}", describe(&reply))));
+            };
+            let (Some(Reply::Array(Some(keys))), Some(Reply::Bulk(Some(next)))) =
+                (parts.pop(), parts.pop())
+            else {
+                return Err(err("SCAN answered something else than [cursor, keys]"));
+            };
+            for key in keys {
+                if let Reply::Bulk(Some(k)) = key
+                    && let Some(id) = std::str::from_utf8(&k)
+                        .ok()
+                        .and_then(|k| k.strip_prefix(KEY_PREFIX))
+                {
+                    ids.push(id.to_owned());
+                }
+            }
+            if next == b"0" {
+                return Ok(ids);
+            }
+            cursor = next;
         }
     }
 

@@ -263,6 +263,21 @@ impl SqlStore {
         Ok(row.map(|(r,)| r.into_bytes()))
     }
 
+    /// Every unexpired `(id, record)`, oldest first.
+    pub(super) async fn list(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let pool = self.pool().await?;
+        let now = i64::try_from(unix_now()).unwrap_or(i64::MAX);
+        let sql =
+            format!("SELECT id, record FROM {TABLE} WHERE expires_at > $1 ORDER BY expires_at, id");
+        let rows: Vec<(String, String)> = on_pool!(pool, p => self
+            .timed("cannot list the passwords", sqlx::query_as(&sql).bind(now).fetch_all(p))
+            .await?);
+        Ok(rows
+            .into_iter()
+            .map(|(id, r)| (id, r.into_bytes()))
+            .collect())
+    }
+
     pub(super) async fn delete(&self, id: &str) -> Result<bool, StoreError> {
         let pool = self.pool().await?;
         let sql = format!("DELETE FROM {TABLE} WHERE id = $1");

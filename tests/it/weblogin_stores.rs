@@ -2,7 +2,8 @@
 //! started here on loopback ports) with two registry-auth processes sharing the store and the
 //! session secret. A password minted on one works on the other (through the real registry,
 //! whose realm is the second one), revalidation runs on either (the sealed upstream tokens
-//! open with the shared secret), and signing out on one revokes it on both.
+//! open with the shared secret), signing out on one revokes it on both, and `logins revoke`
+//! revokes every password of a user on both.
 
 use std::fs;
 use std::thread::sleep;
@@ -13,6 +14,7 @@ use crate::common::idp::{Browserless, FakeGithub, GhUser};
 use crate::common::keys::yaml_str;
 use crate::common::proc::free_port;
 use crate::common::redis::{Persistence, Redis};
+use crate::common::server::run_cli;
 use crate::common::stack::tempdir;
 use crate::common::webstack::{CLIENT_ID, CLIENT_SECRET, WebStack, login_at_fake};
 
@@ -93,6 +95,55 @@ fn two_replicas(store_yaml: &str, dump: &dyn Fn() -> String) {
         .clients()
         .skopeo_pull(Some(("alice", &alice.password)), "platform/app", "v1");
     assert_eq!(pull.outcome, Outcome::Unauthorized, "{}", pull.log);
+
+    // An administrator revokes every password of a user at once (`logins revoke`), from any
+    // host that has the config: both replicas refuse them at the next request.
+    let first = login_at_fake(&a.base(), "github_auth", "alice");
+    let second = login_at_fake(&a.base(), "github_auth", "alice");
+    let config = a.server.config.display().to_string();
+    let out = run_cli(&["logins", "list", "--config", &config]);
+    assert!(out.success(), "{}", out.describe());
+    let listed: Vec<&str> = out
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("alice\t"))
+        .collect();
+    assert_eq!(listed.len(), 2, "{}", out.stdout);
+    assert!(
+        listed[0].contains("github_auth") && listed[0].contains("platform"),
+        "{}",
+        out.stdout
+    );
+    for pw in [&first.password, &second.password] {
+        assert!(!out.stdout.contains(pw.as_str()), "a password is listed");
+        assert_eq!(
+            b.token("alice", pw, "repository:platform/app:pull").status,
+            200
+        );
+    }
+    let out = run_cli(&["logins", "revoke", "--config", &config, "--user", "alice"]);
+    assert!(out.success(), "{}", out.describe());
+    assert!(
+        out.stdout.contains("revoked 2 minted passwords"),
+        "{}",
+        out.stdout
+    );
+    for pw in [&first.password, &second.password] {
+        assert_eq!(
+            a.token("alice", pw, "repository:platform/app:pull").status,
+            401
+        );
+        assert_eq!(
+            b.token("alice", pw, "repository:platform/app:pull").status,
+            401
+        );
+    }
+    let out = run_cli(&["logins", "list", "--config", &config, "--user", "alice"]);
+    assert!(
+        out.stdout.starts_with("0 minted passwords"),
+        "{}",
+        out.stdout
+    );
 }
 
 #[test]

@@ -1,0 +1,94 @@
+//! `registry-auth logins list|revoke`: the passwords minted by the web logins, in `store`.
+
+use std::io::{self, Write};
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use registry_auth::config::{self, Config};
+use registry_auth::store::{MintedRecord, Store};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+/// Loads the config and its store, or prints the config's problems (`Err(exit code)`).
+fn store_of(path: &Path) -> Result<Result<(Config, Store), ExitCode>> {
+    let config = match config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            writeln!(io::stderr(), "{e}")?;
+            return Ok(Err(ExitCode::FAILURE));
+        }
+    };
+    let Some(logins) = &config.web_logins else {
+        bail!(
+            "{} has no web login (`github_auth`, `google_auth`, `oidc_auth`, `gitlab_auth`): \
+             there are no minted passwords",
+            path.display()
+        );
+    };
+    let store = logins.store().clone();
+    Ok(Ok((config, store)))
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("while starting the async runtime")
+}
+
+fn time(unix: u64) -> String {
+    i64::try_from(unix)
+        .ok()
+        .and_then(|t| OffsetDateTime::from_unix_timestamp(t).ok())
+        .and_then(|t| t.format(&Rfc3339).ok())
+        .unwrap_or_else(|| unix.to_string())
+}
+
+fn line(record: &MintedRecord) -> String {
+    format!(
+        "{}\t{}\tminted {}\texpires {}\tlabels {}",
+        record.user,
+        record.provider,
+        time(record.created_at),
+        time(record.expires_at),
+        serde_json::to_string(&record.labels).unwrap_or_default()
+    )
+}
+
+pub(crate) fn list(path: &Path, user: Option<&str>) -> Result<ExitCode> {
+    let (config, store) = match store_of(path)? {
+        Ok(s) => s,
+        Err(code) => return Ok(code),
+    };
+    let records = runtime()?.block_on(store.list(user))?;
+    let mut out = io::stdout().lock();
+    for (_, record) in &records {
+        writeln!(out, "{}", line(record))?;
+    }
+    let description = config
+        .web_logins
+        .as_ref()
+        .map_or("", |l| l.store_description());
+    writeln!(
+        out,
+        "{} minted password{} in {description}",
+        records.len(),
+        if records.len() == 1 { "" } else { "s" }
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) fn revoke(path: &Path, user: &str) -> Result<ExitCode> {
+    let (_, store) = match store_of(path)? {
+        Ok(s) => s,
+        Err(code) => return Ok(code),
+    };
+    let revoked = runtime()?.block_on(store.revoke_user(user))?;
+    writeln!(
+        io::stdout(),
+        "revoked {revoked} minted password{} of {user:?}",
+        if revoked == 1 { "" } else { "s" }
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
