@@ -228,6 +228,7 @@ async fn decide(
             actions: &scope.actions,
         };
         let mut decided = (Vec::new(), DecidedBy::NoMatch);
+        // External authorizers' futures are boxed: see `authn::cache` (`resolve`).
         for backend in &config.authz_order {
             match backend {
                 AuthzBackend::Acl => {
@@ -237,19 +238,19 @@ async fn decide(
                     }
                 }
                 AuthzBackend::Ext(ext) => {
-                    if let Some(granted) = ext.authorize(&req).await? {
+                    if let Some(granted) = Box::pin(ext.authorize(&req)).await? {
                         decided = (granted, DecidedBy::External("ext_authz"));
                         break;
                     }
                 }
                 AuthzBackend::Http(http) => {
-                    if let Some(granted) = http.authorize(&req).await? {
+                    if let Some(granted) = Box::pin(http.authorize(&req)).await? {
                         decided = (granted, DecidedBy::External("http_authz"));
                         break;
                     }
                 }
                 AuthzBackend::Sql(sql) => {
-                    if let Some((seq, granted)) = sql.authorize(&req).await? {
+                    if let Some((seq, granted)) = Box::pin(sql.authorize(&req)).await? {
                         decided = (granted, DecidedBy::AclSqlRow(seq));
                         break;
                     }

@@ -173,26 +173,24 @@ impl Authenticator {
             cache.invalidate(&key).await;
         }
         self.stats.misses.inc();
-        let result = cache
-            .try_get_with(key, async {
-                match self.resolve(creds.clone(), ctx).await {
-                    // Minted passwords and CI tokens are checked on every use (a store read or
-                    // a signature, no bcrypt), so a sign-out or an expiry applies at once:
-                    // shared by concurrent identical misses, never cached.
-                    Ok((AuthnOutcome::Authenticated(identity), backend))
-                        if !cacheable(&identity) =>
-                    {
-                        Err(Miss::Outcome(
-                            AuthnOutcome::Authenticated(identity),
-                            backend,
-                        ))
-                    }
-                    Ok((AuthnOutcome::Authenticated(identity), _)) => Ok(identity),
-                    Ok((other, backend)) => Err(Miss::Outcome(other, backend)),
-                    Err(e) => Err(Miss::Error(e)),
+        // Boxed: a miss costs a bcrypt or a backend call anyway (see `resolve`).
+        let result = Box::pin(cache.try_get_with(key, async {
+            match self.resolve(creds.clone(), ctx).await {
+                // Minted passwords and CI tokens are checked on every use (a store read or
+                // a signature, no bcrypt), so a sign-out or an expiry applies at once:
+                // shared by concurrent identical misses, never cached.
+                Ok((AuthnOutcome::Authenticated(identity), backend)) if !cacheable(&identity) => {
+                    Err(Miss::Outcome(
+                        AuthnOutcome::Authenticated(identity),
+                        backend,
+                    ))
                 }
-            })
-            .await;
+                Ok((AuthnOutcome::Authenticated(identity), _)) => Ok(identity),
+                Ok((other, backend)) => Err(Miss::Outcome(other, backend)),
+                Err(e) => Err(Miss::Error(e)),
+            }
+        }))
+        .await;
         match result {
             Ok(identity) => AuthnAnswer {
                 backend: vouched_by(&creds.account, &identity),
@@ -234,12 +232,15 @@ impl Authenticator {
                     self.chain.authenticate_local(&creds)?
                 }
                 AuthnBackend::Local => self.verify(creds.clone(), Local::Only).await?,
-                AuthnBackend::Ext(ext) => ext.authenticate(&creds).await?,
-                AuthnBackend::Ldap(ldap) => ldap.authenticate(&creds).await?,
-                AuthnBackend::Http(http) => http.authenticate(&creds, ctx).await?,
-                AuthnBackend::WebLogin(web) => web.authenticate(&creds).await?,
-                AuthnBackend::CiTokens(ci) => ci.authenticate(&creds).await?,
-                AuthnBackend::Sql(sql) => sql.authenticate(&creds, &self.pool).await?,
+                // The other backends' futures are large (network clients) and boxed where they
+                // run, so that every request's future stays small: axum and tower move it
+                // several times (memcpy), and a malloc is nothing next to a network call.
+                AuthnBackend::Ext(ext) => Box::pin(ext.authenticate(&creds)).await?,
+                AuthnBackend::Ldap(ldap) => Box::pin(ldap.authenticate(&creds)).await?,
+                AuthnBackend::Http(http) => Box::pin(http.authenticate(&creds, ctx)).await?,
+                AuthnBackend::WebLogin(web) => Box::pin(web.authenticate(&creds)).await?,
+                AuthnBackend::CiTokens(ci) => Box::pin(ci.authenticate(&creds)).await?,
+                AuthnBackend::Sql(sql) => Box::pin(sql.authenticate(&creds, &self.pool)).await?,
             };
             last = match backend {
                 AuthnBackend::Local => local,
@@ -267,8 +268,8 @@ impl Authenticator {
         for backend in &self.order {
             let found = match backend {
                 AuthnBackend::Local => self.chain.lookup(account, now),
-                AuthnBackend::Ldap(ldap) => ldap.lookup(account).await?,
-                AuthnBackend::Sql(sql) => sql.lookup(account).await?,
+                AuthnBackend::Ldap(ldap) => Box::pin(ldap.lookup(account)).await?,
+                AuthnBackend::Sql(sql) => Box::pin(sql.lookup(account)).await?,
                 AuthnBackend::Ext(_)
                 | AuthnBackend::Http(_)
                 | AuthnBackend::WebLogin(_)
@@ -293,7 +294,7 @@ impl Authenticator {
         if fingerprint.starts_with(crate::weblogin::MINTED_FINGERPRINT_PREFIX) {
             for backend in &self.order {
                 if let AuthnBackend::WebLogin(web) = backend {
-                    return web.logins.lookup(account, fingerprint).await;
+                    return Box::pin(web.logins.lookup(account, fingerprint)).await;
                 }
             }
             return Ok(None);

@@ -20,6 +20,20 @@ use crate::token::{Scope, parse_scopes};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Peer(pub Option<std::net::IpAddr>);
 
+impl Peer {
+    /// The peer recorded in a request's extensions by the accept loop (or by tests).
+    pub fn of(ext: &axum::http::Extensions) -> Self {
+        use axum::extract::ConnectInfo;
+        use axum::extract::connect_info::MockConnectInfo;
+        use std::net::SocketAddr;
+        let addr = ext
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0)
+            .or_else(|| ext.get::<MockConnectInfo<SocketAddr>>().map(|c| c.0));
+        Self(addr.map(|a| a.ip()))
+    }
+}
+
 impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Peer {
     type Rejection = std::convert::Infallible;
 
@@ -27,15 +41,7 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Peer {
         parts: &mut axum::http::request::Parts,
         _: &S,
     ) -> Result<Self, Self::Rejection> {
-        use axum::extract::ConnectInfo;
-        use axum::extract::connect_info::MockConnectInfo;
-        use std::net::SocketAddr;
-        let ext = &parts.extensions;
-        let addr = ext
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0)
-            .or_else(|| ext.get::<MockConnectInfo<SocketAddr>>().map(|c| c.0));
-        Ok(Self(addr.map(|a| a.ip())))
+        Ok(Self::of(&parts.extensions))
     }
 }
 

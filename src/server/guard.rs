@@ -5,23 +5,11 @@
 use std::net::Ipv6Addr;
 
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{HeaderMap, Uri, Version, header};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
 use http_body_util::Limited;
 
 use super::error::ApiError;
-
-/// Refuses, with a 400, a request whose `Host` is missing (HTTP/1.1), given more than once, or
-/// not a valid `host[:port]`. HTTP/1.0 may omit it; HTTP/2 carries it as the URI's authority
-/// (`:authority`), so there it may be omitted when the URI has one.
-pub async fn check_host(req: Request, next: Next) -> Response {
-    match host_problem(req.version(), req.uri(), req.headers()) {
-        Some(problem) => ApiError::BadRequest(problem.to_owned()).into_response(),
-        None => next.run(req).await,
-    }
-}
 
 /// What is wrong with the request's `Host`, if anything.
 pub fn host_problem(version: Version, uri: &Uri, headers: &HeaderMap) -> Option<&'static str> {
@@ -121,20 +109,23 @@ fn sub_delim(b: u8) -> bool {
     )
 }
 
-/// Refuses a request whose `Content-Length` is over `limit` with a 413 without reading the
-/// body, and limits the others to `limit` bytes: reading more fails with
-/// [`http_body_util::LengthLimitError`] (a chunked body), which handlers answer with a 413 too.
-pub async fn limit_body(State(limit): State<usize>, req: Request, next: Next) -> Response {
+/// The request after the checks every route gets: a 400 for a bad `Host` ([`host_problem`]), a
+/// 413 without reading the body when `Content-Length` is over `limit`; other bodies are limited
+/// to `limit` bytes (reading more fails with [`http_body_util::LengthLimitError`], which
+/// handlers answer with a 413 too).
+pub fn check(req: Request, limit: usize) -> Result<Request, ApiError> {
+    if let Some(problem) = host_problem(req.version(), req.uri(), req.headers()) {
+        return Err(ApiError::BadRequest(problem.to_owned()));
+    }
     let announced = req
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if announced.is_some_and(|n| usize::try_from(n).map_or(true, |n| n > limit)) {
-        return ApiError::PayloadTooLarge { limit }.into_response();
+        return Err(ApiError::PayloadTooLarge { limit });
     }
-    next.run(req.map(|body| Body::new(Limited::new(body, limit))))
-        .await
+    Ok(req.map(|body| Body::new(Limited::new(body, limit))))
 }
 
 #[cfg(test)]

@@ -2,9 +2,10 @@
 //! middleware and serving.
 //!
 //! Layer order (outermost first): request id → trace span (method, path, request id) → request
-//! timeout → error logging → request metrics → `Host` check → body size limit → routes (so the
-//! last two's refusals are logged and counted like any answer). The request head's size and read
-//! timeout, and TLS, are handled per connection by [`serve`].
+//! timeout → one middleware for error logging, request metrics, the `Host` check and the body
+//! size limit, in that order (so the last two's refusals are logged and counted like any
+//! answer) → routes. The request head's size and read timeout, and TLS, are handled per
+//! connection by [`serve`].
 
 pub mod client_ip;
 pub mod error;
@@ -28,7 +29,7 @@ use axum::body::Body;
 use axum::extract::{ConnectInfo, Request};
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
@@ -81,12 +82,12 @@ pub fn ops_router(state: AppState) -> Router {
 fn common_layers(router: Router, limits: Limits, state: AppState) -> Router {
     router
         .layer(middleware::from_fn_with_state(
-            limits.max_body_bytes,
-            guard::limit_body,
+            PerRequest {
+                state,
+                max_body_bytes: limits.max_body_bytes,
+            },
+            per_request,
         ))
-        .layer(middleware::from_fn(guard::check_host))
-        .layer(middleware::from_fn_with_state(state, count_requests))
-        .layer(middleware::from_fn(log_internal_errors))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             limits.request_timeout,
@@ -281,9 +282,19 @@ impl Conn {
     }
 }
 
-/// Counts requests by matched route and status.
-async fn count_requests(
-    axum::extract::State(state): axum::extract::State<AppState>,
+/// The state of [`per_request`].
+#[derive(Debug, Clone)]
+struct PerRequest {
+    state: AppState,
+    max_body_bytes: usize,
+}
+
+/// What every request goes through inside the timeout: the `Host` and body-size checks
+/// ([`guard::check`]), then counting by matched route and status, and logging the detail of 5xx
+/// answers inside the request span (the response itself stays generic). One middleware for the
+/// four: each axum middleware costs a boxed future and a service clone per request.
+async fn per_request(
+    axum::extract::State(ctx): axum::extract::State<PerRequest>,
     req: Request,
     next: Next,
 ) -> Response {
@@ -291,8 +302,11 @@ async fn count_requests(
         .extensions()
         .get::<axum::extract::MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
-    let response = next.run(req).await;
-    state
+    let response = match guard::check(req, ctx.max_body_bytes) {
+        Ok(req) => next.run(req).await,
+        Err(e) => e.into_response(),
+    };
+    ctx.state
         .shared()
         .metrics
         .http_requests
@@ -301,12 +315,6 @@ async fn count_requests(
             status: response.status().as_u16(),
         })
         .inc();
-    response
-}
-
-/// Logs the detail of 5xx answers inside the request span (the response itself stays generic).
-async fn log_internal_errors(req: Request, next: Next) -> Response {
-    let response = next.run(req).await;
     if let Some(InternalDetail(detail)) = response.extensions().get::<InternalDetail>() {
         error!(status = response.status().as_u16(), error = %detail, "request failed");
     }

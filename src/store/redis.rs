@@ -1,5 +1,5 @@
-//! The Redis store: a small RESP2 client (`AUTH`, `SELECT`, `SET … EX`, `GET`, `DEL`, `SCAN`) over plain
-//! TCP with a handful of pooled connections. Records live under
+//! The Redis store: a small RESP2 client (`AUTH`, `SELECT`, `SET … EX`, `GET`, `DEL`, `SCAN`)
+//! over plain TCP with a handful of pooled connections. Records live under
 //! `registry-auth:minted:<id>` and expire with the password (Redis drops them itself).
 
 use std::time::Duration;
