@@ -17,9 +17,43 @@ use crate::authn::CacheStats;
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct HttpLabels {
     /// The matched route (`/auth`, …) or `unmatched`.
-    pub route: String,
+    pub route: Route,
     /// HTTP status code.
     pub status: u16,
+}
+
+/// The `route` label: axum's matched path (an `Arc<str>` inside, so making a label allocates
+/// nothing), or `unmatched`.
+#[derive(Debug, Clone)]
+pub struct Route(pub Option<axum::extract::MatchedPath>);
+
+impl Route {
+    fn as_str(&self) -> &str {
+        self.0.as_ref().map_or("unmatched", |m| m.as_str())
+    }
+}
+
+impl PartialEq for Route {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for Route {}
+
+impl std::hash::Hash for Route {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
+    }
+}
+
+impl prometheus_client::encoding::EncodeLabelValue for Route {
+    fn encode(
+        &self,
+        encoder: &mut prometheus_client::encoding::LabelValueEncoder<'_>,
+    ) -> Result<(), std::fmt::Error> {
+        self.as_str().encode(encoder)
+    }
 }
 
 /// `outcome` of a token decision.

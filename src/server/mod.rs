@@ -34,7 +34,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::net::TcpListener;
-use tower::ServiceExt;
+use tower::{ServiceBuilder, ServiceExt};
 use tower_http::request_id::{
     MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
 };
@@ -58,15 +58,7 @@ pub fn router(state: AppState) -> Router {
     let limits = current.config.server.limits;
     let hsts = current.config.server.tls.as_ref().is_some_and(|t| t.hsts);
     let router = routes::routes(&prefix).with_state(state.clone());
-    let router = if hsts {
-        router.layer(SetResponseHeaderLayer::overriding(
-            axum::http::header::STRICT_TRANSPORT_SECURITY,
-            HeaderValue::from_static("max-age=63072000; includeSubDomains"),
-        ))
-    } else {
-        router
-    };
-    common_layers(router, limits, state)
+    common_layers(router, limits, state, hsts)
 }
 
 /// Only `/healthz`, `/readyz` and `/metrics`, for `server.metrics_addr`.
@@ -76,22 +68,31 @@ pub fn ops_router(state: AppState) -> Router {
         routes::ops_routes().with_state(state.clone()),
         limits,
         state,
+        false,
     )
 }
 
-fn common_layers(router: Router, limits: Limits, state: AppState) -> Router {
-    router
-        .layer(middleware::from_fn_with_state(
-            PerRequest {
-                state,
-                max_body_bytes: limits.max_body_bytes,
-            },
-            per_request,
-        ))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            limits.request_timeout,
-        ))
+/// The middleware. [`per_request`] needs the matched route, so it is a layer of the router
+/// (`Router::layer` wraps every route, and boxes it again). The tower layers around it do not:
+/// they wrap the whole router once, as concrete types, which saves a boxed service clone and a
+/// boxed future per layer and request.
+fn common_layers(router: Router, limits: Limits, state: AppState, hsts: bool) -> Router {
+    let router = router.layer(middleware::from_fn_with_state(
+        PerRequest {
+            state,
+            max_body_bytes: limits.max_body_bytes,
+        },
+        per_request,
+    ));
+    let hsts = hsts.then(|| {
+        SetResponseHeaderLayer::overriding(
+            axum::http::header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=63072000; includeSubDomains"),
+        )
+    });
+    let service = ServiceBuilder::new()
+        .layer(SetRequestIdLayer::new(REQUEST_ID, Counter::default()))
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(
             TraceLayer::new_for_http().make_span_with(|req: &Request<Body>| {
                 let id = req
@@ -103,8 +104,13 @@ fn common_layers(router: Router, limits: Limits, state: AppState) -> Router {
                 info_span!("request", method = %req.method(), path = %req.uri().path(), id)
             }),
         )
-        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-        .layer(SetRequestIdLayer::new(REQUEST_ID, Counter::default()))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            limits.request_timeout,
+        ))
+        .option_layer(hsts)
+        .service(router);
+    Router::new().fallback_service(service)
 }
 
 /// How long shutdown waits for in-flight requests before giving up on them.
@@ -298,10 +304,11 @@ async fn per_request(
     req: Request,
     next: Next,
 ) -> Response {
-    let route = req
-        .extensions()
-        .get::<axum::extract::MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
+    let route = metrics::Route(
+        req.extensions()
+            .get::<axum::extract::MatchedPath>()
+            .cloned(),
+    );
     let response = match guard::check(req, ctx.max_body_bytes) {
         Ok(req) => next.run(req).await,
         Err(e) => e.into_response(),
