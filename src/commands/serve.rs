@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use registry_auth::config::{self, Config};
+use registry_auth::config::{self, AuthnBackend, AuthzBackend, Config};
 use registry_auth::server::{self, AppState, Listener, reload};
 use tracing::{info, warn};
 
@@ -62,6 +62,7 @@ pub(crate) fn serve(path: &Path, listen: Option<String>) -> Result<ExitCode> {
             }));
         }
         tokio::spawn(reload::watch(state.clone(), path.to_path_buf()));
+        tokio::spawn(check_backends(state.clone()));
         tokio::spawn(async move {
             shutdown_signal().await;
             let _ = stop_tx.send(true);
@@ -81,6 +82,45 @@ pub(crate) fn serve(path: &Path, listen: Option<String>) -> Result<ExitCode> {
         info!("stopped");
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// Connects to the databases and the password store once at start-up, in the background, so a
+/// problem shows in the log (and in `/readyz`) at once rather than at the first request that
+/// needs them. Never stops the start: anonymous pulls and local users work without them.
+async fn check_backends(state: AppState) {
+    let inner = state.current();
+    let config = &inner.config;
+    for backend in &config.authn_order {
+        if let AuthnBackend::Sql(sql) = backend {
+            match sql.db().migrate().await {
+                Ok(_) => info!(backend = "sql_auth", db = %sql.db().describe(), "database ready"),
+                Err(e) => warn!(
+                    backend = "sql_auth",
+                    error = %e,
+                    "the database is not reachable yet; its users get a 503 until it is"
+                ),
+            }
+        }
+    }
+    for backend in &config.authz_order {
+        if let AuthzBackend::Sql(sql) = backend {
+            match sql.snapshot().await {
+                Ok(acl) => info!(
+                    backend = "acl_sql",
+                    rows = acl.rows().len(),
+                    "ACL rows loaded"
+                ),
+                Err(e) => warn!(
+                    backend = "acl_sql",
+                    error = %e,
+                    "the ACL table cannot be read yet; scopes it decides get a 503 until it can"
+                ),
+            }
+        }
+    }
+    if let Some(web) = &config.web_logins {
+        web.check_store().await;
+    }
 }
 
 /// Generates the key and certificate on first start when `token.generate` is set, then loads it.

@@ -545,6 +545,11 @@ fn scenario(db: &Db, mut pg: Option<&mut Postgres>, dir: &Path, url: &str) {
     assert_eq!(order, ["seq 10", "seq 20", "seq 30"], "{}", acl.describe());
 
     let srv = AuthServer::start(&config, &dir.join("server.log"));
+    // Both databases are reached at start-up (a problem would show in the log at once).
+    eventually("the start-up check of the databases", 15, &srv, || {
+        let log = log_text(&srv);
+        log.contains("database ready") && log.contains("rows=3") && log.contains("ACL rows loaded")
+    });
     let alice = Some(("alice", "alice-pass-1"));
     expect(
         &srv,

@@ -7,7 +7,7 @@
 
 use std::fs;
 use std::thread::sleep;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::common::clients::Outcome;
 use crate::common::idp::{Browserless, FakeGithub, GhUser};
@@ -55,6 +55,15 @@ fn two_replicas(store_yaml: &str, dump: &dyn Fn() -> String) {
     let a = WebStack::start_full(free_port(), &server_extra, sections(&gh), ACL, false);
     let b = WebStack::start_full(free_port(), &server_extra, sections(&gh), ACL, true);
     gh.set_redirect_uri(&format!("{}/github_auth", a.base()));
+    // The store is reached at start-up (a problem would show in the log at once).
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !fs::read_to_string(&a.server.log)
+        .unwrap_or_default()
+        .contains("password store ready")
+    {
+        assert!(Instant::now() < deadline, "{}", a.diagnostics());
+        sleep(Duration::from_millis(100));
+    }
 
     // Minted on A, used on B (by skopeo, through the registry whose realm is B).
     let alice = login_at_fake(&a.base(), "github_auth", "alice");
