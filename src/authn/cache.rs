@@ -163,14 +163,22 @@ impl Authenticator {
         };
         let key = self.cache_key(creds, ctx);
         if let Some(identity) = cache.get(&key).await {
-            if self.still_valid(&creds.account, &identity) {
-                self.stats.hits.inc();
-                return AuthnAnswer {
-                    backend: vouched_by(&creds.account, &identity),
-                    result: Ok(AuthnOutcome::Authenticated(identity)),
-                };
+            match self.recheck(&creds.account, identity).await {
+                Ok(Some(identity)) => {
+                    self.stats.hits.inc();
+                    return AuthnAnswer {
+                        backend: vouched_by(&creds.account, &identity),
+                        result: Ok(AuthnOutcome::Authenticated(identity)),
+                    };
+                }
+                Ok(None) => cache.invalidate(&key).await,
+                Err(e) => {
+                    return AuthnAnswer {
+                        backend: e.backend(),
+                        result: Err(e),
+                    };
+                }
             }
-            cache.invalidate(&key).await;
         }
         self.stats.misses.inc();
         // Boxed: a miss costs a bcrypt or a backend call anyway (see `resolve`).
@@ -326,6 +334,30 @@ impl Authenticator {
 
     /// A cached identity is honoured only while the account still has the same credential (and
     /// a robot has not expired).
+    /// A cached identity, re-checked: `None` when the account changed since (the entry is
+    /// dropped and the credentials checked again). Local users and robots are looked up in
+    /// memory; an `sql_auth` user's row is read again (one indexed query, no bcrypt), so
+    /// `users remove` and `users passwd` take effect at once and label changes are seen; the
+    /// other external backends are bounded by the cache's time-to-live.
+    async fn recheck(
+        &self,
+        account: &str,
+        identity: Identity,
+    ) -> Result<Option<Identity>, AuthnError> {
+        if identity.kind == IdentityKind::External("sql_auth") {
+            let sql = self.order.iter().find_map(|b| match b {
+                AuthnBackend::Sql(sql) => Some(sql),
+                _ => None,
+            });
+            let Some(sql) = sql else {
+                return Ok(None);
+            };
+            let current = Box::pin(sql.lookup(account)).await?;
+            return Ok(current.filter(|c| c.fingerprint == identity.fingerprint));
+        }
+        Ok(self.still_valid(account, &identity).then_some(identity))
+    }
+
     fn still_valid(&self, account: &str, identity: &Identity) -> bool {
         if matches!(identity.kind, IdentityKind::External(_)) {
             // Nothing local to re-check; the cache's time-to-live bounds it.
@@ -425,6 +457,51 @@ mod tests {
 
     fn is_ok(outcome: &AuthnOutcome) -> bool {
         matches!(outcome, AuthnOutcome::Authenticated(_))
+    }
+
+    #[tokio::test]
+    async fn a_cached_sql_user_is_re_read_so_passwd_and_remove_apply_at_once() {
+        use crate::sql::{DEFAULT_TIMEOUT, SqlDb, UserRow};
+        let dir = tempfile::tempdir().unwrap();
+        let db = Arc::new(SqlDb::parse("sqlite:u.db", dir.path(), 2, DEFAULT_TIMEOUT).unwrap());
+        db.insert_user(&UserRow {
+            name: "alice".into(),
+            password_hash: bcrypt::hash("good", 4).unwrap(),
+            labels: r#"{"team": ["dev"]}"#.into(),
+        })
+        .await
+        .unwrap();
+        let auth = Authenticator::with_order(
+            chain(4),
+            vec![
+                AuthnBackend::Local,
+                AuthnBackend::Sql(crate::authn::SqlAuth::new(db.clone())),
+            ],
+            settings(300, 1),
+            CacheStats::default(),
+        );
+        let alice = creds("alice", "good");
+        for _ in 0..3 {
+            assert!(is_ok(&auth.authenticate(&alice).await.unwrap()));
+        }
+        assert_eq!((auth.stats().misses.get(), auth.stats().hits.get()), (1, 2));
+        // A new password: the cached entry no longer matches the row, the old password fails.
+        db.set_password("alice", &bcrypt::hash("new", 4).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(
+            auth.authenticate(&alice).await.unwrap(),
+            AuthnOutcome::WrongPassword
+        );
+        let alice = creds("alice", "new");
+        assert!(is_ok(&auth.authenticate(&alice).await.unwrap()));
+        assert!(is_ok(&auth.authenticate(&alice).await.unwrap()));
+        // Removed: refused at once, although the credentials were cached.
+        assert!(db.delete_user("alice").await.unwrap());
+        assert_eq!(
+            auth.authenticate(&alice).await.unwrap(),
+            AuthnOutcome::NoMatch
+        );
     }
 
     #[tokio::test]
