@@ -11,10 +11,7 @@
 
 use serde::Deserialize;
 
-use super::{
-    Account, Common, UpstreamTokens, Verdict, exchange_code, fresh_tokens, json_answer, send,
-    with_query,
-};
+use super::{Account, Common, UpstreamTokens, Verdict, json_answer, send, with_query};
 use crate::authn::Labels;
 use crate::oidc::Unavailable;
 
@@ -84,40 +81,9 @@ impl Github {
         )
     }
 
-    pub(super) async fn finish(
-        &self,
-        common: &Common,
-        code: &str,
-        redirect_uri: &str,
-        verifier: &str,
-    ) -> Result<Verdict, Unavailable> {
-        let endpoint = format!("{}/login/oauth/access_token", self.web);
-        match exchange_code(
-            &self.http,
-            &endpoint,
-            common,
-            code,
-            redirect_uri,
-            verifier,
-            "GitHub",
-        )
-        .await?
-        {
-            Ok(tokens) => self.check(tokens).await,
-            Err(why) => Ok(Verdict::Refused(why)),
-        }
-    }
-
-    pub(super) async fn revalidate(
-        &self,
-        common: &Common,
-        tokens: &UpstreamTokens,
-    ) -> Result<Verdict, Unavailable> {
-        let endpoint = format!("{}/login/oauth/access_token", self.web);
-        match fresh_tokens(&self.http, &endpoint, common, tokens, "GitHub").await? {
-            Ok(tokens) => self.check(tokens).await,
-            Err(why) => Ok(Verdict::Refused(why)),
-        }
+    /// The OAuth2 token endpoint (code exchange and refresh).
+    pub(super) fn token_endpoint(&self) -> String {
+        format!("{}/login/oauth/access_token", self.web)
     }
 
     fn get(&self, path: &str, token: &str) -> reqwest::RequestBuilder {
@@ -129,7 +95,7 @@ impl Github {
     }
 
     /// The account, its organization membership and teams.
-    async fn check(&self, tokens: UpstreamTokens) -> Result<Verdict, Unavailable> {
+    pub(super) async fn check(&self, tokens: UpstreamTokens) -> Result<Verdict, Unavailable> {
         let token = tokens.access_token.clone();
         let response = send(self.get("/user", &token), "GitHub /user").await?;
         if matches!(response.status().as_u16(), 401 | 403) {

@@ -11,10 +11,7 @@
 
 use serde::Deserialize;
 
-use super::{
-    Account, Common, UpstreamTokens, Verdict, exchange_code, fresh_tokens, json_answer, send,
-    with_query,
-};
+use super::{Account, Common, UpstreamTokens, Verdict, json_answer, send, with_query};
 use crate::authn::Labels;
 use crate::oidc::Unavailable;
 
@@ -67,40 +64,9 @@ impl Gitlab {
         )
     }
 
-    pub(super) async fn finish(
-        &self,
-        common: &Common,
-        code: &str,
-        redirect_uri: &str,
-        verifier: &str,
-    ) -> Result<Verdict, Unavailable> {
-        let endpoint = format!("{}/oauth/token", self.web);
-        match exchange_code(
-            &self.http,
-            &endpoint,
-            common,
-            code,
-            redirect_uri,
-            verifier,
-            "GitLab",
-        )
-        .await?
-        {
-            Ok(tokens) => self.check(tokens).await,
-            Err(why) => Ok(Verdict::Refused(why)),
-        }
-    }
-
-    pub(super) async fn revalidate(
-        &self,
-        common: &Common,
-        tokens: &UpstreamTokens,
-    ) -> Result<Verdict, Unavailable> {
-        let endpoint = format!("{}/oauth/token", self.web);
-        match fresh_tokens(&self.http, &endpoint, common, tokens, "GitLab").await? {
-            Ok(tokens) => self.check(tokens).await,
-            Err(why) => Ok(Verdict::Refused(why)),
-        }
+    /// The OAuth2 token endpoint (code exchange and refresh).
+    pub(super) fn token_endpoint(&self) -> String {
+        format!("{}/oauth/token", self.web)
     }
 
     fn get(&self, path: &str, token: &str) -> reqwest::RequestBuilder {
@@ -109,7 +75,7 @@ impl Gitlab {
             .bearer_auth(token)
     }
 
-    async fn check(&self, tokens: UpstreamTokens) -> Result<Verdict, Unavailable> {
+    pub(super) async fn check(&self, tokens: UpstreamTokens) -> Result<Verdict, Unavailable> {
         let token = tokens.access_token.clone();
         let response = send(self.get("/user", &token), "GitLab /user").await?;
         if matches!(response.status().as_u16(), 401 | 403) {

@@ -279,21 +279,52 @@ impl Provider {
         verifier: &str,
         nonce: &str,
     ) -> Result<Verdict, Unavailable> {
-        match &self.flavor {
-            Flavor::Github(g) => g.finish(&self.common, code, redirect_uri, verifier).await,
-            Flavor::Gitlab(g) => g.finish(&self.common, code, redirect_uri, verifier).await,
+        let (http, endpoint) = match &self.flavor {
             Flavor::Oidc(o) => {
-                o.finish(&self.common, code, redirect_uri, verifier, nonce)
-                    .await
+                return o
+                    .finish(&self.common, code, redirect_uri, verifier, nonce)
+                    .await;
             }
+            Flavor::Github(g) => (&g.http, g.token_endpoint()),
+            Flavor::Gitlab(g) => (&g.http, g.token_endpoint()),
+        };
+        let name = self.title();
+        let tokens = exchange_code(
+            http,
+            &endpoint,
+            &self.common,
+            code,
+            redirect_uri,
+            verifier,
+            name,
+        );
+        match tokens.await? {
+            Ok(tokens) => self.check_plain(tokens).await,
+            Err(why) => Ok(Verdict::Refused(why)),
         }
     }
 
     async fn revalidate(&self, tokens: &UpstreamTokens) -> Result<Verdict, Unavailable> {
+        let (http, endpoint) = match &self.flavor {
+            Flavor::Oidc(o) => return o.revalidate(&self.common, tokens).await,
+            Flavor::Github(g) => (&g.http, g.token_endpoint()),
+            Flavor::Gitlab(g) => (&g.http, g.token_endpoint()),
+        };
+        match fresh_tokens(http, &endpoint, &self.common, tokens, self.title()).await? {
+            Ok(tokens) => self.check_plain(tokens).await,
+            Err(why) => Ok(Verdict::Refused(why)),
+        }
+    }
+
+    /// The account behind fresh tokens of a plain OAuth2 provider (GitHub, GitLab): their REST
+    /// APIs decide. Not called for OIDC, which checks its ID token instead.
+    async fn check_plain(&self, tokens: UpstreamTokens) -> Result<Verdict, Unavailable> {
         match &self.flavor {
-            Flavor::Github(g) => g.revalidate(&self.common, tokens).await,
-            Flavor::Gitlab(g) => g.revalidate(&self.common, tokens).await,
-            Flavor::Oidc(o) => o.revalidate(&self.common, tokens).await,
+            Flavor::Github(g) => g.check(tokens).await,
+            Flavor::Gitlab(g) => g.check(tokens).await,
+            Flavor::Oidc(_) => Err(Unavailable(
+                "an OIDC login has no plain OAuth2 account check".to_owned(),
+            )),
         }
     }
 }
