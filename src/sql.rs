@@ -25,7 +25,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
 use sqlx::{Executor as _, Row as _};
 use tokio::sync::OnceCell;
 
-use crate::breaker::{Breaker, Outcome};
+use crate::breaker::{Breaker, Outcome, Refused};
 use crate::health::Health;
 
 /// Default most connections per database.
@@ -269,35 +269,26 @@ impl SqlDb {
         fut: impl Future<Output = Result<T, sqlx::Error>>,
     ) -> Result<T, SqlError> {
         let remote = matches!(self.target, Target::Postgres(_));
-        let permit = self
-            .breaker
-            .admit()
-            .map_err(|refused| SqlError::new(format!("{what} on {}: {refused}", self.redacted)))?;
-        let (result, outcome) = match tokio::time::timeout(self.timeout, fut).await {
-            Ok(Ok(v)) => (Ok(v), Outcome::Reached),
-            Ok(Err(e)) => (
-                Err(SqlError::new(format!(
-                    "{what} on {}: {}",
-                    self.redacted,
-                    describe_sqlx_error(&e)
-                ))),
-                reach_of(&e),
-            ),
-            Err(_) => (
-                Err(SqlError::new(format!(
-                    "{what} on {}: no answer within {:?}",
-                    self.redacted, self.timeout
-                ))),
-                Outcome::Unreachable,
-            ),
+        let result = match guarded(&self.breaker, remote, self.timeout, fut).await {
+            Guarded::Done(Ok(v)) => Ok(v),
+            Guarded::Done(Err(e)) => Err(SqlError::new(format!(
+                "{what} on {}: {}",
+                self.redacted,
+                describe_sqlx_error(&e)
+            ))),
+            Guarded::TimedOut => Err(SqlError::new(format!(
+                "{what} on {}: no answer within {:?}",
+                self.redacted, self.timeout
+            ))),
+            Guarded::Refused(refused) => Err(SqlError::new(format!(
+                "{what} on {}: {refused}",
+                self.redacted
+            ))),
         };
         match &result {
             Ok(_) => self.health.up(),
             Err(e) => self.health.down(e.to_string()),
         }
-        // A local SQLite file has no server to wait for.
-        let outcome = if remote { outcome } else { Outcome::Reached };
-        self.breaker.record(permit, outcome);
         result
     }
 
@@ -646,8 +637,43 @@ fn compare(wanted: &[Migration], applied: &[(i64, String)]) -> Result<Vec<Migrat
     Ok(todo)
 }
 
+/// How a database call behind a [`Breaker`] ended.
+pub(crate) enum Guarded<T> {
+    /// Not tried: the server could not be reached moments ago.
+    Refused(Refused),
+    /// The call's own result.
+    Done(Result<T, sqlx::Error>),
+    /// No answer within the timeout.
+    TimedOut,
+}
+
+/// Runs one database call within `timeout` behind `breaker`, and records whether the server was
+/// reached. `remote` is false for a local SQLite file: nothing to wait for, so it never opens the
+/// breaker. Shared by the `sql_auth`/`acl_sql` database and the password store.
+pub(crate) async fn guarded<T>(
+    breaker: &Breaker,
+    remote: bool,
+    timeout: Duration,
+    fut: impl Future<Output = Result<T, sqlx::Error>>,
+) -> Guarded<T> {
+    let permit = match breaker.admit() {
+        Ok(permit) => permit,
+        Err(refused) => return Guarded::Refused(refused),
+    };
+    let (result, outcome) = match tokio::time::timeout(timeout, fut).await {
+        Ok(Ok(v)) => (Guarded::Done(Ok(v)), Outcome::Reached),
+        Ok(Err(e)) => {
+            let outcome = reach_of(&e);
+            (Guarded::Done(Err(e)), outcome)
+        }
+        Err(_) => (Guarded::TimedOut, Outcome::Unreachable),
+    };
+    breaker.record(permit, if remote { outcome } else { Outcome::Reached });
+    result
+}
+
 /// Whether a sqlx error means the server could not be reached (for the [`Breaker`]).
-pub(crate) fn reach_of(e: &sqlx::Error) -> Outcome {
+fn reach_of(e: &sqlx::Error) -> Outcome {
     match e {
         sqlx::Error::Io(_)
         | sqlx::Error::Tls(_)

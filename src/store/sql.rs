@@ -23,8 +23,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use tokio::sync::OnceCell;
 
 use super::{StoreError, unix_now};
-use crate::breaker::{Breaker, Outcome};
-use crate::sql::reach_of;
+use crate::breaker::Breaker;
+use crate::sql::{Guarded, guarded};
 
 const TABLE: &str = "registry_auth_minted_passwords";
 /// Time allowed for connecting and for one query.
@@ -125,23 +125,13 @@ impl SqlStore {
         what: &str,
         fut: impl Future<Output = Result<T, sqlx::Error>>,
     ) -> Result<T, StoreError> {
-        let permit = self
-            .breaker
-            .admit()
-            .map_err(|refused| err(self.backend, what, refused))?;
-        let (result, outcome) = match tokio::time::timeout(TIMEOUT, fut).await {
-            Ok(Ok(v)) => (Ok(v), Outcome::Reached),
-            Ok(Err(e)) => (Err(err(self.backend, what, describe(&e))), reach_of(&e)),
-            Err(_) => (
-                Err(err(self.backend, what, "no answer within 5 s")),
-                Outcome::Unreachable,
-            ),
-        };
-        // A local SQLite file has no server to wait for.
         let remote = matches!(self.target, Some(Target::Postgres(_)));
-        self.breaker
-            .record(permit, if remote { outcome } else { Outcome::Reached });
-        result
+        match guarded(&self.breaker, remote, TIMEOUT, fut).await {
+            Guarded::Done(Ok(v)) => Ok(v),
+            Guarded::Done(Err(e)) => Err(err(self.backend, what, describe(&e))),
+            Guarded::TimedOut => Err(err(self.backend, what, "no answer within 5 s")),
+            Guarded::Refused(refused) => Err(err(self.backend, what, refused)),
+        }
     }
 
     async fn pool(&self) -> Result<&Pool, StoreError> {
