@@ -80,9 +80,7 @@ pub(crate) fn acl_explain(
     }
     let scopes = parse_scopes(scopes.iter().map(String::as_str))?;
     // External authorizers (ext_authz) are asked too, as the server would.
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    let runtime = super::runtime()?;
     let decisions =
         runtime.block_on(explain(&config, account, &label_map, service, ip, &scopes))?;
     let mut out = io::stdout().lock();

@@ -23,10 +23,7 @@ pub(crate) fn healthcheck(url: &str, timeout: u64) -> Result<ExitCode> {
     if authority.is_empty() {
         bail!("{url}: missing host:port");
     }
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("while starting the async runtime")?;
+    let runtime = super::runtime()?;
     let status = runtime.block_on(async {
         tokio::time::timeout(Duration::from_secs(timeout), probe(authority, path))
             .await

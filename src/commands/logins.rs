@@ -4,20 +4,19 @@ use std::io::{self, Write};
 use std::path::Path;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result, bail};
-use registry_auth::config::{self, Config};
+use anyhow::{Result, bail};
+use registry_auth::config::Config;
 use registry_auth::store::{MintedRecord, Store};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
+use super::{load_config, runtime};
+
 /// Loads the config and its store, or prints the config's problems (`Err(exit code)`).
 fn store_of(path: &Path) -> Result<Result<(Config, Store), ExitCode>> {
-    let config = match config::load(path) {
+    let config = match load_config(path)? {
         Ok(c) => c,
-        Err(e) => {
-            writeln!(io::stderr(), "{e}")?;
-            return Ok(Err(ExitCode::FAILURE));
-        }
+        Err(code) => return Ok(Err(code)),
     };
     let Some(logins) = &config.web_logins else {
         bail!(
@@ -28,13 +27,6 @@ fn store_of(path: &Path) -> Result<Result<(Config, Store), ExitCode>> {
     };
     let store = logins.store().clone();
     Ok(Ok((config, store)))
-}
-
-fn runtime() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("while starting the async runtime")
 }
 
 fn time(unix: u64) -> String {

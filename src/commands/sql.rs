@@ -11,16 +11,7 @@ use registry_auth::authz::compile_rows;
 use registry_auth::config::{self, AuthnBackend, AuthzBackend, Config};
 use registry_auth::sql::{SqlDb, UserRow};
 
-/// Loads the config, or prints its problems (`Err(exit code)`).
-fn load(path: &Path) -> Result<Result<Config, ExitCode>> {
-    match config::load(path) {
-        Ok(c) => Ok(Ok(c)),
-        Err(e) => {
-            writeln!(io::stderr(), "{e}")?;
-            Ok(Err(ExitCode::FAILURE))
-        }
-    }
-}
+use super::{load_config, runtime};
 
 fn users_db(config: &Config) -> Result<Arc<SqlDb>> {
     config
@@ -44,13 +35,6 @@ fn acl_db(config: &Config) -> Option<Arc<SqlDb>> {
         AuthzBackend::Sql(s) => Some(s.db().clone()),
         _ => None,
     })
-}
-
-fn runtime() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("while starting the async runtime")
 }
 
 /// A new password from stdin (one line) or, on a terminal, prompted for twice.
@@ -116,7 +100,7 @@ fn hash(password: &str, cost: u32) -> Result<String> {
 pub(crate) fn users_add(path: &Path, name: &str, labels: &[String], cost: u32) -> Result<ExitCode> {
     check_name(name)?;
     let labels = parse_label_args(labels)?;
-    let config = match load(path)? {
+    let config = match load_config(path)? {
         Ok(c) => c,
         Err(code) => return Ok(code),
     };
@@ -145,7 +129,7 @@ pub(crate) fn users_add(path: &Path, name: &str, labels: &[String], cost: u32) -
 }
 
 pub(crate) fn users_remove(path: &Path, name: &str) -> Result<ExitCode> {
-    let config = match load(path)? {
+    let config = match load_config(path)? {
         Ok(c) => c,
         Err(code) => return Ok(code),
     };
@@ -162,7 +146,7 @@ pub(crate) fn users_remove(path: &Path, name: &str) -> Result<ExitCode> {
 }
 
 pub(crate) fn users_passwd(path: &Path, name: &str, cost: u32) -> Result<ExitCode> {
-    let config = match load(path)? {
+    let config = match load_config(path)? {
         Ok(c) => c,
         Err(code) => return Ok(code),
     };
@@ -184,7 +168,7 @@ pub(crate) fn users_passwd(path: &Path, name: &str, cost: u32) -> Result<ExitCod
 }
 
 pub(crate) fn users_list(path: &Path) -> Result<ExitCode> {
-    let config = match load(path)? {
+    let config = match load_config(path)? {
         Ok(c) => c,
         Err(code) => return Ok(code),
     };
@@ -214,7 +198,7 @@ pub(crate) fn users_list(path: &Path) -> Result<ExitCode> {
 }
 
 pub(crate) fn acl_list(path: &Path) -> Result<ExitCode> {
-    let config = match load(path)? {
+    let config = match load_config(path)? {
         Ok(c) => c,
         Err(code) => return Ok(code),
     };
@@ -269,7 +253,7 @@ pub(crate) fn acl_list(path: &Path) -> Result<ExitCode> {
 }
 
 pub(crate) fn db_migrate(path: &Path) -> Result<ExitCode> {
-    let config = match load(path)? {
+    let config = match load_config(path)? {
         Ok(c) => c,
         Err(code) => return Ok(code),
     };

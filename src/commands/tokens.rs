@@ -10,18 +10,14 @@ use anyhow::{Context, Result, bail};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use registry_auth::authz::ScopeGrants;
-use registry_auth::config;
 use registry_auth::token::refresh::{RevocationList, unverified_token_id};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 pub(crate) fn revoke(path: &Path, user: Option<&str>, token: Option<&str>) -> Result<ExitCode> {
-    let config = match config::load(path) {
+    let config = match super::load_config(path)? {
         Ok(c) => c,
-        Err(e) => {
-            writeln!(io::stderr(), "{e}")?;
-            return Ok(ExitCode::FAILURE);
-        }
+        Err(code) => return Ok(code),
     };
     let Some(refresh) = &config.token.refresh else {
         bail!("refresh tokens are not enabled in {}", path.display());
