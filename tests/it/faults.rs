@@ -37,13 +37,13 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::common::http::{self, basic};
-use crate::common::idp::{Browserless, FakeGithub, GhUser, element_text};
+use crate::common::idp::{FakeGithub, GhUser, element_text};
 use crate::common::image;
 use crate::common::keys::{KeyFiles, KeySetup, bcrypt_hash, yaml_str};
 use crate::common::redis::{Persistence, Redis};
 use crate::common::server::AuthServer;
 use crate::common::stack::{SERVICE, tempdir};
-use crate::common::webstack::{CLIENT_ID, CLIENT_SECRET, WebStack, approve_at_fake};
+use crate::common::webstack::{CLIENT_ID, CLIENT_SECRET, WebStack, login_page, sign_out};
 use crate::ldap::{self, Slapd};
 use crate::sql::Postgres;
 
@@ -467,9 +467,7 @@ struct Writes {
 
 /// One whole web login at the fake GitHub; the minted password, or the status of the page.
 fn try_mint(base: &str) -> Result<String, String> {
-    let mut b = Browserless::default();
-    let callback = approve_at_fake(&mut b, base, "github_auth", "alice");
-    let page = b.get(&callback);
+    let page = login_page(base, "github_auth", "alice");
     match page.status {
         200 => {}
         503 => return Err("result page 503".to_owned()),
@@ -483,10 +481,7 @@ fn try_mint(base: &str) -> Result<String, String> {
 
 /// Signs out `password`: Ok(true) revoked, Ok(false) nothing to revoke, Err on a 503.
 fn try_revoke(base: &str, password: &str) -> Result<bool, String> {
-    let page = Browserless::default().post_form(
-        &format!("{base}/sign_out"),
-        &[("password".to_owned(), password.to_owned())],
-    );
+    let page = sign_out(base, password);
     match page.status {
         200 if page.body.contains("has been revoked") => Ok(true),
         200 => Ok(false),
@@ -497,11 +492,7 @@ fn try_revoke(base: &str, password: &str) -> Result<bool, String> {
 
 fn store_fault_run(what: &str, store_yaml: &str, fault: impl FnMut(Fault)) {
     let gh = FakeGithub::start(CLIENT_ID, CLIENT_SECRET, "unset");
-    gh.set_user(GhUser {
-        login: "alice".to_owned(),
-        orgs: [("acme".to_owned(), "active".to_owned())].into(),
-        teams: vec![("acme".to_owned(), "platform".to_owned(), None)],
-    });
+    gh.set_user(GhUser::member("alice", "acme", "platform"));
     let carol_pw = format!("carol-pw-{}", image::random_hex(6));
     let sections = {
         let (web, api, store) = (gh.web(), gh.api(), store_yaml.to_owned());

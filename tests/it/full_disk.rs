@@ -17,12 +17,12 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::common::http;
-use crate::common::idp::{Browserless, FakeGithub, GhUser, element_text};
+use crate::common::idp::{FakeGithub, GhUser, element_text};
 use crate::common::keys::yaml_str;
 use crate::common::proc::{self, free_port};
 use crate::common::server::{self, AuthServer};
 use crate::common::stack::{ISSUER, SERVICE, tempdir};
-use crate::common::webstack::{CLIENT_ID, CLIENT_SECRET, WebStack, approve_at_fake};
+use crate::common::webstack::{self, CLIENT_ID, CLIENT_SECRET, WebStack, login_page};
 
 /// A tmpfs of a few hundred KiB, unmounted when dropped.
 struct SmallDisk {
@@ -176,17 +176,12 @@ fn first_start_on_a_full_disk_fails_clearly_and_leaves_no_partial_key() {
 
 /// One web login; the result page's status and, on a 200, the password.
 fn login(base: &str) -> (u16, Option<String>) {
-    let mut b = Browserless::default();
-    let callback = approve_at_fake(&mut b, base, "github_auth", "alice");
-    let page = b.get(&callback);
+    let page = login_page(base, "github_auth", "alice");
     (page.status, element_text(&page.body, "password"))
 }
 
 fn sign_out(base: &str, password: &str) -> (u16, String) {
-    let page = Browserless::default().post_form(
-        &format!("{base}/sign_out"),
-        &[("password".to_owned(), password.to_owned())],
-    );
+    let page = webstack::sign_out(base, password);
     (page.status, page.body)
 }
 
@@ -194,11 +189,7 @@ fn sign_out(base: &str, password: &str) -> (u16, String) {
 fn embedded_store_on_a_full_disk_answers_503_and_loses_nothing() {
     let disk = SmallDisk::mount(2048);
     let gh = FakeGithub::start(CLIENT_ID, CLIENT_SECRET, "unset");
-    gh.set_user(GhUser {
-        login: "alice".to_owned(),
-        orgs: [("acme".to_owned(), "active".to_owned())].into(),
-        teams: vec![("acme".to_owned(), "platform".to_owned(), None)],
-    });
+    gh.set_user(GhUser::member("alice", "acme", "platform"));
     let (web, api, data) = (gh.web(), gh.api(), disk.path.display().to_string());
     let stack = WebStack::start_full(
         free_port(),

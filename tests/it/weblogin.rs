@@ -16,6 +16,7 @@ use crate::common::server::assert_log_has_no_secrets;
 use crate::common::stack::SERVICE;
 use crate::common::webstack::{
     CLIENT_ID, CLIENT_SECRET, WebStack, approve_at_fake, logged_in, login_at_fake, secret_file,
+    sign_out,
 };
 
 const GITHUB_ACL: &str = r#"  - match: {labels: {teams: platform}, name: "platform/**"}
@@ -140,10 +141,7 @@ fn github_login_mints_a_password_that_works_with_the_teams_as_labels() {
     }
 
     // Sign out revokes the password at once (minted passwords are never cached).
-    let out = Browserless::default().post_form(
-        &format!("{base}/sign_out"),
-        &[("password".to_owned(), bob.password.clone())],
-    );
+    let out = sign_out(&base, &bob.password);
     assert_eq!(out.status, 200, "{}", out.body);
     assert!(out.body.contains("revoked"), "{}", out.body);
     let pull = c.skopeo_pull(Some(("bob", &bob.password)), "platform/app", "v1");
@@ -341,10 +339,7 @@ fn refresh_tokens_recheck_the_minted_password() {
     let (status, body) = post(&refresh_grant);
     assert_eq!(status, 200, "{body}");
     // Signing out revokes the password, and with it the refresh token.
-    Browserless::default().post_form(
-        &format!("{base}/sign_out"),
-        &[("password".to_owned(), alice.password)],
-    );
+    sign_out(&base, &alice.password);
     let (status, body) = post(&refresh_grant);
     assert_eq!(status, 401, "{body}");
 }

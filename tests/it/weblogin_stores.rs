@@ -10,13 +10,13 @@ use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use crate::common::clients::Outcome;
-use crate::common::idp::{Browserless, FakeGithub, GhUser};
+use crate::common::idp::{FakeGithub, GhUser};
 use crate::common::keys::yaml_str;
 use crate::common::proc::free_port;
 use crate::common::redis::{Persistence, Redis};
 use crate::common::server::run_cli;
 use crate::common::stack::tempdir;
-use crate::common::webstack::{CLIENT_ID, CLIENT_SECRET, WebStack, login_at_fake};
+use crate::common::webstack::{CLIENT_ID, CLIENT_SECRET, WebStack, login_at_fake, sign_out};
 
 const ACL: &str = r#"  - match: {labels: {teams: platform}, name: "platform/**"}
     actions: [pull, push]
@@ -25,11 +25,7 @@ const ACL: &str = r#"  - match: {labels: {teams: platform}, name: "platform/**"}
 /// Two servers sharing `store` and one session secret; the registry's realm is the second.
 fn two_replicas(store_yaml: &str, dump: &dyn Fn() -> String) {
     let gh = FakeGithub::start(CLIENT_ID, CLIENT_SECRET, "unset");
-    gh.set_user(GhUser {
-        login: "alice".to_owned(),
-        orgs: [("acme".to_owned(), "active".to_owned())].into(),
-        teams: vec![("acme".to_owned(), "platform".to_owned(), None)],
-    });
+    gh.set_user(GhUser::member("alice", "acme", "platform"));
     let shared = tempdir("ra-it-shared");
     let secret = shared.path().join("session.secret");
     fs::write(
@@ -93,10 +89,7 @@ fn two_replicas(store_yaml: &str, dump: &dyn Fn() -> String) {
         "the GitHub token is stored in the clear: {stored}"
     );
     // Signed out on B: refused on A too.
-    let out = Browserless::default().post_form(
-        &format!("{}/sign_out", b.base()),
-        &[("password".to_owned(), alice.password.clone())],
-    );
+    let out = sign_out(&b.base(), &alice.password);
     assert!(out.body.contains("revoked"), "{}", out.body);
     let r = a.token("alice", &alice.password, "repository:platform/app:pull");
     assert_eq!(r.status, 401, "{r:?}");

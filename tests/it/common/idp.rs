@@ -131,6 +131,17 @@ pub struct GhUser {
     pub teams: Vec<(String, String, Option<String>)>,
 }
 
+impl GhUser {
+    /// An active member of `org` in `team` (no parent team).
+    pub fn member(login: &str, org: &str, team: &str) -> Self {
+        Self {
+            login: login.to_owned(),
+            orgs: [(org.to_owned(), "active".to_owned())].into(),
+            teams: vec![(org.to_owned(), team.to_owned(), None)],
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Code {
     user: String,

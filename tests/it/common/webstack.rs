@@ -171,11 +171,24 @@ pub fn logged_in(page: &Answer) -> LoggedIn {
     }
 }
 
-/// A whole login at a fake provider.
-pub fn login_at_fake(base: &str, route: &str, login: &str) -> LoggedIn {
+/// A whole login at a fake provider, whatever its outcome: the result page.
+pub fn login_page(base: &str, route: &str, login: &str) -> Answer {
     let mut b = Browserless::default();
     let callback = approve_at_fake(&mut b, base, route, login);
-    logged_in(&b.get(&callback))
+    b.get(&callback)
+}
+
+/// A whole login at a fake provider that must succeed.
+pub fn login_at_fake(base: &str, route: &str, login: &str) -> LoggedIn {
+    logged_in(&login_page(base, route, login))
+}
+
+/// `POST base/sign_out` for `password` (the result page's button): the page.
+pub fn sign_out(base: &str, password: &str) -> Answer {
+    Browserless::default().post_form(
+        &format!("{base}/sign_out"),
+        &[("password".to_owned(), password.to_owned())],
+    )
 }
 
 /// A whole login at oidc-provider (its interactions are automatic).
