@@ -118,6 +118,8 @@ impl Request {
     fn as_authz(&self) -> AuthzRequest<'_> {
         AuthzRequest {
             account: self.account,
+            source: "users",
+            unqualified: true,
             kind: "repository",
             name: self.name,
             service: "registry.example.com",

@@ -84,8 +84,11 @@ pub struct IssuedRefresh {
 pub enum GrantOutcome {
     /// A token was issued (possibly with fewer actions than requested).
     Issued {
-        /// The account the token is for.
+        /// The principal's subject: its canonical account, or `source:account` when the name
+        /// alone does not identify it (see [`crate::authn::principal`]). The token's `sub`.
         account: String,
+        /// The source that vouched for the principal.
+        source: &'static str,
         /// The signed token.
         token: IssuedToken,
         /// Per-scope decisions, in request order.
@@ -145,8 +148,8 @@ impl GrantError {
 /// Evaluates the ACL for each scope (users and anonymous).
 pub fn authorize_scopes(
     acl: &Acl,
-    account: &str,
-    labels: &Labels,
+    identity: &Identity,
+    unqualified: bool,
     service: &str,
     ip: Option<IpAddr>,
     scopes: &[Scope],
@@ -155,12 +158,14 @@ pub fn authorize_scopes(
         .iter()
         .map(|scope| {
             let req = AuthzRequest {
-                account,
+                account: &identity.account,
+                source: identity.source(),
+                unqualified,
                 kind: &scope.kind,
                 name: &scope.name,
                 service,
                 ip,
-                labels,
+                labels: &identity.labels,
                 actions: &scope.actions,
             };
             let (granted, decided_by) = match acl.authorize(&req) {
@@ -177,7 +182,9 @@ pub fn authorize_scopes(
 }
 
 /// What `account` (with `labels`) would be granted, without authenticating: robots (an existing
-/// `robot$NAME`) by their scopes, everyone else by the ACL. For `acl explain`.
+/// `robot$NAME`) by their scopes, everyone else by the ACL. `source:account` (a federated
+/// source) explains a principal of that source; a bare name, a user of the password sources.
+/// For `acl explain`.
 pub async fn explain(
     config: &Config,
     account: &str,
@@ -186,20 +193,29 @@ pub async fn explain(
     ip: Option<IpAddr>,
     scopes: &[Scope],
 ) -> Result<Vec<ScopeDecision>, GrantError> {
-    let identity = match config.authn.lookup(account, SystemTime::now()) {
-        Some(
-            i @ Identity {
-                kind: IdentityKind::Robot(_),
-                ..
-            },
+    let (source, name) = crate::authn::principal::parse_subject(account);
+    let identity = match (source, config.authn.lookup(account, SystemTime::now())) {
+        (
+            None,
+            Some(
+                i @ Identity {
+                    kind: IdentityKind::Robot(_),
+                    ..
+                },
+            ),
         ) => i,
-        _ => Identity {
+        (source, _) => Identity {
+            account: name.to_owned(),
             labels: labels.clone(),
-            kind: IdentityKind::User,
+            kind: match source {
+                Some(s) => IdentityKind::External(s),
+                None if name.is_empty() => IdentityKind::Anonymous,
+                None => IdentityKind::User,
+            },
             fingerprint: None,
         },
     };
-    decide(config, account, &identity, service, ip, scopes).await
+    decide(config, &identity, service, ip, scopes).await
 }
 
 /// Decides every scope for an authenticated identity: robots by their scopes, everyone else by
@@ -207,19 +223,23 @@ pub async fn explain(
 /// matching is a denial).
 async fn decide(
     config: &Config,
-    account: &str,
     identity: &Identity,
     service: &str,
     ip: Option<IpAddr>,
     scopes: &[Scope],
 ) -> Result<Vec<ScopeDecision>, GrantError> {
-    if let Some(decisions) = decide_sync(config, account, identity, service, ip, scopes) {
+    if let Some(decisions) = decide_sync(config, identity, service, ip, scopes) {
         return Ok(decisions);
     }
+    let unqualified = config
+        .namespaces
+        .unqualified(identity.source(), &identity.account);
     let mut decisions = Vec::with_capacity(scopes.len());
     for scope in scopes {
         let req = AuthzRequest {
-            account,
+            account: &identity.account,
+            source: identity.source(),
+            unqualified,
             kind: &scope.kind,
             name: &scope.name,
             service,
@@ -275,7 +295,6 @@ async fn decide(
 /// awaiting; `None` when one is.
 fn decide_sync(
     config: &Config,
-    account: &str,
     identity: &Identity,
     service: &str,
     ip: Option<IpAddr>,
@@ -299,7 +318,10 @@ fn decide_sync(
             if !matches!(config.authz_order.as_slice(), [AuthzBackend::Acl]) {
                 return None;
             }
-            authorize_scopes(&config.acl, account, &identity.labels, service, ip, scopes)
+            let unqualified = config
+                .namespaces
+                .unqualified(identity.source(), &identity.account);
+            authorize_scopes(&config.acl, identity, unqualified, service, ip, scopes)
         }
     })
 }
@@ -307,7 +329,8 @@ fn decide_sync(
 /// Signs a token for the decisions.
 fn sign(
     issuer: &TokenIssuer,
-    account: &str,
+    config: &Config,
+    identity: &Identity,
     service: &str,
     decisions: Vec<ScopeDecision>,
     refresh: Option<IssuedRefresh>,
@@ -321,9 +344,13 @@ fn sign(
             actions: d.granted.clone(),
         })
         .collect();
-    let token = issuer.issue(account, service, &access, now)?;
+    let subject = config
+        .namespaces
+        .subject(identity.source(), &identity.account);
+    let token = issuer.issue(&subject, service, &access, now)?;
     Ok(GrantOutcome::Issued {
-        account: account.to_owned(),
+        account: subject.into_owned(),
+        source: identity.source(),
         token,
         decisions,
         refresh,
@@ -345,17 +372,23 @@ pub fn grant(
         Ok(admitted) => admitted,
         Err(refused) => return Ok(refused),
     };
-    let account = request.credentials.account.as_str();
     let decisions = decide_sync(
         config,
-        account,
         &identity,
         &request.service,
         request.ip,
         &request.scopes,
     )
     .ok_or(GrantError::NeedsAsync)?;
-    sign(issuer, account, &request.service, decisions, refresh, now)
+    sign(
+        issuer,
+        config,
+        &identity,
+        &request.service,
+        decisions,
+        refresh,
+        now,
+    )
 }
 
 /// Finishes a password (or anonymous) token request once authentication has answered: decide
@@ -371,17 +404,23 @@ pub async fn grant_authenticated(
         Ok(admitted) => admitted,
         Err(refused) => return Ok(refused),
     };
-    let account = request.credentials.account.as_str();
     let decisions = decide(
         config,
-        account,
         &identity,
         &request.service,
         request.ip,
         &request.scopes,
     )
     .await?;
-    sign(issuer, account, &request.service, decisions, refresh, now)
+    sign(
+        issuer,
+        config,
+        &identity,
+        &request.service,
+        decisions,
+        refresh,
+        now,
+    )
 }
 
 /// The identity of an authenticated request and its refresh token (when offline access was
@@ -399,6 +438,18 @@ fn admit(
         token_id: None,
     };
     let identity = match outcome {
+        // A password source's account spelled like a qualified subject (`github_auth:alice`)
+        // would be mistaken for that principal by whoever reads subjects: never such a name.
+        AuthnOutcome::Authenticated(identity)
+            if !crate::authn::principal::is_federated(identity.source())
+                && crate::authn::principal::parse_subject(&identity.account)
+                    .0
+                    .is_some() =>
+        {
+            return Err(refused(
+                "the account name is reserved for a federated source",
+            ));
+        }
         AuthnOutcome::Authenticated(identity) => identity,
         AuthnOutcome::WrongPassword => {
             // Robots that expired also land here: say so in the log.
@@ -425,9 +476,10 @@ fn admit(
         request.offline,
     ) {
         (Some(r), Some(fp), true) => {
-            let (token, claims) =
-                r.codec
-                    .issue(&request.credentials.account, &request.service, fp, now);
+            let subject = config
+                .namespaces
+                .subject(identity.source(), &identity.account);
+            let (token, claims) = r.codec.issue(&subject, &request.service, fp, now);
             Some(IssuedRefresh {
                 token: Secret::new(token),
                 id: claims.id,
@@ -487,10 +539,14 @@ pub async fn grant_refresh(
             reload_problem,
         ));
     }
-    let Some(identity) = authenticator
-        .lookup_credential(&claims.sub, &claims.fp, now)
-        .await?
-    else {
+    let (_, sub_account) = crate::authn::principal::parse_subject(&claims.sub);
+    let found = authenticator
+        .lookup_credential(sub_account, &claims.fp, now)
+        .await?;
+    // The principal found must be the one the token names, source included (a configuration
+    // change can make a name qualified, or give it to another source).
+    let found = found.filter(|i| config.namespaces.subject(i.source(), &i.account) == claims.sub);
+    let Some(identity) = found else {
         return Ok((
             GrantOutcome::Unauthorized {
                 reason: "the refresh token's user no longer exists",
@@ -512,14 +568,21 @@ pub async fn grant_refresh(
     }
     let decisions = decide(
         config,
-        &claims.sub,
         &identity,
         &request.service,
         request.ip,
         &request.scopes,
     )
     .await?;
-    let outcome = sign(issuer, &claims.sub, &request.service, decisions, None, now)?;
+    let outcome = sign(
+        issuer,
+        config,
+        &identity,
+        &request.service,
+        decisions,
+        None,
+        now,
+    )?;
     Ok((outcome, reload_problem))
 }
 

@@ -445,19 +445,21 @@ impl SqlDb {
     /// The user `name`, if any.
     pub async fn find_user(&self, name: &str) -> Result<Option<UserRow>, SqlError> {
         let pool = self.pool().await?;
-        let row: Option<(String, String)> = on_pool!(pool, p => self
+        // The row's own `name` is the account, not the presented one: a column with a
+        // case-insensitive collation (citext, `COLLATE NOCASE`) matches several spellings.
+        let row: Option<(String, String, String)> = on_pool!(pool, p => self
             .timed(
                 "cannot read the user",
                 sqlx::query_as(
-                    "SELECT password_hash, CAST(labels AS TEXT) FROM registry_auth_users \
+                    "SELECT name, password_hash, CAST(labels AS TEXT) FROM registry_auth_users \
                      WHERE name = $1",
                 )
                 .bind(name)
                 .fetch_optional(p),
             )
             .await?);
-        Ok(row.map(|(password_hash, labels)| UserRow {
-            name: name.to_owned(),
+        Ok(row.map(|(name, password_hash, labels)| UserRow {
+            name,
             password_hash,
             labels,
         }))

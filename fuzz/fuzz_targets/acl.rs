@@ -289,6 +289,8 @@ fuzz_target!(|input: Input| {
             let acts = &r.actions;
             let req = AuthzRequest {
                 account: &r.account,
+                source: "users",
+                unqualified: true,
                 kind: r.kind,
                 name: &r.name,
                 service: r.service,

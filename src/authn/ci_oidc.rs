@@ -112,6 +112,7 @@ impl CiTokens {
         }
         info!(account = %creds.account, issuer = %claimed, subject = verified.str_claim("sub").unwrap_or_default(), "CI token accepted");
         Ok(AuthnOutcome::Authenticated(Identity {
+            account: trusted.username.clone(),
             labels,
             kind: IdentityKind::External("oidc_tokens"),
             // CI tokens are short-lived: no refresh tokens for them.

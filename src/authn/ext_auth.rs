@@ -1,6 +1,7 @@
 //! `ext_auth`: an external program decides, with docker_auth's contract: stdin is
 //! `"<user> <password>"` (one space, no newline); exit 0 = authenticated (stdout may hold
-//! `{"labels": {"group": ["a", "b"]}}`), 1 = wrong password, 2 = no match (ask the next backend),
+//! `{"labels": {"group": ["a", "b"]}, "account": "canonical-name"}`, both optional: `account` is
+//! the name the token is for, for programs that match names loosely), 1 = wrong password, 2 = no match (ask the next backend),
 //! anything else = error. Runs through [`crate::ext::ExtProgram`]: no shell, a timeout, a bound
 //! on concurrent runs.
 
@@ -21,6 +22,10 @@ pub struct ExtAuth {
 struct Output {
     #[serde(default)]
     labels: Labels,
+    /// The account's canonical name, when the program matches names loosely (default: the
+    /// name presented).
+    #[serde(default)]
+    account: Option<String>,
 }
 
 impl ExtAuth {
@@ -61,6 +66,7 @@ impl ExtAuth {
                     })?
                 };
                 Ok(AuthnOutcome::Authenticated(Identity {
+                    account: super::vouched_account("ext_auth", &creds.account, output.account)?,
                     labels: output.labels,
                     kind: if creds.is_anonymous() {
                         IdentityKind::Anonymous

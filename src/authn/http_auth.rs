@@ -47,6 +47,10 @@ pub enum Verdict {
 #[derive(Deserialize)]
 struct Answer {
     result: Verdict,
+    /// The account's canonical name, when the webhook matches names loosely (default: the
+    /// name presented).
+    #[serde(default)]
+    account: Option<String>,
     #[serde(default)]
     labels: Labels,
 }
@@ -88,6 +92,7 @@ impl HttpAuth {
             })?;
         Ok(match answer.result {
             Verdict::Allow => AuthnOutcome::Authenticated(Identity {
+                account: super::vouched_account("http_auth", &creds.account, answer.account)?,
                 labels: answer.labels,
                 kind: if creds.is_anonymous() {
                     IdentityKind::Anonymous

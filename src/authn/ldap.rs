@@ -113,6 +113,10 @@ pub struct LdapSettings {
     pub filter: String,
     /// Labels from attributes.
     pub labels: Vec<LdapLabel>,
+    /// The attribute whose value is the account (the directory's own spelling, whatever the
+    /// client typed): `account_attribute`, or the attribute `${account}` is compared with in
+    /// `filter`.
+    pub account_attribute: String,
     /// Time allowed for each connect, bind and search.
     pub timeout: Duration,
     /// Most operations (and connections) at once.
@@ -206,7 +210,44 @@ fn classify(what: &str, e: LdapError) -> Failure {
 #[derive(Debug)]
 struct Found {
     dn: String,
+    /// The entry's value of the account attribute.
+    account: String,
+    /// When the password (`pwdChangedTime`) or else the entry (`modifyTimestamp`) last changed.
+    changed: Option<String>,
     labels: Labels,
+}
+
+/// The operational attributes read for the refresh-token fingerprint: a password change
+/// (`pwdChangedTime`, kept by password-policy overlays and Active Directory's `pwdLastSet`
+/// equivalent) or, without one, any change of the entry (`modifyTimestamp`, every server).
+const CHANGE_ATTRIBUTES: [&str; 2] = ["pwdChangedTime", "modifyTimestamp"];
+
+/// The attribute `${account}` is compared with in `filter` (the first such assertion), e.g.
+/// `uid` in `(&(objectClass=person)(uid=${account}))`; `None` when there is none.
+pub fn filter_account_attribute(filter: &str) -> Option<String> {
+    let at = filter.find("=${account}")?;
+    let before = &filter[..at];
+    let start = before.rfind('(').map_or(0, |p| p + 1);
+    // `uid:caseExactMatch:` (an extensible match) names the attribute before the first `:`.
+    let attr = before[start..].trim().split(':').next()?.trim();
+    let attr = attr.trim_end_matches(['~', '<', '>']);
+    let valid = !attr.is_empty()
+        && attr
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == ';');
+    valid.then(|| attr.to_owned())
+}
+
+/// Compares account spellings the way directories' usual matching rules for names do
+/// (caseIgnoreMatch: case and insignificant spaces are ignored).
+fn same_account(a: &str, b: &str) -> bool {
+    fn fold(s: &str) -> String {
+        s.split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .to_lowercase()
+    }
+    fold(a) == fold(b)
 }
 
 /// Escapes a value for an LDAP filter (RFC 4515: `\ * ( )` and NUL, plus the operator
@@ -304,12 +345,15 @@ fn parse_dn(dn: &str) -> Option<Vec<Vec<(String, String)>>> {
     Some(rdns)
 }
 
-/// The refresh-token fingerprint of an entry: a hash of its DN, so a token is honoured only for
-/// the entry it was issued for.
-pub fn entry_fingerprint(dn: &str) -> String {
+/// The refresh-token fingerprint of an entry: a hash of its DN and of when its password (or,
+/// without `pwdChangedTime`, the entry) last changed, so a token is honoured only for the entry
+/// it was issued for, and a password reset ends it.
+pub fn entry_fingerprint(dn: &str, changed: Option<&str>) -> String {
     let mut ctx = digest::Context::new(&digest::SHA256);
-    ctx.update(b"registry-auth ldap entry v1\0");
+    ctx.update(b"registry-auth ldap entry v2\0");
     ctx.update(dn.to_lowercase().as_bytes());
+    ctx.update(b"\0");
+    ctx.update(changed.unwrap_or_default().as_bytes());
     URL_SAFE_NO_PAD.encode(&ctx.finish().as_ref()[..16])
 }
 
@@ -322,7 +366,8 @@ impl LdapAuth {
             "ldap"
         };
         let url = format!("{scheme}://{}", settings.addr);
-        let mut attributes: Vec<String> = Vec::new();
+        let mut attributes: Vec<String> = vec![settings.account_attribute.clone()];
+        attributes.extend(CHANGE_ATTRIBUTES.map(str::to_owned));
         for l in &settings.labels {
             if !attributes
                 .iter()
@@ -330,10 +375,6 @@ impl LdapAuth {
             {
                 attributes.push(l.attribute.clone());
             }
-        }
-        if attributes.is_empty() {
-            // "No attributes": only the DN is wanted.
-            attributes.push("1.1".to_owned());
         }
         Self {
             inner: Arc::new(Inner {
@@ -465,9 +506,10 @@ impl Inner {
     fn identity(&self, found: Found) -> Identity {
         let fingerprint = match self.settings.bind {
             LdapBind::AsUser { .. } => None,
-            _ => Some(entry_fingerprint(&found.dn)),
+            _ => Some(entry_fingerprint(&found.dn, found.changed.as_deref())),
         };
         Identity {
+            account: found.account,
             labels: found.labels,
             kind: IdentityKind::External(BACKEND),
             fingerprint,
@@ -656,8 +698,37 @@ impl Inner {
         };
         let entry = std::panic::catch_unwind(AssertUnwindSafe(|| SearchEntry::construct(entry)))
             .map_err(|_| Failure::Other("the server sent a malformed entry".to_owned()))?;
+        let attr = |name: &str| {
+            entry
+                .attrs
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.as_slice())
+                .unwrap_or_default()
+        };
+        // The account is the entry's value: the one the typed name matched (an attribute may
+        // hold several), else the first. Never the typed string: `ALICE` and ` alice` bind as
+        // alice, and must be alice for the ACL, the token and revocation.
+        let values = attr(&self.settings.account_attribute);
+        let Some(account) = values
+            .iter()
+            .find(|v| same_account(v, account))
+            .or_else(|| values.first())
+            .cloned()
+        else {
+            return Err(Failure::Other(format!(
+                "the entry {:?} has no `{}` attribute to name the account; set \
+                 `ldap_auth.account_attribute` to the attribute that holds the user name",
+                entry.dn, self.settings.account_attribute
+            )));
+        };
+        let changed = CHANGE_ATTRIBUTES
+            .iter()
+            .find_map(|a| attr(a).first().cloned());
         Ok(Some(Found {
             labels: self.labels(&entry),
+            account,
+            changed,
             dn: entry.dn,
         }))
     }
@@ -856,11 +927,47 @@ mod tests {
     }
 
     #[test]
-    fn fingerprints_differ_per_entry_and_ignore_case() {
-        let a = entry_fingerprint("uid=alice,ou=people,dc=x");
-        assert_eq!(a, entry_fingerprint("UID=alice,OU=people,DC=x"));
-        assert_ne!(a, entry_fingerprint("uid=bob,ou=people,dc=x"));
+    fn fingerprints_differ_per_entry_and_password_change_and_ignore_case() {
+        let t = Some("20261207120000Z");
+        let a = entry_fingerprint("uid=alice,ou=people,dc=x", t);
+        assert_eq!(a, entry_fingerprint("UID=alice,OU=people,DC=x", t));
+        assert_ne!(a, entry_fingerprint("uid=bob,ou=people,dc=x", t));
+        assert_ne!(
+            a,
+            entry_fingerprint("uid=alice,ou=people,dc=x", Some("20261207120001Z"))
+        );
+        assert_ne!(a, entry_fingerprint("uid=alice,ou=people,dc=x", None));
         assert!(!a.contains("alice"));
+    }
+
+    #[test]
+    fn the_account_attribute_is_read_from_the_filter() {
+        for (filter, want) in [
+            ("(uid=${account})", Some("uid")),
+            ("(&(objectClass=person)(uid=${account}))", Some("uid")),
+            (
+                "(&(objectClass=person)( sAMAccountName =${account}))",
+                Some("sAMAccountName"),
+            ),
+            ("(|(mail=${account})(uid=${account}))", Some("mail")),
+            ("(uid:caseExactMatch:=${account})", Some("uid")),
+            ("(cn=*${account}*)", None),
+            ("(description=x${account})", None),
+        ] {
+            assert_eq!(
+                filter_account_attribute(filter).as_deref(),
+                want,
+                "{filter}"
+            );
+        }
+    }
+
+    #[test]
+    fn spellings_a_directory_treats_as_one_are_one_account() {
+        assert!(same_account("alice", "ALICE"));
+        assert!(same_account("alice", " alice  "));
+        assert!(same_account("Alice Smith", "alice   smith"));
+        assert!(!same_account("alice", "alic"));
     }
 
     fn settings(addr: &str, bind: LdapBind) -> LdapSettings {
@@ -872,6 +979,7 @@ mod tests {
             base: "dc=x".to_owned(),
             filter: "(uid=${account})".to_owned(),
             labels: vec![],
+            account_attribute: "uid".to_owned(),
             timeout: Duration::from_secs(2),
             max_connections: 2,
         }

@@ -14,6 +14,7 @@ mod ext_auth;
 pub mod htpasswd;
 mod http_auth;
 pub mod ldap;
+pub mod principal;
 mod robots;
 mod sql_auth;
 mod static_users;
@@ -31,9 +32,15 @@ pub use robots::{ROBOT_PREFIX, RobotRecord, Robots, is_valid_robot_name};
 pub use sql_auth::{SqlAuth, parse_labels};
 pub use static_users::{StaticUsers, UserRecord};
 
-/// Who an authenticated client is.
+/// Who an authenticated client is: one principal, named by its source ([`Identity::source`],
+/// the backend or provider that vouched for it) and its canonical `account` there. The account
+/// is the source's own spelling (the directory's attribute value, the SQL row's `name`, the
+/// provider's login), never the string the client typed, so every later use (ACL, token `sub`,
+/// refresh tokens, revocation, audit) sees one name per principal.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
+    /// The canonical account name in its source (`""` for anonymous; `robot$NAME` for robots).
+    pub account: String,
     /// Labels for the ACL.
     pub labels: Labels,
     /// What kind of principal.
@@ -41,6 +48,16 @@ pub struct Identity {
     /// Fingerprint of the credential checked, for refresh tokens (a password change invalidates
     /// them). `None` when no refresh token may be issued (anonymous).
     pub fingerprint: Option<String>,
+}
+
+impl Identity {
+    /// The config name of the source that vouched for this principal: `anonymous`, `users`
+    /// (`users` and `users_file`), `robots`, or an external backend's key (`ldap_auth`,
+    /// `sql_auth`, `ext_auth`, `http_auth`, `github_auth`, `gitlab_auth`, `google_auth`,
+    /// `oidc_auth`, `oidc_tokens`).
+    pub fn source(&self) -> &'static str {
+        self.kind.source()
+    }
 }
 
 /// The kinds of principal.
@@ -56,6 +73,18 @@ pub enum IdentityKind {
     /// when the backend gives a fingerprint and can re-check the account without its password
     /// (`ldap_auth` with a service account, `sql_auth`); never for `ext_auth` or `http_auth`.
     External(&'static str),
+}
+
+impl IdentityKind {
+    /// The source's config name (see [`Identity::source`]).
+    pub fn source(&self) -> &'static str {
+        match self {
+            Self::Anonymous => "anonymous",
+            Self::User => "users",
+            Self::Robot(_) => "robots",
+            Self::External(name) => name,
+        }
+    }
 }
 
 /// The decision of one authenticator (or of the whole chain).
@@ -88,6 +117,37 @@ impl AuthnError {
         match self {
             Self::Backend { backend, .. } => backend,
         }
+    }
+}
+
+/// The account an external program or webhook vouched for: the name it returned (`account` in
+/// its answer: its own canonical spelling, when it matches names loosely), else the typed one.
+/// Anonymous stays `""`. A returned name must be a usable account name.
+pub(crate) fn vouched_account(
+    backend: &'static str,
+    typed: &str,
+    returned: Option<String>,
+) -> Result<String, AuthnError> {
+    let Some(name) = returned.filter(|_| !typed.is_empty()) else {
+        return Ok(typed.to_owned());
+    };
+    let problem = if name.is_empty() {
+        Some("is empty")
+    } else if name.len() > 256 {
+        Some("is longer than 256 bytes")
+    } else if name.chars().any(char::is_control) {
+        Some("contains a control character")
+    } else if name.starts_with(ROBOT_PREFIX) {
+        Some("starts with `robot$`, which names robot accounts")
+    } else {
+        None
+    };
+    match problem {
+        Some(p) => Err(AuthnError::Backend {
+            backend,
+            message: format!("the answer's `account` {p}"),
+        }),
+        None => Ok(name),
     }
 }
 

@@ -102,6 +102,7 @@ fn is_expired(robot: &RobotRecord, now: SystemTime) -> bool {
 
 fn identity(name: &str, robot: &RobotRecord) -> Identity {
     Identity {
+        account: format!("{ROBOT_PREFIX}{name}"),
         labels: Labels::default(),
         kind: IdentityKind::Robot(name.to_owned()),
         fingerprint: Some(credential_fingerprint(&robot.hash)),

@@ -116,6 +116,7 @@ fn identity(row: &UserRow) -> Result<Identity, AuthnError> {
         ))
     })?;
     Ok(Identity {
+        account: row.name.clone(),
         labels,
         kind: IdentityKind::External(NAME),
         fingerprint: Some(credential_fingerprint(&row.password_hash)),

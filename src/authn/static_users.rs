@@ -38,6 +38,11 @@ impl StaticUsers {
         self.users.is_empty()
     }
 
+    /// The users' names.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.users.keys().map(String::as_str)
+    }
+
     /// Whether anonymous access is enabled.
     pub fn allows_anonymous(&self) -> bool {
         self.anonymous.is_some()
@@ -58,6 +63,7 @@ impl StaticUsers {
         if creds.is_anonymous() {
             return Ok(match (&self.anonymous, creds.password.is_empty()) {
                 (Some(labels), true) => AuthnOutcome::Authenticated(Identity {
+                    account: String::new(),
                     labels: labels.clone(),
                     kind: IdentityKind::Anonymous,
                     fingerprint: None,
@@ -65,7 +71,7 @@ impl StaticUsers {
                 _ => AuthnOutcome::NoMatch,
             });
         }
-        let Some(user) = self.users.get(&creds.account) else {
+        let Some((name, user)) = self.users.get_key_value(&creds.account) else {
             return Ok(AuthnOutcome::NoMatch);
         };
         // Always run bcrypt, even for an empty password, so every failure costs the same.
@@ -76,7 +82,7 @@ impl StaticUsers {
             }
         })?;
         Ok(if ok && !creds.password.is_empty() {
-            AuthnOutcome::Authenticated(identity(user))
+            AuthnOutcome::Authenticated(identity(name, user))
         } else {
             AuthnOutcome::WrongPassword
         })
@@ -85,12 +91,15 @@ impl StaticUsers {
     /// The user's current identity (labels and credential fingerprint), or `None` when the user
     /// no longer exists.
     pub fn lookup(&self, account: &str) -> Option<Identity> {
-        self.users.get(account).map(identity)
+        self.users
+            .get_key_value(account)
+            .map(|(name, user)| identity(name, user))
     }
 }
 
-fn identity(user: &UserRecord) -> Identity {
+fn identity(name: &str, user: &UserRecord) -> Identity {
     Identity {
+        account: name.to_owned(),
         labels: user.labels.clone(),
         kind: IdentityKind::User,
         fingerprint: Some(credential_fingerprint(&user.hash)),

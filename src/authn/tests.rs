@@ -82,6 +82,7 @@ fn anonymous_needs_the_empty_user_entry() {
     assert_eq!(
         chain(true).authenticate(&Credentials::anonymous()).unwrap(),
         AuthnOutcome::Authenticated(Identity {
+            account: String::new(),
             labels: Labels::from_iter([("kind", vec!["anon"])]),
             kind: IdentityKind::Anonymous,
             fingerprint: None,

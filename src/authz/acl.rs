@@ -13,8 +13,12 @@ use crate::config::file::AclEntrySpec;
 /// One scope of a token request, as the ACL sees it.
 #[derive(Debug, Clone, Copy)]
 pub struct AuthzRequest<'a> {
-    /// The authenticated account; `""` for anonymous.
+    /// The authenticated account, canonical in its source; `""` for anonymous.
     pub account: &'a str,
+    /// The source that vouched for the account ([`crate::authn::Identity::source`]).
+    pub source: &'a str,
+    /// Whether entries without `match.source` apply (see [`crate::authn::principal`]).
+    pub unqualified: bool,
     /// Scope type, e.g. `repository` or `registry`.
     pub kind: &'a str,
     /// Resource name, e.g. `alice/app`, `localhost:5000/x/y` or `catalog`.
@@ -27,6 +31,14 @@ pub struct AuthzRequest<'a> {
     pub labels: &'a Labels,
     /// Requested actions, sorted and deduplicated by the caller.
     pub actions: &'a [String],
+}
+
+impl AuthzRequest<'_> {
+    /// The principal's subject: the account, or `source:account` for a qualified principal.
+    /// What external authorizers and Casbin see as the account.
+    pub fn subject(&self) -> std::borrow::Cow<'_, str> {
+        crate::authn::principal::subject(self.source, self.account, self.unqualified)
+    }
 }
 
 /// The outcome of evaluating the ACL for one scope.
@@ -83,6 +95,9 @@ pub struct Acl {
 struct Entry {
     /// Indexed by [`Field::index`].
     fields: [Option<Pattern>; 4],
+    /// `match.source`: the sources whose principals this entry is for; `None` for the
+    /// unqualified principals (see [`crate::authn::principal`]).
+    sources: Option<Vec<String>>,
     ip: Option<IpNet>,
     labels: Vec<(String, Pattern)>,
     actions: Actions,
@@ -196,6 +211,33 @@ fn compile_entry(
             }
         }
     }
+    let sources = m.source.as_ref().map(|s| {
+        let list = s.names().to_vec();
+        for name in &list {
+            if !crate::authn::principal::SOURCES.contains(&name.as_str()) {
+                let suggestion = crate::authn::principal::SOURCES
+                    .iter()
+                    .min_by_key(|known| strsim::levenshtein(known, name))
+                    .filter(|known| strsim::levenshtein(known, name) <= 3)
+                    .map(|known| format!(" (did you mean `{known}`?)"))
+                    .unwrap_or_default();
+                error(
+                    "match.source".to_owned(),
+                    format!(
+                        "`{name}` is not a source{suggestion}; a source is one of {}",
+                        crate::authn::principal::SOURCES.join(", ")
+                    ),
+                );
+            }
+        }
+        if list.is_empty() {
+            error(
+                "match.source".to_owned(),
+                "an empty list matches nobody; name at least one source".to_owned(),
+            );
+        }
+        list
+    });
     let ip = match m.ip.as_deref().map(parse_ip_rule) {
         Some(Ok(net)) => Some(net),
         Some(Err(message)) => {
@@ -226,6 +268,7 @@ fn compile_entry(
     };
     (errors.len() == before).then(|| Entry {
         fields,
+        sources,
         ip,
         labels,
         actions,
@@ -335,6 +378,14 @@ impl Env for RequestEnv<'_, '_> {
 
 impl Entry {
     fn matches(&self, req: &AuthzRequest<'_>) -> bool {
+        // Who the entry is for comes first: a name is only a name within its source.
+        let for_principal = match &self.sources {
+            Some(sources) => sources.iter().any(|s| s == req.source),
+            None => req.unqualified,
+        };
+        if !for_principal {
+            return false;
+        }
         if let Some(net) = &self.ip
             && !req.ip.is_some_and(|ip| ip_matches(net, ip))
         {
@@ -366,7 +417,13 @@ impl Entry {
             (Some(mine), Some(theirs)) => mine.contains(theirs),
             (Some(_), None) => false,
         };
+        let sources_ok = match (&self.sources, &later.sources) {
+            (None, None) => true,
+            (Some(mine), Some(theirs)) => theirs.iter().all(|t| mine.contains(t)),
+            _ => false,
+        };
         ip_ok
+            && sources_ok
             && Field::ALL.into_iter().all(|f| {
                 self.pattern_covers(
                     self.fields[f.index()].as_ref(),

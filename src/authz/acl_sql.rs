@@ -358,6 +358,8 @@ mod tests {
         static EMPTY: LazyLock<Labels> = LazyLock::new(Labels::default);
         AuthzRequest {
             account,
+            source: "users",
+            unqualified: true,
             kind: "repository",
             name,
             service: "registry",

@@ -86,6 +86,8 @@ impl CasbinAuthz {
         let labels = crate::authn::Labels::default();
         let probe = AuthzRequest {
             account: "registry-auth-probe",
+            source: "users",
+            unqualified: true,
             kind: "repository",
             name: "probe",
             service: "probe",
@@ -135,8 +137,10 @@ impl CasbinAuthz {
             backend: NAME,
             message: format!("cannot encode the labels: {e}"),
         })?;
+        // The subject: a qualified principal is `source:account`, never a bare name a policy
+        // line wrote for a password-source user.
         let args = vec![
-            req.account.to_owned(),
+            req.subject().into_owned(),
             req.kind.to_owned(),
             req.name.to_owned(),
             req.service.to_owned(),
@@ -397,6 +401,8 @@ g, bob, devs
         let actions: Vec<String> = actions.iter().map(|a| (*a).to_owned()).collect();
         c.authorize(&AuthzRequest {
             account,
+            source: "users",
+            unqualified: true,
             kind: "repository",
             name,
             service: "registry",

@@ -22,7 +22,10 @@ pub struct ExtAuthz {
 #[derive(Serialize)]
 #[serde(rename_all = "PascalCase")]
 struct Input<'a> {
+    /// The subject: the account, or `source:account` for a qualified principal.
     account: &'a str,
+    /// The source that vouched for the account.
+    source: &'a str,
     #[serde(rename = "Type")]
     kind: &'a str,
     name: &'a str,
@@ -65,8 +68,10 @@ impl ExtAuthz {
         &self,
         req: &AuthzRequest<'_>,
     ) -> Result<Option<Vec<String>>, ExtAuthzError> {
+        let subject = req.subject();
         let input = Input {
-            account: req.account,
+            account: &subject,
+            source: req.source,
             kind: req.kind,
             name: req.name,
             service: req.service,
@@ -119,6 +124,8 @@ mod tests {
         let actions = vec!["pull".to_owned(), "push".to_owned()];
         e.authorize(&AuthzRequest {
             account: "alice",
+            source: "users",
+            unqualified: true,
             kind: "repository",
             name,
             service: "reg",
@@ -162,7 +169,8 @@ esac"#);
         assert_eq!(
             seen,
             serde_json::json!({
-                "Account": "alice", "Type": "repository", "Name": "alice/app", "Service": "reg",
+                "Account": "alice", "Source": "users", "Type": "repository", "Name": "alice/app",
+                "Service": "reg",
                 "IP": "192.0.2.1", "Actions": ["pull", "push"], "Labels": {"team": ["dev"]}
             })
         );

@@ -38,6 +38,8 @@ impl ScopeGrants {
         let labels = Labels::default();
         let req = AuthzRequest {
             account: "",
+            source: "robots",
+            unqualified: true,
             kind,
             name,
             service: "",

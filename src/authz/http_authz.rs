@@ -27,7 +27,10 @@ pub struct HttpAuthz {
 
 #[derive(Serialize)]
 struct Request<'a> {
+    /// The subject: the account, or `source:account` for a qualified principal.
     account: &'a str,
+    /// The source that vouched for the account.
+    source: &'a str,
     #[serde(rename = "type")]
     kind: &'a str,
     name: &'a str,
@@ -61,7 +64,8 @@ impl HttpAuthz {
         req: &AuthzRequest<'_>,
     ) -> Result<Option<Vec<String>>, WebhookError> {
         let body = serde_json::to_vec(&Request {
-            account: req.account,
+            account: &req.subject(),
+            source: req.source,
             kind: req.kind,
             name: req.name,
             service: req.service,
@@ -104,6 +108,8 @@ mod tests {
         authz
             .authorize(&AuthzRequest {
                 account: "alice",
+                source: "users",
+                unqualified: true,
                 kind: "repository",
                 name,
                 service: "reg",
@@ -160,7 +166,8 @@ mod tests {
         assert_eq!(
             fake.last().body,
             json!({
-                "account": "alice", "type": "repository", "name": "alice/app", "service": "reg",
+                "account": "alice", "source": "users", "type": "repository", "name": "alice/app",
+                "service": "reg",
                 "client_ip": "192.0.2.1", "actions": ["pull", "push"],
                 "labels": {"team": ["dev"]}
             })

@@ -18,6 +18,8 @@ use crate::config::file::AclEntrySpec;
 #[derive(Clone)]
 struct Req {
     account: String,
+    source: &'static str,
+    unqualified: bool,
     kind: String,
     name: String,
     service: String,
@@ -29,6 +31,8 @@ struct Req {
 fn req() -> Req {
     Req {
         account: "alice".into(),
+        source: "users",
+        unqualified: true,
         kind: "repository".into(),
         name: "alice/app".into(),
         service: "registry.example.com".into(),
@@ -41,6 +45,11 @@ fn req() -> Req {
 impl Req {
     fn account(mut self, v: &str) -> Self {
         self.account = v.into();
+        self
+    }
+    fn from(mut self, source: &'static str, unqualified: bool) -> Self {
+        self.source = source;
+        self.unqualified = unqualified;
         self
     }
     fn kind(mut self, v: &str) -> Self {
@@ -72,6 +81,8 @@ impl Req {
     fn authz(&self) -> AuthzRequest<'_> {
         AuthzRequest {
             account: &self.account,
+            source: self.source,
+            unqualified: self.unqualified,
             kind: &self.kind,
             name: &self.name,
             service: &self.service,
@@ -1122,4 +1133,63 @@ fn glob_matcher_agrees_with_naive_reference() {
         positives > 200,
         "the generator produces matches too ({positives})"
     );
+}
+
+// ------------------------------------------------------------------------------------------
+// Sources: a name is only a name within its source
+// ------------------------------------------------------------------------------------------
+
+#[test]
+fn entries_without_source_are_for_unqualified_principals_only() {
+    let ldap_alice = req().from("ldap_auth", true);
+    let github_alice = req().from("github_auth", false);
+    let lone_github_alice = req().from("github_auth", true);
+    assert!(matches("{account: alice}", &ldap_alice));
+    assert!(!matches("{account: alice}", &github_alice));
+    assert!(!matches("{}", &github_alice), "not even a catch-all");
+    assert!(matches("{account: alice}", &lone_github_alice));
+}
+
+#[test]
+fn match_source_names_the_principals_an_entry_is_for() {
+    let ldap_alice = req().from("ldap_auth", true);
+    let github_alice = req().from("github_auth", false);
+    assert!(matches(
+        "{source: github_auth, account: alice}",
+        &github_alice
+    ));
+    assert!(!matches(
+        "{source: github_auth, account: alice}",
+        &ldap_alice
+    ));
+    assert!(matches("{source: [ldap_auth, github_auth]}", &github_alice));
+    assert!(matches("{source: [ldap_auth, github_auth]}", &ldap_alice));
+    // Exact names: a source is never a pattern.
+    assert!(!matches(
+        "{source: github_auth}",
+        &req().from("github", false)
+    ));
+}
+
+#[test]
+fn a_source_that_does_not_exist_is_an_error_with_a_suggestion() {
+    let e = errors("- match: {source: gihub_auth}\n  actions: ['*']");
+    assert_eq!(e[0].field, "match.source");
+    assert!(
+        e[0].message.contains("did you mean `github_auth`"),
+        "{}",
+        e[0].message
+    );
+    let e = errors("- match: {source: []}\n  actions: ['*']");
+    assert!(e[0].message.contains("matches nobody"), "{}", e[0].message);
+}
+
+#[test]
+fn shadowing_respects_sources() {
+    let a = acl("- match: {account: alice}\n  actions: ['*']\n\
+                 - match: {account: alice, source: github_auth}\n  actions: [pull]\n\
+                 - match: {source: [github_auth, ldap_auth]}\n  actions: [pull]\n\
+                 - match: {source: github_auth, account: bob}\n  actions: [pull]");
+    let shadowed: Vec<usize> = a.shadowed().iter().map(|s| s.index).collect();
+    assert_eq!(shadowed, [3]);
 }

@@ -108,6 +108,10 @@ pub struct LdapSpec {
     /// Labels from the entry's attributes: `{label: {attribute, parse_cn, lower_case}}`.
     #[serde(default)]
     pub labels: BTreeMap<String, LdapLabelSpec>,
+    /// The attribute whose value is the account name in tokens, the ACL and revocation (the
+    /// directory's spelling, not the typed one). Default: the attribute `${account}` is compared
+    /// with in `filter` (`uid` in `(uid=${account})`).
+    pub account_attribute: Option<String>,
     /// Time allowed for each connect, bind and search, e.g. `5s` (default).
     pub timeout: Option<String>,
     /// Most connections to the server at once (default 10); idle ones are reused.
@@ -318,6 +322,26 @@ pub struct AclEntrySpec {
     pub comment: Option<String>,
 }
 
+/// `match.source`: one source name or a list of them.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
+#[serde(untagged)]
+pub enum SourceSpec {
+    /// One source.
+    One(String),
+    /// Several sources.
+    Many(Vec<String>),
+}
+
+impl SourceSpec {
+    /// The names.
+    pub fn names(&self) -> &[String] {
+        match self {
+            Self::One(s) => std::slice::from_ref(s),
+            Self::Many(v) => v,
+        }
+    }
+}
+
 /// `match:` of an ACL entry. Each string is a glob (`*`, `?` do not cross `/`; `**` does) or a
 /// `/regex/`, with placeholders.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
@@ -334,6 +358,10 @@ pub struct MatchSpec {
     pub service: Option<String>,
     /// Client IP address or CIDR.
     pub ip: Option<String>,
+    /// The source(s) of the principals this entry is for: `ldap_auth`, `github_auth`, `users`,
+    /// … (one name or a list; compared exactly, never a pattern). Without it, the entry is for
+    /// the principals whose name alone identifies them (the README's Security model).
+    pub source: Option<SourceSpec>,
     /// Label name → pattern; the user must have a matching value for every key.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,

@@ -35,6 +35,7 @@ use crate::token::refresh::{self, RefreshCodec, Revocations};
 use crate::token::{HeaderMode, PublishedKey, SigningKey};
 
 mod backends;
+mod identity;
 mod sql;
 mod web;
 
@@ -531,6 +532,14 @@ impl Loader {
         if let Some(t) = &token {
             warnings.extend(short_coordinate_warning(t));
         }
+        let namespaces = match (&authn, &authn_order) {
+            (Some(chain), Some(order)) => {
+                let ns = identity::namespaces(order, chain);
+                warnings.extend(identity::warnings(&ns, &acl_entries));
+                Some(Arc::new(ns))
+            }
+            _ => None,
+        };
         Some(Config {
             file: file.to_path_buf(),
             server: server?,
@@ -546,6 +555,7 @@ impl Loader {
             acl_entries,
             warnings,
             web_logins,
+            namespaces: namespaces?,
         })
     }
 

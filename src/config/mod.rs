@@ -69,6 +69,9 @@ pub struct Config {
     /// The web logins (`github_auth`, `google_auth`, `oidc_auth`, `gitlab_auth`) with the
     /// password store, when any is configured.
     pub web_logins: Option<Arc<crate::weblogin::WebLogins>>,
+    /// Which names each configured source can produce: who ACL entries without
+    /// `match.source` are for, and each principal's subject.
+    pub namespaces: Arc<authn::principal::Namespaces>,
 }
 
 /// One authenticator of the chain.

@@ -2,7 +2,8 @@
 //!
 //! * Authorization: `<web>/login/oauth/authorize` with `scope=read:org`, `state` and PKCE
 //!   (S256); token: `<web>/login/oauth/access_token` (JSON answer).
-//! * Account: `GET <api>/user` → `login` is the registry account.
+//! * Account: `GET <api>/user` → `login`, lower-cased (GitHub ignores its case), is the registry
+//!   account.
 //! * `organization`: membership via `GET <api>/user/memberships/orgs/<org>` (`state: active`);
 //!   the user's teams in it (`GET <api>/user/teams`, with each team's parent) become the
 //!   `teams` label.
@@ -151,7 +152,8 @@ impl Github {
             labels.0.insert("teams".to_owned(), teams);
         }
         Ok(Verdict::Allowed(Account {
-            user: user.login,
+            // GitHub logins are case-insensitive: one spelling per account.
+            user: user.login.to_lowercase(),
             labels,
             tokens,
         }))

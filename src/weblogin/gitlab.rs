@@ -3,7 +3,8 @@
 //! * Authorization: `<web>/oauth/authorize` (`scope=read_user read_api`, `state`, PKCE S256);
 //!   token: `<web>/oauth/token` (access tokens expire after two hours and come with a refresh
 //!   token, which GitLab rotates on use).
-//! * Account: `GET <api>/user` → `username`; it must be `active`.
+//! * Account: `GET <api>/user` → `username`, lower-cased (GitLab ignores its case); it must be
+//!   `active`.
 //! * Groups: `GET <api>/groups?min_access_level=10` (every group the user is a member of,
 //!   directly or through a parent) → the `groups` label, full paths (`acme/platform`).
 //! * `allowed_groups` (or docker_auth's `organization`): the user must belong to one of them (or
@@ -124,7 +125,8 @@ impl Gitlab {
         let mut labels = Labels::default();
         labels.0.insert("groups".to_owned(), groups);
         Ok(Verdict::Allowed(Account {
-            user: user.username,
+            // GitLab usernames are case-insensitive: one spelling per account.
+            user: user.username.to_lowercase(),
             labels,
             tokens,
         }))

@@ -82,6 +82,15 @@ impl ProviderKind {
     pub fn from_key(key: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|k| k.key() == key)
     }
+
+    /// Whether `typed` names the stored account `user`: GitHub and GitLab ignore the case of
+    /// logins (the stored name is lower-cased), the OIDC providers' claims are compared exactly.
+    pub fn same_user(self, user: &str, typed: &str) -> bool {
+        match self {
+            Self::Github | Self::Gitlab => user.eq_ignore_ascii_case(typed),
+            Self::Google | Self::Oidc => user == typed,
+        }
+    }
 }
 
 /// Tokens from the provider, kept (sealed) to re-check the account later.
@@ -606,7 +615,7 @@ impl WebLogins {
         let Some(mut record) = record else {
             return Ok(Current::NotOurs);
         };
-        if record.provider != kind.key() || record.user != account {
+        if record.provider != kind.key() || !kind.same_user(&record.user, account) {
             return Ok(Current::NotOurs);
         }
         if record.revalidate_at <= unix_now() {
@@ -622,7 +631,9 @@ impl WebLogins {
                 .await
                 .map_err(|e| backend_error(kind, e))?
             {
-                Some(r) if r.provider == kind.key() && r.user == account => record = r,
+                Some(r) if r.provider == kind.key() && kind.same_user(&r.user, account) => {
+                    record = r
+                }
                 _ => return Ok(Current::NotOurs),
             }
             if record.revalidate_at <= unix_now() {
@@ -633,6 +644,7 @@ impl WebLogins {
             }
         }
         Ok(Current::Valid(Identity {
+            account: record.user,
             labels: record.labels,
             kind: IdentityKind::External(kind.key()),
             fingerprint: Some(format!("{MINTED_FINGERPRINT_PREFIX}{id}")),

@@ -165,6 +165,7 @@ fn acl_entry() -> impl Strategy<Value = AclEntrySpec> {
                 service: service.map(str::to_owned),
                 ip: ip.map(str::to_owned),
                 labels,
+                source: None,
             },
             actions,
             comment: None,
@@ -300,7 +301,13 @@ fn decisions(
     who: &Who,
     scopes: &[Scope],
 ) -> BTreeMap<(String, String), (Vec<String>, Vec<String>)> {
-    grant::authorize_scopes(acl, &who.account, &who.labels, &who.service, who.ip, scopes)
+    let identity = registry_auth::authn::Identity {
+        account: who.account.clone(),
+        labels: who.labels.clone(),
+        kind: registry_auth::authn::IdentityKind::User,
+        fingerprint: None,
+    };
+    grant::authorize_scopes(acl, &identity, true, &who.service, who.ip, scopes)
         .into_iter()
         .map(|d| {
             (
@@ -352,6 +359,8 @@ proptest! {
         for scope in &scopes {
             let req = AuthzRequest {
                 account: &who.account,
+                source: "users",
+                unqualified: true,
                 kind: &scope.kind,
                 name: &scope.name,
                 service: &who.service,

@@ -186,6 +186,35 @@ impl Loader {
             );
             ok = false;
         }
+        let account_attribute = match spec.account_attribute {
+            Some(a) if a.trim().is_empty() => {
+                self.issue(
+                    "ldap_auth.account_attribute",
+                    "empty; name the attribute that holds the user name, e.g. `uid`",
+                );
+                ok = false;
+                String::new()
+            }
+            Some(a) => a.trim().to_owned(),
+            None => match crate::authn::ldap::filter_account_attribute(&spec.filter) {
+                Some(a) => a,
+                None => {
+                    if spec.filter.contains("${account}") {
+                        self.issue(
+                            "ldap_auth.account_attribute",
+                            format!(
+                                "missing, and {:?} does not compare an attribute with \
+                                 `${{account}}` (as in `(uid=${{account}})`); name the attribute \
+                                 that holds the user name, e.g. `account_attribute: uid`",
+                                spec.filter
+                            ),
+                        );
+                        ok = false;
+                    }
+                    String::new()
+                }
+            },
+        };
         let mut labels = Vec::new();
         for (name, l) in spec.labels {
             if l.attribute.trim().is_empty() {
@@ -233,6 +262,7 @@ impl Loader {
             base: spec.base,
             filter: spec.filter,
             labels,
+            account_attribute,
             timeout: timeout?,
             max_connections: max_connections?,
         };

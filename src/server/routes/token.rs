@@ -440,6 +440,7 @@ fn audit(
         }
         GrantOutcome::Issued {
             account,
+            source,
             decisions,
             refresh,
             ..
@@ -456,6 +457,7 @@ fn audit(
             info!(
                 target: "audit",
                 account,
+                source,
                 client_ip = %display_ip(ip),
                 service,
                 client_id,
