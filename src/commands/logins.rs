@@ -5,6 +5,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Result, bail};
+use registry_auth::authn::principal;
 use registry_auth::config::Config;
 use registry_auth::store::{MintedRecord, Store};
 use time::OffsetDateTime;
@@ -37,10 +38,29 @@ fn time(unix: u64) -> String {
         .unwrap_or_else(|| unix.to_string())
 }
 
-fn line(record: &MintedRecord) -> String {
+/// The records of `subject`: `source:account` names one web login's account, a bare name the
+/// account in every web login (all of them, when `None`).
+async fn records_of(store: &Store, subject: Option<&str>) -> Result<Vec<(String, MintedRecord)>> {
+    let (source, account) = match subject.map(principal::parse_subject) {
+        Some((source, account)) => (source, Some(account)),
+        None => (None, None),
+    };
+    let mut records = store.list(account).await?;
+    records.retain(|(_, r)| source.is_none_or(|s| r.provider == s));
+    Ok(records)
+}
+
+/// One record: the principal's subject (as in tokens and the audit log), its source, times and
+/// labels.
+fn line(config: &Config, record: &MintedRecord) -> String {
+    let provider = principal::FEDERATED
+        .iter()
+        .find(|s| **s == record.provider)
+        .copied()
+        .unwrap_or("unknown");
     format!(
         "{}\t{}\tminted {}\texpires {}\tlabels {}",
-        record.user,
+        config.namespaces.subject(provider, &record.user),
         record.provider,
         time(record.created_at),
         time(record.expires_at),
@@ -53,10 +73,10 @@ pub(crate) fn list(path: &Path, user: Option<&str>) -> Result<ExitCode> {
         Ok(s) => s,
         Err(code) => return Ok(code),
     };
-    let records = runtime()?.block_on(store.list(user))?;
+    let records = runtime()?.block_on(records_of(&store, user))?;
     let mut out = io::stdout().lock();
     for (_, record) in &records {
-        writeln!(out, "{}", line(record))?;
+        writeln!(out, "{}", line(&config, record))?;
     }
     let description = config
         .web_logins
@@ -76,7 +96,13 @@ pub(crate) fn revoke(path: &Path, user: &str) -> Result<ExitCode> {
         Ok(s) => s,
         Err(code) => return Ok(code),
     };
-    let revoked = runtime()?.block_on(store.revoke_user(user))?;
+    let revoked = runtime()?.block_on(async {
+        let records = records_of(&store, Some(user)).await?;
+        for (id, _) in &records {
+            store.delete(id).await?;
+        }
+        anyhow::Ok(records.len())
+    })?;
     writeln!(
         io::stdout(),
         "revoked {revoked} minted password{} of {user:?}",
