@@ -145,7 +145,8 @@ pub enum TokensCommand {
         /// The YAML config file.
         #[arg(long, short = 'c')]
         config: PathBuf,
-        /// Revoke all of this user's refresh tokens issued until now.
+        /// Revoke all of this user's refresh tokens issued until now: the subject as in the
+        /// token's `sub` (`alice`, or `github_auth:alice` for a login whose name is ambiguous).
         #[arg(long, conflicts_with = "token")]
         user: Option<String>,
         /// A token id (as logged as `refresh_token_id`) or a whole refresh token.
@@ -173,7 +174,8 @@ pub enum LoginsCommand {
         /// The YAML config file.
         #[arg(long, short = 'c')]
         config: PathBuf,
-        /// The user (as shown by `logins list`).
+        /// The user as shown by `logins list`: `github_auth:alice` for one web login's
+        /// account, a bare name for that name in every web login.
         #[arg(long)]
         user: String,
     },

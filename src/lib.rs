@@ -13,6 +13,9 @@
 //! authn, authz, token     ──▶ config::file types only; pure, no HTTP, unit-tested
 //! ```
 //!
+//! Identity: every decision is about one principal, a source and its canonical account there
+//! (`authn::Identity`, `authn::principal`); client values are data, never patterns.
+//!
 //! Only `server/` knows HTTP. Deny decisions are outcomes (`AuthnOutcome`, `AclDecision`), never
 //! errors; errors mean "could not service the request" and map to HTTP in exactly one place
 //! (`server::error`).
