@@ -136,6 +136,9 @@ mod tests {
                 }
                 "bob" => json!({"result": "allow"}),
                 "alice" => json!({"result": "deny"}),
+                // A webhook that matches names case-insensitively names the account itself.
+                "CAROL" => json!({"result": "allow", "account": "carol"}),
+                "robot-claim" => json!({"result": "allow", "account": "robot$x"}),
                 "" => json!({"result": "allow"}),
                 "weird" => json!({"result": "maybe"}),
                 "nolabel" => json!({"labels": {}}),
@@ -171,10 +174,20 @@ mod tests {
             id.fingerprint.is_none(),
             "no refresh tokens for webhook users"
         );
+        assert_eq!(id.account, "alice");
         assert!(matches!(
             auth.authenticate(&creds("bob", "x"), &ctx()).await.unwrap(),
-            AuthnOutcome::Authenticated(i) if i.labels.is_empty()
+            AuthnOutcome::Authenticated(i) if i.labels.is_empty() && i.account == "bob"
         ));
+        assert!(matches!(
+            auth.authenticate(&creds("CAROL", "x"), &ctx()).await.unwrap(),
+            AuthnOutcome::Authenticated(i) if i.account == "carol"
+        ));
+        let err = auth
+            .authenticate(&creds("robot-claim", "x"), &ctx())
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("robot$"), "{err}");
         assert_eq!(
             auth.authenticate(&creds("alice", "bad"), &ctx())
                 .await

@@ -600,3 +600,107 @@ async fn external_backends_follow_the_configured_order() {
         Err(GrantError::NeedsAsync)
     ));
 }
+
+/// A principal vouched for by `source`, as an authenticator would hand it over.
+fn vouched(source: &'static str, account: &str) -> AuthnOutcome {
+    AuthnOutcome::Authenticated(Identity {
+        account: account.to_owned(),
+        labels: Labels::default(),
+        kind: IdentityKind::External(source),
+        fingerprint: None,
+    })
+}
+
+#[tokio::test]
+async fn a_federated_login_named_like_a_user_of_another_source_gets_none_of_their_grants() {
+    let f = Fixture::new();
+    let (mut config, issuer) = f.default();
+    // LDAP and GitHub both configured: either can produce `alice`.
+    config.namespaces = std::sync::Arc::new(crate::authn::principal::Namespaces::new(
+        vec!["ldap_auth"],
+        std::collections::HashSet::new(),
+        vec![("github_auth", None)],
+    ));
+    let request = password_request("alice", "minted", false);
+    let now = SystemTime::now();
+    let outcome = grant_authenticated(
+        &config,
+        &issuer,
+        &request,
+        vouched("github_auth", "alice"),
+        now,
+    )
+    .await
+    .unwrap();
+    let GrantOutcome::Issued {
+        account,
+        source,
+        decisions,
+        ..
+    } = outcome
+    else {
+        panic!("issued");
+    };
+    assert_eq!(account, "github_auth:alice");
+    assert_eq!(source, "github_auth");
+    assert!(decisions[0].granted.is_empty(), "{decisions:?}");
+    // The directory's alice keeps her entry, under her bare name.
+    let outcome = grant_authenticated(
+        &config,
+        &issuer,
+        &request,
+        vouched("ldap_auth", "alice"),
+        now,
+    )
+    .await
+    .unwrap();
+    let GrantOutcome::Issued {
+        account, decisions, ..
+    } = outcome
+    else {
+        panic!("issued");
+    };
+    assert_eq!(account, "alice");
+    assert_eq!(decisions[0].granted, ["pull", "push"]);
+}
+
+#[tokio::test]
+async fn the_token_names_the_canonical_account_not_the_typed_one() {
+    let f = Fixture::new();
+    let (config, issuer) = f.default();
+    let request = password_request("ALICE ", "whatever", false);
+    let outcome = grant_authenticated(
+        &config,
+        &issuer,
+        &request,
+        vouched("ldap_auth", "alice"),
+        SystemTime::now(),
+    )
+    .await
+    .unwrap();
+    let GrantOutcome::Issued {
+        account, decisions, ..
+    } = outcome
+    else {
+        panic!("issued");
+    };
+    assert_eq!(account, "alice");
+    assert_eq!(decisions[0].granted, ["pull", "push"]);
+}
+
+#[tokio::test]
+async fn a_password_source_account_spelled_like_a_federated_subject_is_refused() {
+    let f = Fixture::new();
+    let (config, issuer) = f.default();
+    let request = password_request("github_auth:alice", "x", false);
+    let outcome = grant_authenticated(
+        &config,
+        &issuer,
+        &request,
+        vouched("ldap_auth", "github_auth:alice"),
+        SystemTime::now(),
+    )
+    .await
+    .unwrap();
+    assert!(refused(outcome).contains("reserved"));
+}
