@@ -1,8 +1,9 @@
 //! Client addresses through the real binary, with raw forwarding headers: a forwarded address
 //! that a trusted proxy sends but that cannot be read is refused with 400 (never decided with
 //! the proxy's own address, which an ACL `ip` rule may grant), docker_auth's `real_ip_header`
-//! and `real_ip_pos`, the lockout keyed on a folded account and its warning about forwarding
-//! headers from untrusted peers, and request ids that a client cannot choose.
+//! and `real_ip_pos`, the lockout keyed on a folded account (also against a real slapd, which
+//! binds `ALICE` as alice), its warning about forwarding headers from untrusted peers, and
+//! request ids that a client cannot choose.
 //!
 //! Each test starts its own server(s) on 127.0.0.1: the test client is the "proxy" (peer
 //! 127.0.0.1), trusted or not depending on `server.trusted_proxies`.
@@ -11,12 +12,14 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::PathBuf;
 
-use crate::common::http::{self, basic};
+use crate::common::http::{self, basic, fetch_token};
+use crate::common::image;
 use crate::common::jwt;
 use crate::common::keys::{KeyFiles, KeySetup};
 use crate::common::proc::strip_ansi;
 use crate::common::server::{AuthServer, assert_log_has_no_secrets};
 use crate::common::stack::{SERVICE, User, config_yaml, tempdir};
+use crate::ldap::{Slapd, ldap_yaml, person, seed};
 use crate::ops::{audit_line_of, logged_field, request_id};
 
 /// The proxy (127.0.0.1) gets `pull`; clients in 198.51.100.0/24 get `push`.
@@ -467,4 +470,66 @@ fn request_ids_are_generated_and_the_clients_own_is_logged_apart() {
     let line = audit_line_of(&srv.log(), &request_id(&d)).expect("audit line");
     let logged = logged_field(&line, "client_request_id").expect("client_request_id");
     assert!(logged.len() < 100 && logged.starts_with("xxxx"), "{line}");
+}
+
+#[test]
+fn lockout_counts_the_spellings_slapd_binds_as_one_account() {
+    let tmp = tempdir("ra-it-addr-ldap");
+    let root = tmp.path().to_owned();
+    let svc_pw = format!("svc-{}", image::random_hex(12));
+    let alice_pw = format!("alice-pw-{}", image::random_hex(6));
+    let slapd = Slapd::start(
+        &root.join("slapd"),
+        None,
+        &seed(&svc_pw, &person("alice", "staff", &alice_pw)),
+        "",
+    );
+    let svc_file = root.join("svc.pw");
+    fs::write(&svc_file, format!("{svc_pw}\n")).expect("write svc.pw");
+    let keys = KeyFiles::write(KeySetup::EcKid, &root.join("keys"));
+    let yaml = format!(
+        "server:\n  addr: \"127.0.0.1:0\"\ntoken:\n  issuer: it\n  expiration: 900\n{}\
+         credential_cache:\n  ttl: 0s\nlockout:\n  max_failures: 3\n  window: 1m\n  cooldown: 1m\n\
+         {}acl:\n  - match: {{account: \"/.+/\"}}\n    actions: [pull]\n",
+        keys.token_yaml(),
+        ldap_yaml(&slapd.addr(), "", &svc_file)
+    );
+    let cfg = root.join("registry-auth.yml");
+    fs::write(&cfg, yaml).expect("write config");
+    let server = AuthServer::start(&cfg, &root.join("registry-auth.log"));
+    let get = |user: &str, password: &str| {
+        fetch_token(
+            &server.realm(),
+            Some(SERVICE),
+            &["repository:team/app:pull"],
+            Some((user, password)),
+            &[],
+        )
+        .response
+    };
+    // The premise: slapd binds other spellings of alice as alice.
+    for spelling in ["ALICE", "Alice"] {
+        let r = get(spelling, &alice_pw);
+        assert_eq!(r.status, 200, "{spelling}: {r:?}\n{}", server.log_tail(10));
+    }
+    for spelling in ["ALICE", " alice", "Alice "] {
+        let r = get(spelling, "wrong-password");
+        assert_eq!(r.status, 401, "{spelling:?}: {r:?}");
+    }
+    let locked = get("alice", &alice_pw);
+    assert_eq!(
+        locked.status,
+        429,
+        "three wrong passwords for alice under three spellings must lock her: {locked:?}\n{}",
+        server.log_tail(10)
+    );
+    assert_eq!(get("aLiCe", &alice_pw).status, 429);
+    assert_log_has_no_secrets(
+        &server.log,
+        &[
+            ("alice".to_owned(), alice_pw),
+            ("registry-auth".to_owned(), svc_pw),
+        ],
+        &[],
+    );
 }
