@@ -44,12 +44,17 @@ pub struct ServerSpec {
     /// Request size and time limits.
     pub limits: Option<LimitsSpec>,
     /// Proxies (IPs or CIDRs) whose `X-Forwarded-For`/`Forwarded` headers are believed; the
-    /// client IP is the right-most address not in this list. Default: none (the peer address).
+    /// client IP is the right-most address not in this list. A header from them that cannot be
+    /// read is refused with 400. Default: none (the peer address).
     pub trusted_proxies: Option<Vec<String>>,
-    /// docker_auth's header holding the client IP (e.g. `X-Forwarded-For`), accepted for
-    /// migration. Without `trusted_proxies`, every peer is believed, as in docker_auth.
+    /// docker_auth's header holding the client IP (`X-Forwarded-For`, `Forwarded` or
+    /// `X-Real-IP`), accepted for migration: then only that header is read, and requests from a
+    /// trusted peer without it get 400. Without `trusted_proxies`, every peer is believed, as in
+    /// docker_auth.
     pub real_ip_header: Option<String>,
-    /// docker_auth's position in that header (negative counts from the end, -1 = last).
+    /// docker_auth's position in that header (negative counts from the end, -1 = last; 0,
+    /// docker_auth's default, is the same as leaving it out). A header with fewer addresses
+    /// gets 400.
     pub real_ip_pos: Option<i64>,
     /// File holding the secret (at least 32 bytes) that seals the web-login cookies and the
     /// upstream tokens in the password store; the same file on every replica. Default:

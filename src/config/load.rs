@@ -807,7 +807,9 @@ impl Loader {
                 }
             }
         };
-        if position == Some(0) || position.is_some_and(|p| p > 0) {
+        // 0 is docker_auth's default: the same as leaving the key out.
+        let position = position.filter(|p| *p != 0);
+        if position.is_some_and(|p| p > 0) {
             // Positive positions count from the client's end, which the client controls.
             self.issue(
                 "server.real_ip_pos",

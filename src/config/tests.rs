@@ -554,6 +554,33 @@ fn tls_unix_and_proxy_settings() {
         .unwrap();
     assert_eq!(c.server.client_ip.trusted_proxies.len(), 2);
     assert_eq!(c.server.client_ip.position, Some(-1));
+    // real_ip_pos: 0 (docker_auth's default) is the same as leaving it out.
+    for extra in ["", ", real_ip_pos: 0"] {
+        for base in ["", "trusted_proxies: [10.0.0.0/8], "] {
+            let with = d
+                .load(&format!(
+                    "server: {{{base}real_ip_header: Forwarded{extra}}}\n{tail}"
+                ))
+                .unwrap();
+            let without = d
+                .load(&format!(
+                    "server: {{{base}real_ip_header: Forwarded}}\n{tail}"
+                ))
+                .unwrap();
+            assert_eq!(
+                with.server.client_ip, without.server.client_ip,
+                "{base}{extra}"
+            );
+            assert_eq!(with.server.client_ip.position, None);
+        }
+    }
+    let c = d
+        .load(&format!("server: {{real_ip_pos: 0}}\n{tail}"))
+        .unwrap();
+    assert_eq!(
+        c.server.client_ip,
+        crate::config::ClientIpSettings::default()
+    );
 }
 
 #[test]

@@ -2,9 +2,14 @@
 //! within `window`, that pair is refused with 429 and `Retry-After` for `cooldown`.
 //!
 //! Only failures count, per pair: correct logins and parallel pulls of other users (or of the
-//! same user from another address) are never slowed, unlike a per-account lock. A successful
-//! login clears the pair. Counters are per replica and bounded in number (least recently used
-//! pairs are forgotten first), so spraying many names cannot exhaust memory.
+//! same user from another address) are never slowed, unlike a per-account lock, as long as the
+//! client IP is the client's (behind a proxy that is not in `server.trusted_proxies`, every
+//! client shares the proxy's address and so its counters). A successful login clears the pair.
+//! Counters are per replica and bounded in number (least recently used pairs are forgotten
+//! first), so spraying many names cannot exhaust memory.
+//!
+//! The account is keyed in a folded form ([`fold`]): backends such as LDAP treat `ALICE`,
+//! ` alice` and `alice` as one account, so those spellings must share one counter.
 
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
@@ -54,7 +59,7 @@ impl Lockout {
         if !self.settings.load().enabled || account.is_empty() {
             return None;
         }
-        let entry = self.pairs.get(&(account.to_owned(), ip))?;
+        let entry = self.pairs.get(&(fold(account), ip))?;
         let entry = entry.lock().ok()?;
         entry
             .locked_until
@@ -68,7 +73,7 @@ impl Lockout {
         if !s.enabled || account.is_empty() {
             return false;
         }
-        let entry = self.pairs.get_with((account.to_owned(), ip), || {
+        let entry = self.pairs.get_with((fold(account), ip), || {
             Arc::new(Mutex::new(Entry {
                 failures: 0,
                 window_start: now,
@@ -95,9 +100,24 @@ impl Lockout {
     /// A successful login clears the pair.
     pub fn success(&self, account: &str, ip: IpAddr) {
         if !account.is_empty() {
-            self.pairs.invalidate(&(account.to_owned(), ip));
+            self.pairs.invalidate(&(fold(account), ip));
         }
     }
+}
+
+/// The account as the lockout keys it: trimmed, every run of whitespace inside collapsed to one
+/// space, and lower-cased (Unicode), so the spellings a case- and space-insensitive backend
+/// (LDAP) binds as one account are counted as one. Folding more than a backend does only makes
+/// the lockout stricter for the spellings it merges.
+pub fn fold(account: &str) -> String {
+    let mut out = String::with_capacity(account.len());
+    for word in account.split_whitespace() {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.extend(word.chars().flat_map(char::to_lowercase));
+    }
+    out
 }
 
 #[cfg(test)]
@@ -140,6 +160,38 @@ mod tests {
         l.failure("alice", IP, t0);
         assert!(!l.failure("alice", IP, t0 + Duration::from_secs(61)));
         assert_eq!(l.check("alice", IP, t0 + Duration::from_secs(61)), None);
+    }
+
+    #[test]
+    fn spellings_of_one_account_share_a_counter() {
+        assert_eq!(fold("  ALICE \t"), "alice");
+        assert_eq!(fold("Jane\u{a0} \n Doe"), "jane doe");
+        assert_eq!(fold("ÉLODIE"), "élodie");
+        assert_eq!(fold("alice"), "alice");
+        assert_eq!(fold(" \t"), "");
+        assert_ne!(fold("alice"), fold("alice2"));
+        assert_ne!(fold("a lice"), fold("alice"));
+        let l = Lockout::new(settings(4));
+        let t0 = Instant::now();
+        for spelling in ["alice", "ALICE", " Alice"] {
+            assert!(!l.failure(spelling, IP, t0), "{spelling}");
+        }
+        assert!(l.failure("alice ", IP, t0));
+        for spelling in ["alice", "Alice", "  aLiCe  "] {
+            assert_eq!(l.check(spelling, IP, t0), Some(Duration::from_secs(30)));
+        }
+        assert_eq!(l.check("bob", IP, t0), None);
+        // A success under any spelling clears the account's counter.
+        let l = Lockout::new(settings(2));
+        l.failure("Bob", IP, t0);
+        l.success("BOB ", IP);
+        assert!(!l.failure("bob", IP, t0));
+        // Accounts that are only whitespace are one (blank) account, counted like any other;
+        // only the empty account (anonymous) is never counted.
+        assert!(!l.failure("   ", IP, t0));
+        assert!(l.failure("\t", IP, t0));
+        assert!(l.check(" ", IP, t0).is_some());
+        assert_eq!(l.check("", IP, t0), None);
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! The HTTP layer, and the only module that knows HTTP: routes, extractors, the error mapping,
 //! middleware and serving.
 //!
-//! Layer order (outermost first): request id → trace span (method, path, request id) → request
+//! Layer order (outermost first): the client's own `X-Request-ID` moved aside → our request id
+//! (always generated, so ids are unique) → trace span (method, path, request id, the client's
+//! id) → request
 //! timeout → one middleware for error logging, request metrics, the `Host` check and the body
 //! size limit, in that order (so the last two's refusals are logged and counted like any
 //! answer) → routes. The request head's size and read timeout, and TLS, are handled per
@@ -91,6 +93,7 @@ fn common_layers(router: Router, limits: Limits, state: AppState, hsts: bool) ->
         )
     });
     let service = ServiceBuilder::new()
+        .map_request(take_client_request_id)
         .layer(SetRequestIdLayer::new(REQUEST_ID, Counter::default()))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(
@@ -101,7 +104,17 @@ fn common_layers(router: Router, limits: Limits, state: AppState, hsts: bool) ->
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or("");
                 // Path only: the query holds no secret today, but keep spans lean and safe.
-                info_span!("request", method = %req.method(), path = %req.uri().path(), id)
+                let span = info_span!(
+                    "request",
+                    method = %req.method(),
+                    path = %req.uri().path(),
+                    id,
+                    client_request_id = tracing::field::Empty
+                );
+                if let Some(ClientRequestId(client)) = req.extensions().get() {
+                    span.record("client_request_id", &**client);
+                }
+                span
             }),
         )
         .layer(TimeoutLayer::with_status_code(
@@ -326,6 +339,42 @@ async fn per_request(
         error!(status = response.status().as_u16(), error = %detail, "request failed");
     }
     response
+}
+
+/// Longest client `X-Request-ID` kept for the log, in characters.
+const MAX_CLIENT_REQUEST_ID: usize = 64;
+
+/// The `X-Request-ID` a client sent, for the log only (field `client_request_id`): printable
+/// ASCII (anything else becomes `?`), at most [`MAX_CLIENT_REQUEST_ID`] characters.
+#[derive(Debug, Clone)]
+struct ClientRequestId(Box<str>);
+
+/// Moves the client's `X-Request-ID` (the first one; all are removed) out of the headers into
+/// the extensions, so the request-id layer always sets our own: a client cannot choose, repeat
+/// or forge the id that ties log lines together.
+fn take_client_request_id(mut req: Request<Body>) -> Request<Body> {
+    if let Some(value) = req.headers_mut().remove(&REQUEST_ID) {
+        let bytes = value.as_bytes();
+        let mut text: String = bytes
+            .iter()
+            .take(MAX_CLIENT_REQUEST_ID)
+            .map(|&b| {
+                if (0x20..0x7f).contains(&b) {
+                    char::from(b)
+                } else {
+                    '?'
+                }
+            })
+            .collect();
+        if bytes.len() > MAX_CLIENT_REQUEST_ID {
+            text.push('…');
+        }
+        if !text.trim().is_empty() {
+            req.extensions_mut()
+                .insert(ClientRequestId(text.into_boxed_str()));
+        }
+    }
+    req
 }
 
 /// Request ids: a per-process random prefix and a counter (cheap, unique enough for logs).

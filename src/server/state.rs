@@ -2,6 +2,7 @@
 //! outlives reloads (metrics, lockout counters).
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::{Instant, SystemTime};
 
 use arc_swap::ArcSwap;
@@ -43,6 +44,9 @@ pub struct Inner {
     /// Authentication with the credential cache and the bounded bcrypt pool (new per
     /// configuration, so a reload empties the cache).
     pub authenticator: Authenticator,
+    /// Whether the warning about forwarding headers from a peer that is not a trusted proxy
+    /// (which defeats the per-address lockout) was logged for this configuration.
+    pub forwarding_warned: AtomicBool,
 }
 
 /// Why the state could not be built.
@@ -125,6 +129,7 @@ impl Inner {
             issuer,
             keys,
             authenticator,
+            forwarding_warned: AtomicBool::new(false),
         })
     }
 }

@@ -360,6 +360,29 @@ async fn responses_carry_a_request_id() {
 }
 
 #[test]
+fn a_client_request_id_is_moved_aside_and_bounded() {
+    use axum::http::HeaderValue;
+    let take = |values: &[&[u8]]| {
+        let mut req = axum::http::Request::new(axum::body::Body::empty());
+        for v in values {
+            req.headers_mut()
+                .append("x-request-id", HeaderValue::from_bytes(v).unwrap());
+        }
+        let req = super::take_client_request_id(req);
+        assert!(req.headers().get("x-request-id").is_none());
+        req.extensions()
+            .get::<super::ClientRequestId>()
+            .map(|c| c.0.to_string())
+    };
+    assert_eq!(take(&[b"abc-123", b"second"]).as_deref(), Some("abc-123"));
+    assert_eq!(take(&[b"a\tb\xffc"]).as_deref(), Some("a?b?c"));
+    let long = take(&[&[b'x'; 500]]).unwrap();
+    assert_eq!(long, format!("{}…", "x".repeat(64)));
+    assert_eq!(take(&[b"  "]), None);
+    assert_eq!(take(&[]), None);
+}
+
+#[test]
 fn state_needs_a_signing_key() {
     let dir = tempfile::tempdir().unwrap();
     let yaml = "token: {issuer: x, certificate: c.pem, key: k.pem, generate: true}\n\

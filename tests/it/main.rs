@@ -30,6 +30,7 @@ mod common;
 mod acl_matrix;
 mod bad_input;
 mod casbin;
+mod client_addr;
 mod config_errors;
 mod faults;
 mod full_disk;

@@ -201,7 +201,7 @@ impl Proc {
 }
 
 /// The value of `key` in a text (`key=value`, `key="value"`) or JSON (`"key":"value"`) log line.
-fn logged_field(line: &str, key: &str) -> Option<String> {
+pub(crate) fn logged_field(line: &str, key: &str) -> Option<String> {
     if line.trim_start().starts_with('{') {
         let v: Value = serde_json::from_str(line).ok()?;
         return v.get(key).map(|x| match x {
@@ -431,14 +431,14 @@ fn token_of(r: &http::Response) -> String {
     r.json()["token"].as_str().expect("token").to_owned()
 }
 
-fn request_id(r: &http::Response) -> String {
+pub(crate) fn request_id(r: &http::Response) -> String {
     r.header("x-request-id")
         .unwrap_or_else(|| panic!("no x-request-id: {r:?}"))
         .to_owned()
 }
 
 /// The audit line (a line with `token issued`/`token refused`) of the request with id `id`.
-fn audit_line_of(text: &str, id: &str) -> Option<String> {
+pub(crate) fn audit_line_of(text: &str, id: &str) -> Option<String> {
     let quoted = format!("\"{id}\"");
     text.lines()
         .filter(|l| l.contains("token issued") || l.contains("token refused"))

@@ -8,13 +8,14 @@ use std::future::Future;
 use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Instant, SystemTime};
 
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Serialize;
@@ -22,7 +23,7 @@ use tracing::{info, warn};
 
 use crate::authn::{AuthnAnswer, AuthnContext, Credentials};
 use crate::grant::{self, DecidedBy, GrantOutcome, RefreshRequest, ScopeDecision, TokenRequest};
-use crate::server::client_ip::client_ip;
+use crate::server::client_ip::{client_ip, ignored_forwarding};
 use crate::server::error::ApiError;
 use crate::server::extract::{
     BodyError, Peer, basic_credentials, invalid_request, oauth_form, read_body, token_query,
@@ -75,7 +76,7 @@ async fn get_token(state: AppState, parts: Parts) -> Result<Response, ApiError> 
     let Peer(peer) = Peer::of(&parts.extensions);
     let headers = &parts.headers;
     let inner = state.current();
-    let ip = client_ip(&inner.config.server.client_ip, peer, headers);
+    let ip = client_address(&inner, peer, headers, false)?;
     let query = token_query(parts.uri.query())?;
     let credentials = basic_credentials(headers)?;
     let service = required_service(&inner, query.service).map_err(ApiError::BadRequest)?;
@@ -106,7 +107,7 @@ async fn post_token(state: AppState, parts: Parts, body: Body) -> Result<Respons
     let Peer(peer) = Peer::of(&parts.extensions);
     let headers = &parts.headers;
     let inner = state.current();
-    let ip = client_ip(&inner.config.server.client_ip, peer, headers);
+    let ip = client_address(&inner, peer, headers, true)?;
     let is_form = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -201,6 +202,48 @@ async fn post_token(state: AppState, parts: Parts, body: Body) -> Result<Respons
             ),
         }),
     }
+}
+
+/// The client address of a token request, or a 400 (OAuth2-shaped on the POST flow) when a
+/// trusted proxy forwarded one that cannot be read: never the proxy's own address instead. The
+/// refusal is logged (target `audit`) with the reason. While the lockout is on, warns once per
+/// configuration when a peer that is not a trusted proxy sends forwarding headers: every client
+/// behind it shares its address, hence its lockout counters.
+fn client_address(
+    inner: &Inner,
+    peer: Option<IpAddr>,
+    headers: &HeaderMap,
+    oauth: bool,
+) -> Result<Option<IpAddr>, ApiError> {
+    let settings = &inner.config.server.client_ip;
+    if inner.config.lockout.enabled
+        && !inner.forwarding_warned.load(Ordering::Relaxed)
+        && ignored_forwarding(settings, peer, headers)
+        && !inner.forwarding_warned.swap(true, Ordering::Relaxed)
+    {
+        warn!(
+            peer = %display_ip(peer),
+            "requests from this peer carry X-Forwarded-For/Forwarded, but it is not in \
+             server.trusted_proxies: the header is ignored, so every client behind this proxy \
+             has its address, and lockout.max_failures wrong passwords for an account lock that \
+             account for all of them; list the proxy in server.trusted_proxies (logged once)"
+        );
+    }
+    client_ip(settings, peer, headers).map_err(|e| {
+        info!(
+            target: "audit",
+            proxy = %display_ip(peer),
+            header = e.header,
+            reason = e.reason.as_str(),
+            "token request refused (400): unreadable client address from a trusted proxy"
+        );
+        let message = e.to_string();
+        if oauth {
+            invalid_request(message)
+        } else {
+            ApiError::BadRequest(message)
+        }
+    })
 }
 
 /// A failed grant: a 503 counted against the backend that failed, or a 500 (signing).

@@ -107,10 +107,31 @@ pub fn get(url: &str, headers: &[(&str, String)]) -> Response {
     request("GET", url, headers)
 }
 
+/// `POST url` with an `application/x-www-form-urlencoded` body from `form`, plus `headers`.
+pub fn post_form(url: &str, form: &[(&str, &str)], headers: &[(&str, String)]) -> Response {
+    let mut h = headers.to_vec();
+    h.push((
+        "Content-Type",
+        "application/x-www-form-urlencoded".to_owned(),
+    ));
+    try_request_with_body("POST", url, &h, query(form).as_bytes())
+        .unwrap_or_else(|e| panic!("POST {url}: {e}"))
+}
+
 pub fn try_request(
     method: &str,
     url: &str,
     headers: &[(&str, String)],
+) -> std::io::Result<Response> {
+    try_request_with_body(method, url, headers, b"")
+}
+
+/// A request with `body` (its `Content-Length` is added for any method but GET and HEAD).
+pub fn try_request_with_body(
+    method: &str,
+    url: &str,
+    headers: &[(&str, String)],
+    body: &[u8],
 ) -> std::io::Result<Response> {
     let (hostport, path) = split_url(url);
     let mut stream = TcpStream::connect(&hostport)?;
@@ -123,10 +144,12 @@ pub fn try_request(
         req.push_str(&format!("{k}: {v}\r\n"));
     }
     if method != "GET" && method != "HEAD" {
-        req.push_str("Content-Length: 0\r\n");
+        req.push_str(&format!("Content-Length: {}\r\n", body.len()));
     }
     req.push_str("\r\n");
-    stream.write_all(req.as_bytes())?;
+    let mut req = req.into_bytes();
+    req.extend_from_slice(body);
+    stream.write_all(&req)?;
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw)?;
     parse_response(&raw, method == "HEAD")
