@@ -312,3 +312,69 @@ fn id_tokens_with_a_bad_signature_audience_nonce_or_expiry_are_refused() {
     let alice = logged_in(&login_at_oidc(&s.base(), "oidc_auth"));
     assert_eq!(alice.user, "alice@acme.test");
 }
+
+/// Values are data, never patterns: a CI token's claim inserted into `${labels:repository}` only
+/// ever names itself, so a workflow whose repository claim is `**` or `/.*/` gets nothing
+/// elsewhere (before the fix, it matched every repository).
+#[test]
+fn a_ci_claim_shaped_like_a_pattern_grants_only_a_repository_of_that_literal_name() {
+    let tmp = tempdir("ra-ci-claims");
+    let op = OidcProvider::start(
+        tmp.path(),
+        json!([{
+            "client_id": "registry.acme.test", "client_secret": CLIENT_SECRET,
+            "redirect_uris": ["http://127.0.0.1:9/ci"],
+            "grant_types": ["authorization_code"], "response_types": ["code"],
+        }]),
+        json!({
+            "stars-ci": {"repository": "**", "repository_owner": "org"},
+            "regex-ci": {"repository": "/.*/", "repository_owner": "org"},
+            "app-ci": {"repository": "org/app", "repository_owner": "org"},
+        }),
+    );
+    let issuer = op.issuer.clone();
+    let s = WebStack::start(
+        move |_, _| {
+            format!(
+                "users: {{\"\": {{}}}}\noidc_tokens:\n  - issuer: {issuer}\n    \
+                 audience: registry.acme.test\n    labels_claims: [repository]\n    \
+                 required_claims: {{repository_owner: org}}\n"
+            )
+        },
+        "  - match: {account: oidc, name: \"${labels:repository}\"}\n    actions: [pull, push]\n",
+        false,
+    );
+    let id_token = |account: &str| {
+        op.sign_in_as(account);
+        op.code_flow(
+            "registry.acme.test",
+            CLIENT_SECRET,
+            "http://127.0.0.1:9/ci",
+            "openid ci",
+        )["id_token"]
+            .as_str()
+            .expect("an ID token")
+            .to_owned()
+    };
+    for ci in ["stars-ci", "regex-ci"] {
+        let token = id_token(ci);
+        for repo in ["other/repo", "org/app"] {
+            let r = s.token("oidc", &token, &format!("repository:{repo}:pull,push"));
+            assert_eq!(
+                actions(&r),
+                json!([]),
+                "{ci} was granted {repo}\n{}",
+                s.diagnostics()
+            );
+        }
+    }
+    let token = id_token("app-ci");
+    assert_eq!(
+        actions(&s.token("oidc", &token, "repository:org/app:pull,push")),
+        json!(["pull", "push"])
+    );
+    assert_eq!(
+        actions(&s.token("oidc", &token, "repository:other/repo:pull")),
+        json!([])
+    );
+}
