@@ -85,10 +85,13 @@ pub struct Shadowed {
     pub by: usize,
 }
 
-/// The compiled static ACL. Cheap to share: `Send + Sync`, no interior mutability.
+/// The compiled static ACL. Cheap to share: `Send + Sync`; the only interior mutability is the
+/// bounded cache of compiled regex expansions.
 #[derive(Debug, Clone, Default)]
 pub struct Acl {
     entries: Vec<Entry>,
+    /// See [`Acl::per_scope_regexes`].
+    per_scope_regexes: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -128,7 +131,20 @@ impl Acl {
             }
         }
         if errors.is_empty() {
-            Ok(Self { entries })
+            let per_scope_regexes = entries
+                .iter()
+                .flat_map(|e| {
+                    e.fields
+                        .iter()
+                        .flatten()
+                        .chain(e.labels.iter().map(|(_, p)| p))
+                })
+                .filter(|p| p.varies_per_scope())
+                .count();
+            Ok(Self {
+                entries,
+                per_scope_regexes,
+            })
         } else {
             Err(errors)
         }
@@ -169,6 +185,12 @@ impl Acl {
             }
         }
         out
+    }
+
+    /// How many `/regex/` patterns of this ACL use `${type}`, `${name}` or a capture, and so may
+    /// be compiled once per scope of a request: the token endpoint bounds scopes × this.
+    pub fn per_scope_regexes(&self) -> usize {
+        self.per_scope_regexes
     }
 
     /// The `comment` of entry `index`, if it has one.

@@ -23,11 +23,28 @@
 //! # Placeholders
 //!
 //! A pattern is split once into [`Segment`]s. A pattern without placeholders is compiled at load
-//! time. One with placeholders is expanded per request (quoted values are escaped for the
-//! pattern kind, captures and labels are inserted verbatim) and then parsed (glob) or compiled
-//! (regex). A small cache of compiled expansions could help if profiles ever show that cost.
+//! time. One with placeholders is expanded per request and then parsed (glob) or compiled
+//! (regex).
+//!
+//! **Values are data, never patterns.** Every inserted value (request fields, capture groups,
+//! label values from users, providers and CI tokens) is quoted for the pattern's kind, so it
+//! only matches itself: a label `**` or `/.*/` is the literal text `**` or `/.*/`. Whether a
+//! pattern is a glob or a `/regex/` is decided by the text as written, never by what a value
+//! makes of it. A placeholder without a value (a label the user does not have, a capture that
+//! did not happen) makes the condition fail, rather than being matched as literal text.
+//!
+//! # Cost of regex templates
+//!
+//! Compiling a regex costs tens of microseconds, so a `/regex/` with placeholders keeps a small
+//! bounded cache of its compiled expansions, keyed by the expanded text ([`REGEX_CACHE_SIZE`]
+//! per pattern): the same account, service or label value is compiled once, not once per scope
+//! per request. Expansions that change with every scope (`${name}`, `${type}`, captures) are
+//! bounded per request by the token endpoint (see [`Pattern::varies_per_scope`]).
 
+use std::collections::{HashMap, VecDeque};
 use std::fmt::Write as _;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use regex::Regex;
 
@@ -671,21 +688,20 @@ fn translate_group(chars: &[char], i: usize, out: &mut String) -> Result<usize, 
 // Patterns with placeholders
 // ---------------------------------------------------------------------------------------------
 
+/// A piece of a pattern. Every value a placeholder inserts is quoted for the pattern's kind.
 #[derive(Debug, Clone)]
 enum Segment {
     Lit(String),
-    /// `${account}` …: the request value, quoted.
+    /// `${account}` …: the request value.
     Var(Field),
-    /// `${account:N}`: capture group N of that field's regex, unquoted; `raw` if unavailable.
+    /// `${account:N}`: capture group N of that field's regex.
     Capture {
         field: Field,
         group: usize,
-        raw: String,
     },
-    /// `${labels:KEY}`: index into [`Template::label_keys`]; `raw` when not expanded.
+    /// `${labels:KEY}`: index into [`Template::label_keys`].
     Label {
         key: usize,
-        raw: String,
     },
 }
 
@@ -694,8 +710,8 @@ struct Template {
     segments: Vec<Segment>,
     /// Distinct label keys, in order of first use.
     label_keys: Vec<String>,
-    /// Has a capture or label placeholder (values inserted without quoting).
-    unquoted: bool,
+    /// Compiled expansions, for a `/regex/` template.
+    cache: Arc<RegexCache>,
 }
 
 #[derive(Debug, Clone)]
@@ -705,18 +721,57 @@ enum Body {
     Template(Template),
 }
 
+/// Compiled expansions a `/regex/` template keeps, at most.
+pub(crate) const REGEX_CACHE_SIZE: usize = 64;
+
+/// The compiled expansions of one `/regex/` template, keyed by the expanded text (an invalid
+/// expansion is kept as `None`). First in, first out: simple, and bounded.
+#[derive(Debug, Default)]
+struct RegexCache {
+    entries: Mutex<CacheEntries>,
+    /// Regexes compiled so far (cache misses), for tests and diagnostics.
+    compilations: AtomicUsize,
+}
+
+#[derive(Debug, Default)]
+struct CacheEntries {
+    map: HashMap<Box<str>, Option<Arc<Regex>>>,
+    order: VecDeque<Box<str>>,
+}
+
+impl RegexCache {
+    /// The compiled regex of the expanded `/…/` text, compiling it on a miss.
+    fn get(&self, text: &str) -> Option<Arc<Regex>> {
+        let lock = || self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(hit) = lock().map.get(text) {
+            return hit.clone();
+        }
+        // Compiled outside the lock; two threads racing on the same text both compile once.
+        self.compilations.fetch_add(1, Ordering::Relaxed);
+        let compiled = text
+            .get(1..text.len().saturating_sub(1))
+            .and_then(|inner| compile_go_regex(inner).ok())
+            .map(Arc::new);
+        let mut entries = lock();
+        if !entries.map.contains_key(text) {
+            if entries.order.len() >= REGEX_CACHE_SIZE
+                && let Some(old) = entries.order.pop_front()
+            {
+                entries.map.remove(&old);
+            }
+            entries.order.push_back(text.into());
+            entries.map.insert(text.into(), compiled.clone());
+        }
+        compiled
+    }
+}
+
 /// A compiled `match` string.
 #[derive(Debug, Clone)]
 pub(crate) struct Pattern {
     raw: String,
     regex_shaped: bool,
     body: Body,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Quoting {
-    Glob,
-    Regex,
 }
 
 const PLACEHOLDER_HELP: &str = "use ${account}, ${type}, ${name}, ${service}, ${<field>:N} \
@@ -737,12 +792,11 @@ impl Pattern {
                 Body::Glob(Glob::parse(raw).map_err(|e| glob_error(raw, &e))?)
             }
         } else {
+            escaped_placeholder(raw, &segments)?;
             let template = Template {
-                unquoted: segments
-                    .iter()
-                    .any(|s| matches!(s, Segment::Capture { .. } | Segment::Label { .. })),
                 segments,
                 label_keys,
+                cache: Arc::default(),
             };
             // Validate the shape with every placeholder replaced by a plain letter.
             let probe: String = template
@@ -782,13 +836,11 @@ impl Pattern {
     }
 
     fn matches_template<E: Env + ?Sized>(&self, t: &Template, value: &str, env: &E) -> bool {
-        // docker_auth: first without label expansion, then every combination of label values.
-        if self.matches_expanded(t, value, env, None) {
-            return true;
-        }
         if t.label_keys.is_empty() {
-            return false;
+            return self.matches_expanded(t, value, env, None);
         }
+        // Every combination of the user's values of the labels the pattern names; a user
+        // without one of the labels does not match.
         let mut lists: Vec<&[String]> = Vec::with_capacity(t.label_keys.len());
         for key in &t.label_keys {
             match env.labels(key) {
@@ -827,22 +879,21 @@ impl Pattern {
         env: &E,
         choice: Option<&[&str]>,
     ) -> bool {
+        // The kind comes from the pattern as written: a value never makes a glob a regex.
         if self.regex_shaped {
-            let text = t.expand(env, Quoting::Regex, choice, true);
-            return match_regex_text(&text, value);
+            return t
+                .expand(env, choice, true)
+                .and_then(|text| t.cache.get(&text))
+                .is_some_and(|re| re.is_match(value));
         }
-        let text = t.expand(env, Quoting::Glob, choice, true);
-        // A label value or capture may turn the whole string into `/regex/` (as in docker_auth).
-        // Quoted values cannot: glob quoting writes `/` as `[/]`.
-        if t.unquoted && is_regex_shaped(&text) {
-            return match_regex_text(&t.expand(env, Quoting::Regex, choice, true), value);
-        }
-        Glob::parse(&text).is_ok_and(|g| g.matches(value))
+        t.expand(env, choice, true)
+            .and_then(|text| Glob::parse(&text).ok())
+            .is_some_and(|g| g.matches(value))
     }
 
     /// Groups 1..=n of this pattern's regex matched against `value` (a group that did not take
-    /// part is `""`); `None` if this is not a `/regex/` or it does not match. Capture
-    /// placeholders inside the pattern itself are not expanded here.
+    /// part is `""`); `None` if this is not a `/regex/` or it does not match. A regex that
+    /// itself uses captures or labels has no captures to offer (no cycles, no guessing).
     pub(crate) fn capture_groups<E: Env + ?Sized>(
         &self,
         value: &str,
@@ -855,9 +906,8 @@ impl Pattern {
         let re = match &self.body {
             Body::Regex(r) => r,
             Body::Template(t) => {
-                let text = t.expand(env, Quoting::Regex, None, false);
-                dynamic = compile_go_regex(text.get(1..text.len().saturating_sub(1))?).ok()?;
-                &dynamic
+                dynamic = t.cache.get(&t.expand(env, None, false)?)?;
+                &*dynamic
             }
             Body::Glob(_) => return None,
         };
@@ -867,6 +917,30 @@ impl Pattern {
                 .map(|i| caps.get(i).map_or("", |m| m.as_str()).to_owned())
                 .collect(),
         )
+    }
+
+    /// A `/regex/` whose expansion may differ from one scope of a request to the next (it uses
+    /// `${type}`, `${name}` or a capture), so it may be compiled once per scope.
+    pub(crate) fn varies_per_scope(&self) -> bool {
+        let Body::Template(t) = &self.body else {
+            return false;
+        };
+        self.regex_shaped
+            && t.segments.iter().any(|s| {
+                matches!(
+                    s,
+                    Segment::Var(Field::Type | Field::Name) | Segment::Capture { .. }
+                )
+            })
+    }
+
+    /// Regexes this pattern compiled after loading (cache misses).
+    #[cfg(test)]
+    pub(crate) fn compilations(&self) -> usize {
+        match &self.body {
+            Body::Template(t) => t.cache.compilations.load(Ordering::Relaxed),
+            _ => 0,
+        }
     }
 
     /// Fields whose captures this pattern uses.
@@ -943,53 +1017,60 @@ fn glob_error(raw: &str, err: &str) -> String {
     format!("`{raw}` is not a valid glob: {err}")
 }
 
-fn match_regex_text(text: &str, value: &str) -> bool {
-    text.get(1..text.len().saturating_sub(1))
-        .and_then(|inner| compile_go_regex(inner).ok())
-        .is_some_and(|re| re.is_match(value))
+/// A literal right before a placeholder must not end in an unescaped `\`: it would escape the
+/// first character of the quoted value and so unquote the next one.
+fn escaped_placeholder(raw: &str, segments: &[Segment]) -> Result<(), String> {
+    for pair in segments.windows(2) {
+        if let [Segment::Lit(lit), next] = pair
+            && !matches!(next, Segment::Lit(_))
+            && lit.chars().rev().take_while(|c| *c == '\\').count() % 2 == 1
+        {
+            return Err(format!(
+                "`{raw}`: a `\\` right before a placeholder would escape the inserted value; \
+                 write `\\\\` for a literal backslash (a placeholder cannot be escaped)"
+            ));
+        }
+    }
+    Ok(())
 }
 
 impl Template {
+    /// The pattern text with every value quoted; `None` when a placeholder has no value (a
+    /// capture that did not happen, a label not chosen): the condition then fails.
     fn expand<E: Env + ?Sized>(
         &self,
         env: &E,
-        quoting: Quoting,
         choice: Option<&[&str]>,
         captures: bool,
-    ) -> String {
+    ) -> Option<String> {
         let mut out = String::new();
         for seg in &self.segments {
             match seg {
                 Segment::Lit(l) => out.push_str(l),
-                Segment::Var(f) => quote_into(&mut out, env.var(*f), quoting),
-                Segment::Capture { field, group, raw } => {
-                    let value = if captures {
-                        env.capture(*field, *group)
-                    } else {
-                        None
-                    };
-                    out.push_str(value.unwrap_or(raw));
+                Segment::Var(f) => quote_into(&mut out, env.var(*f)),
+                Segment::Capture { field, group } => {
+                    let value = captures.then(|| env.capture(*field, *group)).flatten()?;
+                    quote_into(&mut out, value);
                 }
-                Segment::Label { key, raw } => {
-                    out.push_str(choice.and_then(|c| c.get(*key).copied()).unwrap_or(raw));
+                Segment::Label { key } => {
+                    quote_into(&mut out, choice?.get(*key)?);
                 }
             }
         }
-        out
+        Some(out)
     }
 }
 
-/// Appends `value` so that the pattern matches it literally.
-fn quote_into(out: &mut String, value: &str, quoting: Quoting) {
+/// Appends `value` so that the pattern matches it literally, in a glob (also inside `[...]`)
+/// as in a Go regex: every ASCII punctuation character is escaped with `\`. That covers the
+/// glob metacharacters `* ? [ ] \` (hence `**`), every regex metacharacter, and `/`, which
+/// both dialects read as a plain slash once escaped.
+fn quote_into(out: &mut String, value: &str) {
     for c in value.chars() {
-        match quoting {
-            Quoting::Glob if c == '/' => out.push_str("[/]"),
-            _ if c.is_ascii_punctuation() => {
-                out.push('\\');
-                out.push(c);
-            }
-            _ => out.push(c),
+        if c.is_ascii_punctuation() {
+            out.push('\\');
         }
+        out.push(c);
     }
 }
 
@@ -1070,18 +1151,13 @@ fn classify(
                 label_keys.len() - 1
             }
         };
-        return Ok(Some(Segment::Label {
-            key,
-            raw: placeholder.to_owned(),
-        }));
+        return Ok(Some(Segment::Label { key }));
     }
     if let Some(field) = Field::from_key(name) {
         return match arg.parse::<usize>() {
-            Ok(group) if arg.bytes().all(|b| b.is_ascii_digit()) => Ok(Some(Segment::Capture {
-                field,
-                group,
-                raw: placeholder.to_owned(),
-            })),
+            Ok(group) if arg.bytes().all(|b| b.is_ascii_digit()) => {
+                Ok(Some(Segment::Capture { field, group }))
+            }
             _ => Err(format!(
                 "in `{placeholder}` the part after `:` must be a capture group number, \
                  e.g. `${{{name}:1}}`"

@@ -34,21 +34,22 @@
 //!
 //! # Placeholders
 //!
-//! Substituted into a pattern before it is matched:
+//! Substituted into a pattern before it is matched. **Every inserted value is quoted**: it
+//! only matches itself, in a glob as in a regex, so an account, a label or a CI claim such as
+//! `**`, `alice.*` or `/.*/` cannot inject a pattern. Whether a pattern is a glob or a
+//! `/regex/` is decided by the text as written, never by an inserted value. A placeholder
+//! without a value makes the condition fail. A `\` right before a placeholder is refused (it
+//! would escape the inserted value).
 //!
-//! * `${account}`, `${type}`, `${name}`, `${service}`: the request's value, **quoted**: it only
-//!   matches itself, so an account called `alice.*` cannot inject a pattern.
+//! * `${account}`, `${type}`, `${name}`, `${service}`: the request's value.
 //!   `name: "${account}/**"` gives every user their own namespace.
 //! * `${account:N}` (likewise `type`, `name`, `service`): capture group `N` of that field's own
-//!   `/regex/` in the same entry, matched against the request, inserted **verbatim**. Example:
+//!   `/regex/` in the same entry, matched against the request. Example:
 //!   `account: /^(.+)@example\.com$/` with `name: "${account:1}/*"`. If the group does not exist,
-//!   the field is not a regex or it does not match, the placeholder stays as literal text (so in
-//!   practice the condition fails).
-//! * `${labels:KEY}`: the pattern is first tried as written; if that fails, every combination of
-//!   the user's values of every label it names is tried and any match counts. Label values are
-//!   inserted **verbatim**, so a value can carry glob or regex syntax (label `full-access:
-//!   ["test/*"]` with `name: "${labels:full-access}"` grants `test/*`). A user without the label
-//!   does not match.
+//!   the field is not a regex or it does not match, the condition fails.
+//! * `${labels:KEY}`: every combination of the user's values of every label the pattern names is
+//!   tried and any match counts. A user without the label does not match. Unlike docker_auth, a
+//!   label value is not pattern syntax: a label `test/*` matches only the name `test/*`.
 //!
 //! Unknown placeholders such as `${acount}` are configuration errors.
 //!
@@ -63,9 +64,12 @@
 //! # Cost
 //!
 //! Patterns are compiled once when the configuration loads; a pattern without placeholders
-//! does not allocate when matched. Placeholder patterns are expanded per request, and a regex
-//! containing a placeholder is compiled per request (a cache could help if that ever shows up
-//! in profiles). Label expansion tries the cartesian product of the label values involved.
+//! does not allocate when matched. Placeholder patterns are expanded per request; a regex
+//! containing a placeholder keeps a bounded cache of its compiled expansions (64, first in first
+//! out), so the same account, service or label value is compiled once, not once per scope.
+//! Regexes whose expansion changes with the scope (`${type}`, `${name}`, captures) are counted
+//! by [`Acl::per_scope_regexes`]; the token endpoint bounds scopes × that count. Label expansion
+//! tries the cartesian product of the label values involved.
 //!
 //! [`Acl::shadowed`] lists entries that can never match because an earlier entry covers them.
 

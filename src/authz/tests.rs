@@ -554,7 +554,7 @@ fn capture_groups() {
 }
 
 #[test]
-fn capture_group_out_of_range_stays_literal() {
+fn capture_group_without_a_value_never_matches() {
     let r = req().account("alice@example.com");
     assert!(!matches(
         "{account: '/^(.+)@example\\.com$/', name: '${account:2}/*'}",
@@ -571,8 +571,8 @@ fn capture_group_out_of_range_stays_literal() {
     ));
     // No such field in the entry at all.
     assert!(!matches("{name: '${service:1}/*'}", &req()));
-    // Left unexpanded means literal text.
-    assert!(matches(
+    // Without a value the condition fails, even against the placeholder's own text.
+    assert!(!matches(
         "{account: 'alice', name: '${account:1}'}",
         &req().name("${account:1}")
     ));
@@ -595,10 +595,11 @@ fn multiple_capture_groups() {
 }
 
 #[test]
-fn captures_are_inserted_unquoted() {
-    // docker_auth inserts captures verbatim: a captured `a*` acts as a glob.
+fn captures_are_quoted() {
+    // docker_auth inserted captures verbatim, so a captured `a*` acted as a glob.
     let m = "{account: '/^(.+)$/', name: '${account:1}'}";
-    assert!(matches(m, &req().account("a*").name("abc")));
+    assert!(!matches(m, &req().account("a*").name("abc")));
+    assert!(matches(m, &req().account("a*").name("a*")));
 }
 
 #[test]
@@ -750,27 +751,26 @@ fn multiple_label_placeholders_try_every_combination() {
 }
 
 #[test]
-fn label_values_are_inserted_unquoted() {
-    // The "labels as grants" idiom: a label value is a glob.
+fn label_values_are_quoted() {
+    // docker_auth's "labels as grants" idiom (a label value read as a glob or regex) is gone:
+    // a label value only matches itself.
     let m = "{name: '${labels:full-access}'}";
     let r = req().label("full-access", &["test/*"]);
-    assert!(matches(m, &r.clone().name("test/app")));
-    assert!(!matches(m, &r.name("test/a/b")));
-    // ...or a whole regex.
+    assert!(!matches(m, &r.clone().name("test/app")));
+    assert!(matches(m, &r.name("test/*")));
     let r = req().label("full-access", &["/^prod-/"]);
-    assert!(matches(m, &r.clone().name("prod-1")));
-    assert!(!matches(m, &r.name("dev-1")));
-    // Inside a regex, a label value is regex syntax.
+    assert!(!matches(m, &r.clone().name("prod-1")));
+    assert!(matches(m, &r.name("/^prod-/")));
+    // Inside a regex, a label value is literal text.
     let m = "{name: '/^${labels:team}\\//'}";
-    assert!(matches(m, &req().label("team", &["a.c"]).name("abc/x")));
+    assert!(!matches(m, &req().label("team", &["a.c"]).name("abc/x")));
+    assert!(matches(m, &req().label("team", &["a.c"]).name("a.c/x")));
     // Label placeholders work in label patterns too.
     let m = "{labels: {owner: '${labels:admins}'}}";
-    assert!(matches(
-        m,
-        &req()
-            .label("owner", &["eve"])
-            .label("admins", &["bob", "e*"])
-    ));
+    let r = req().label("admins", &["bob", "e*"]);
+    assert!(!matches(m, &r.clone().label("owner", &["eve"])));
+    assert!(matches(m, &r.clone().label("owner", &["e*"])));
+    assert!(matches(m, &r.label("owner", &["bob"])));
 }
 
 // ------------------------------------------------------------------------------------------
@@ -1193,3 +1193,6 @@ fn shadowing_respects_sources() {
     let shadowed: Vec<usize> = a.shadowed().iter().map(|s| s.index).collect();
     assert_eq!(shadowed, [3]);
 }
+
+#[path = "tests_values.rs"]
+mod values;

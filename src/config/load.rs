@@ -138,6 +138,7 @@ pub fn parse(text: &str, file: &Path) -> Result<Config, ConfigError> {
     let mut loader = Loader {
         base,
         issues: Vec::new(),
+        warnings: Vec::new(),
         sources: RefCell::new(vec![file.to_path_buf()]),
     };
     let config = loader.load(text, file);
@@ -153,6 +154,8 @@ pub fn parse(text: &str, file: &Path) -> Result<Config, ConfigError> {
 struct Loader {
     base: PathBuf,
     issues: Vec<ConfigIssue>,
+    /// Warnings found while validating sections (the config still loads).
+    warnings: Vec<ConfigIssue>,
     /// Every file resolved from the config (for change detection on reload).
     sources: RefCell<Vec<PathBuf>>,
 }
@@ -515,7 +518,7 @@ impl Loader {
             sql.acl_sql,
             sql.casbin,
         );
-        let mut warnings = Vec::new();
+        let mut warnings = std::mem::take(&mut self.warnings);
         if let Some(acl) = &acl {
             for sh in acl.shadowed() {
                 warnings.push(ConfigIssue::new(

@@ -5,7 +5,10 @@
 //!   with `state`, `nonce` and PKCE (S256).
 //! * The code is exchanged at the token endpoint (client_secret_basic); the ID token is verified
 //!   against the issuer's JWK Set: signature, `iss`, `aud` = client id, expiry and nonce.
-//! * The account is the `user_claim` claim (default `email`; an unverified email is refused);
+//! * The account is the `user_claim` claim (default `email`). An email names an account only when
+//!   the provider asserts `email_verified: true` (the boolean, or the string `"true"` that some
+//!   providers send); a missing claim, `false`, `"false"` or anything else is refused, or
+//!   anyone could register the address at the provider and sign in as its owner ("nOAuth");
 //!   `labels_claims` (string or string-array claims, from the ID token or else the userinfo
 //!   endpoint) become labels of the same name.
 //! * Google's `domain` restricts logins to one Workspace domain through the `hd` claim (not an
@@ -39,6 +42,17 @@ pub struct OidcLogin {
     pub hosted_domain: Option<String>,
     /// Google: ask for offline access (a refresh token).
     pub google: bool,
+}
+
+/// Why an `email_verified` claim does not vouch for the email, `None` when it does: only the
+/// boolean `true` or the string `"true"` do.
+fn unverified_email(claim: Option<&Value>) -> Option<String> {
+    match claim {
+        Some(Value::Bool(true)) => None,
+        Some(Value::String(s)) if s == "true" => None,
+        None => Some("did not send `email_verified`".to_owned()),
+        Some(other) => Some(format!("sent `email_verified: {other}`")),
+    }
 }
 
 impl OidcLogin {
@@ -173,6 +187,7 @@ impl OidcLogin {
     ) -> Result<Verdict, Unavailable> {
         if self.labels_claims.iter().any(|c| !claims.contains_key(c))
             || !claims.contains_key(&self.user_claim)
+            || (self.user_claim == "email" && !claims.contains_key("email_verified"))
         {
             // Many providers put groups (and sometimes the email) only in userinfo.
             if let Some(info) = self.userinfo(&tokens.access_token).await?
@@ -202,9 +217,20 @@ impl OidcLogin {
                 self.user_claim
             )));
         };
-        if self.user_claim == "email" && claims.get("email_verified") == Some(&Value::Bool(false)) {
+        if self.user_claim == "email"
+            && let Some(why) = unverified_email(claims.get("email_verified"))
+        {
+            let fix = if self.google {
+                "Verify the address in the Google account, then sign in again."
+            } else {
+                "Verify the address at the identity provider, or have the administrator name \
+                 accounts by a claim the provider guarantees instead (`oidc_auth.user_claim`, \
+                 e.g. `sub`)."
+            };
             return Ok(Verdict::Refused(format!(
-                "the email address {user} is not verified"
+                "the email address {user} is not verified: {} {why}, and an email names an \
+                 account here only when the provider asserts `email_verified: true`. {fix}",
+                self.name()
             )));
         }
         let mut labels = Labels::default();
@@ -301,5 +327,28 @@ impl OidcLogin {
              `offline_access` to `scopes` to avoid this)",
             self.name()
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::unverified_email;
+
+    #[test]
+    fn only_a_true_email_verified_vouches_for_the_email() {
+        assert_eq!(unverified_email(Some(&json!(true))), None);
+        assert_eq!(unverified_email(Some(&json!("true"))), None);
+        for (claim, why) in [
+            (None, "did not send `email_verified`"),
+            (Some(json!(false)), "sent `email_verified: false`"),
+            (Some(json!("false")), "sent `email_verified: \"false\"`"),
+            (Some(json!("True")), "sent `email_verified: \"True\"`"),
+            (Some(json!(1)), "sent `email_verified: 1`"),
+            (Some(json!(null)), "sent `email_verified: null`"),
+        ] {
+            assert_eq!(unverified_email(claim.as_ref()).as_deref(), Some(why));
+        }
     }
 }

@@ -1,6 +1,6 @@
 //! Scenario 5: configuration errors through the binary. A typo in an ACL match key is named
 //! with its YAML path by `check-config` (exit 1) and stops `serve` from starting; good configs
-//! pass `check-config`.
+//! pass `check-config`; a CI issuer that any repository could use is warned about.
 
 use std::fs;
 use std::process::Stdio;
@@ -126,4 +126,39 @@ fn check_config_accepts_good_configs() {
         "check-config rejected tests/fixtures/harness-reference.yml\n{}",
         out.describe()
     );
+}
+
+#[test]
+fn check_config_warns_about_ci_issuers_that_pin_no_repository_or_owner() {
+    let tmp = stack::tempdir("ra-it-cfg");
+    let keys = KeyFiles::write(KeySetup::EcKid, &tmp.path().join("keys"));
+    let base = config_yaml(&keys, &[User::new("alice")], false, GOOD_ACL);
+    let check = |name: &str, ci: &str| {
+        let path = tmp.path().join(name);
+        fs::write(&path, format!("{base}oidc_tokens:\n{ci}")).expect("write");
+        let out = run_cli(&["check-config", &path.to_string_lossy()]);
+        assert_eq!(
+            out.code,
+            Some(0),
+            "a warning is not an error\n{}",
+            out.describe()
+        );
+        proc::strip_ansi(&out.combined())
+    };
+    let text = check(
+        "open.yml",
+        "  - issuer: https://token.actions.githubusercontent.com\n    audience: registry\n    \
+         labels_claims: [repository]\n",
+    );
+    assert!(
+        text.contains("warning: oidc_tokens[0].required_claims")
+            && text.contains("repository_owner"),
+        "{text}"
+    );
+    let text = check(
+        "pinned.yml",
+        "  - issuer: https://token.actions.githubusercontent.com\n    audience: registry\n    \
+         required_claims: {repository_owner: acme}\n",
+    );
+    assert!(!text.contains("required_claims"), "{text}");
 }

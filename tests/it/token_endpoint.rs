@@ -1,6 +1,7 @@
 //! The token endpoint's HTTP contract as clients rely on it (raw HTTP, no registry client):
 //! `/auth` and `/auth/token`, the response fields, the docker-login request shape, the 401 with a
-//! Basic challenge, and the 400 JSON error for a malformed scope.
+//! Basic challenge, the 400 JSON error for a malformed scope, and the cap on scopes × ACL regexes
+//! that must be compiled per scope (`MAX_SCOPE_REGEX_WORK`).
 
 use crate::common::http::{self, fetch_token};
 use crate::common::jwt;
@@ -143,4 +144,76 @@ fn token_endpoint_contract() {
     );
 
     stack.assert_log_secrecy();
+}
+
+/// Regexes with `${name}` are compiled once per scope: a client (here anonymous) asking for many
+/// scopes would multiply that work, so scopes × such regexes is capped at 1024 with a 400 that
+/// names the limit. Regexes with only `${account}` are cached and do not count.
+#[test]
+fn scopes_times_per_scope_acl_regexes_are_capped_with_a_clear_400() {
+    use std::io::{Read as _, Write as _};
+
+    use crate::common::webstack::WebStack;
+    const PER_SCOPE: &str = r#"  - match: {account: "/^${name}$/"}
+    actions: [pull]
+  - match: {account: "/^${name}-ci$/"}
+    actions: [pull]
+  - match: {labels: {team: "/^${name}$/"}}
+    actions: [pull]
+  - match: {account: "/^${type}-${name}$/"}
+    actions: [pull]
+  - match: {name: "/^${account}pub/"}
+    actions: [pull]
+"#;
+    let s = WebStack::start(|_, _| "users: {\"\": {}}\n".to_owned(), PER_SCOPE, false);
+    let get = |n: usize| {
+        let mut params = vec![("service", SERVICE.to_owned())];
+        params.extend((0..n).map(|i| ("scope", format!("repository:pub{i}:pull"))));
+        let params: Vec<(&str, &str)> = params.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        http::get(&format!("{}/auth?{}", s.base(), http::query(&params)), &[])
+    };
+    // 4 regexes vary per scope: 256 scopes are exactly the limit.
+    let r = get(256);
+    assert_eq!(r.status, 200, "{r:?}\n{}", s.diagnostics());
+    let claims = jwt::decode(r.json()["token"].as_str().unwrap())
+        .unwrap()
+        .claims;
+    assert_eq!(
+        claims["access"][255]["actions"],
+        serde_json::json!(["pull"])
+    );
+    let r = get(257);
+    assert_eq!(r.status, 400, "{r:?}");
+    let message = r.json()["errors"][0]["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        message.contains("MAX_SCOPE_REGEX_WORK") && message.contains("257 scopes × 4"),
+        "{message}"
+    );
+    // The OAuth2 flow answers the same limit in its own shape.
+    let mut form = vec![
+        ("grant_type", "password".to_owned()),
+        ("client_id", "it".to_owned()),
+        ("service", SERVICE.to_owned()),
+        ("username", "nobody".to_owned()),
+        ("password", "x".to_owned()),
+    ];
+    form.extend((0..257).map(|i| ("scope", format!("repository:pub{i}:pull"))));
+    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let body = http::query(&form);
+    let mut stream = std::net::TcpStream::connect(&s.server.addr).unwrap();
+    write!(
+        stream,
+        "POST /auth HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Type: \
+         application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("\"invalid_scope\""), "{answer}");
+    assert!(answer.contains("MAX_SCOPE_REGEX_WORK"), "{answer}");
 }

@@ -312,3 +312,130 @@ fn id_tokens_with_a_bad_signature_audience_nonce_or_expiry_are_refused() {
     let alice = logged_in(&login_at_oidc(&s.base(), "oidc_auth"));
     assert_eq!(alice.user, "alice@acme.test");
 }
+
+/// Values are data, never patterns: a CI token's claim inserted into `${labels:repository}` only
+/// ever names itself, so a workflow whose repository claim is `**` or `/.*/` gets nothing
+/// elsewhere (before the fix, it matched every repository).
+#[test]
+fn a_ci_claim_shaped_like_a_pattern_grants_only_a_repository_of_that_literal_name() {
+    let tmp = tempdir("ra-ci-claims");
+    let op = OidcProvider::start(
+        tmp.path(),
+        json!([{
+            "client_id": "registry.acme.test", "client_secret": CLIENT_SECRET,
+            "redirect_uris": ["http://127.0.0.1:9/ci"],
+            "grant_types": ["authorization_code"], "response_types": ["code"],
+        }]),
+        json!({
+            "stars-ci": {"repository": "**", "repository_owner": "org"},
+            "regex-ci": {"repository": "/.*/", "repository_owner": "org"},
+            "app-ci": {"repository": "org/app", "repository_owner": "org"},
+        }),
+    );
+    let issuer = op.issuer.clone();
+    let s = WebStack::start(
+        move |_, _| {
+            format!(
+                "users: {{\"\": {{}}}}\noidc_tokens:\n  - issuer: {issuer}\n    \
+                 audience: registry.acme.test\n    labels_claims: [repository]\n    \
+                 required_claims: {{repository_owner: org}}\n"
+            )
+        },
+        "  - match: {account: oidc, name: \"${labels:repository}\"}\n    actions: [pull, push]\n",
+        false,
+    );
+    let id_token = |account: &str| {
+        op.sign_in_as(account);
+        op.code_flow(
+            "registry.acme.test",
+            CLIENT_SECRET,
+            "http://127.0.0.1:9/ci",
+            "openid ci",
+        )["id_token"]
+            .as_str()
+            .expect("an ID token")
+            .to_owned()
+    };
+    for ci in ["stars-ci", "regex-ci"] {
+        let token = id_token(ci);
+        for repo in ["other/repo", "org/app"] {
+            let r = s.token("oidc", &token, &format!("repository:{repo}:pull,push"));
+            assert_eq!(
+                actions(&r),
+                json!([]),
+                "{ci} was granted {repo}\n{}",
+                s.diagnostics()
+            );
+        }
+    }
+    let token = id_token("app-ci");
+    assert_eq!(
+        actions(&s.token("oidc", &token, "repository:org/app:pull,push")),
+        json!(["pull", "push"])
+    );
+    assert_eq!(
+        actions(&s.token("oidc", &token, "repository:other/repo:pull")),
+        json!([])
+    );
+}
+
+/// "nOAuth": an email names an account only when the provider asserts `email_verified: true`.
+/// A missing claim or the string "false" was accepted before, so anyone who registered the
+/// address at the provider signed in as its owner.
+#[test]
+fn an_email_names_an_account_only_when_the_provider_asserts_it_is_verified() {
+    let port = free_port();
+    let tmp = tempdir("ra-oidc-verified");
+    let op = OidcProvider::start(
+        tmp.path(),
+        json!([web_client(port, "oidc_auth")]),
+        json!({
+            "missing": {"email": "ceo@acme.test"},
+            "string-false": {"email": "ceo@acme.test", "email_verified": "false"},
+            "false": {"email": "ceo@acme.test", "email_verified": false},
+            "true": {"email": "alice@acme.test", "email_verified": true},
+            "string-true": {"email": "bob@acme.test", "email_verified": "true"},
+        }),
+    );
+    let issuer = op.issuer.clone();
+    let s = WebStack::start_on_port(
+        port,
+        move |_, _| {
+            format!(
+                "oidc_auth:\n  issuer: {issuer}\n  redirect_url: http://127.0.0.1:{port}/oidc_auth\n  \
+                 client_id: {CLIENT_ID}\n  client_secret: {CLIENT_SECRET}\n"
+            )
+        },
+        ACL,
+        false,
+    );
+    for (who, why) in [
+        ("missing", "did not send `email_verified`"),
+        ("string-false", "email_verified: &quot;false&quot;"),
+        ("false", "email_verified: false"),
+    ] {
+        op.sign_in_as(who);
+        let page = login_at_oidc(&s.base(), "oidc_auth");
+        assert_eq!(page.status, 403, "{who}: {}", page.body);
+        for text in ["ceo@acme.test is not verified", why, "user_claim"] {
+            assert!(
+                page.body.contains(text),
+                "{who}: no {text:?} in {}",
+                page.body
+            );
+        }
+        assert!(!page.body.contains("rapw_"), "{who}: a password was minted");
+    }
+    for (who, user) in [
+        ("true", "alice@acme.test"),
+        ("string-true", "bob@acme.test"),
+    ] {
+        op.sign_in_as(who);
+        let login = logged_in(&login_at_oidc(&s.base(), "oidc_auth"));
+        assert_eq!(login.user, user);
+        assert_eq!(
+            actions(&s.token(&login.user, &login.password, "repository:platform/app:pull")),
+            json!(["pull"])
+        );
+    }
+}

@@ -13,11 +13,11 @@ use serde_yaml_ng::Value;
 use super::Loader;
 use crate::authn::Secret;
 use crate::authn::ci_oidc::{CiIssuer, CiTokens};
-use crate::config::AuthnBackend;
 use crate::config::file::{
     GithubAuthSpec, GitlabAuthSpec, GoogleAuthSpec, OidcAuthSpec, OidcTokenSpec, StoreKindSpec,
     StoreSpec, WebCommonSpec,
 };
+use crate::config::{AuthnBackend, ConfigIssue};
 use crate::oidc::{Issuer, http_client};
 use crate::store::{self, Store, StoreSettings};
 use crate::weblogin::{
@@ -838,6 +838,23 @@ impl Loader {
                 ok = false;
                 continue;
             };
+            if !spec
+                .required_claims
+                .keys()
+                .any(|c| PINNING_CLAIMS.contains(&c.as_str()))
+            {
+                self.warnings.push(ConfigIssue::new(
+                    format!("{path}.required_claims"),
+                    format!(
+                        "nothing pins the repository or its owner: any CI job of {issuer} (on \
+                         GitHub or GitLab.com: any project of anyone) can ask for a token with \
+                         audience {audience:?} and log in as {username:?}; add e.g. \
+                         `required_claims: {{repository_owner: your-org}}` (GitHub Actions) or \
+                         `{{namespace_path: your-group}}` (GitLab); claims that pin: {}",
+                        PINNING_CLAIMS.join(", ")
+                    ),
+                ));
+            }
             issuers.push(CiIssuer {
                 issuer: Arc::new(Issuer::new(&issuer, http, jwks_uri)),
                 audience,
@@ -849,6 +866,21 @@ impl Loader {
         ok.then(|| Some(CiTokens::new(issuers)))
     }
 }
+
+/// `required_claims` keys that tie a CI token to a repository or its owner: GitHub Actions
+/// (`repository`, `repository_owner` and their ids, `sub` = `repo:OWNER/NAME:…`) and GitLab
+/// (`project_path`, `namespace_path` and their ids).
+const PINNING_CLAIMS: [&str; 9] = [
+    "repository",
+    "repository_owner",
+    "repository_id",
+    "repository_owner_id",
+    "sub",
+    "project_path",
+    "namespace_path",
+    "project_id",
+    "namespace_id",
+];
 
 impl WebSections {
     /// The chain links configured (even when invalid), in docker_auth's order.
@@ -947,6 +979,38 @@ mod tests {
         let web = c.web_logins.unwrap();
         assert_eq!(web.providers().len(), 4);
         assert_eq!(web.store_description(), "redis (127.0.0.1:6379)");
+    }
+
+    #[test]
+    fn ci_issuers_without_a_claim_pinning_the_repository_or_owner_are_warned_about() {
+        let d = tempfile::tempdir().unwrap();
+        let warned = |body: &str| {
+            let c = load(d.path(), body).unwrap();
+            c.warnings
+                .iter()
+                .filter(|w| w.path.ends_with(".required_claims"))
+                .map(|w| (w.path.clone(), w.message.clone()))
+                .collect::<Vec<_>>()
+        };
+        let w = warned(
+            "oidc_tokens:\n  - {issuer: https://token.actions.githubusercontent.com, \
+             audience: registry}\n  - {issuer: https://gitlab.com, audience: registry, \
+             required_claims: {ref_protected: \"true\"}}\n  - {issuer: https://ci.example.com, \
+             audience: registry, required_claims: {repository_owner: acme}}\n  - {issuer: \
+             https://gitlab.example.com, audience: registry, required_claims: \
+             {namespace_path: acme}}\n",
+        );
+        let paths: Vec<&str> = w.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "oidc_tokens[0].required_claims",
+                "oidc_tokens[1].required_claims"
+            ]
+        );
+        assert!(w[0].1.contains("any CI job"), "{}", w[0].1);
+        assert!(w[0].1.contains("repository_owner"), "{}", w[0].1);
+        assert!(w[1].1.contains("namespace_path"), "{}", w[1].1);
     }
 
     #[test]

@@ -89,6 +89,7 @@ async fn get_token(state: AppState, parts: Parts) -> Result<Response, ApiError> 
                 .to_owned(),
         ));
     }
+    scope_work(&inner, query.scopes.len()).map_err(ApiError::BadRequest)?;
     let request = TokenRequest {
         service,
         scopes: query.scopes,
@@ -138,6 +139,11 @@ async fn post_token(state: AppState, parts: Parts, body: Body) -> Result<Respons
         .client_id
         .filter(|c| !c.is_empty())
         .ok_or_else(|| invalid_request("missing `client_id` (any name for your client)"))?;
+    scope_work(&inner, form.scopes.len()).map_err(|description| ApiError::OAuth {
+        status: StatusCode::BAD_REQUEST,
+        error: "invalid_scope",
+        description,
+    })?;
     let invalid_grant = || ApiError::OAuth {
         status: StatusCode::UNAUTHORIZED,
         error: "invalid_grant",
@@ -255,6 +261,27 @@ fn grant_error(state: &AppState, e: grant::GrantError) -> ApiError {
         }
         None => ApiError::Internal(e.to_string()),
     }
+}
+
+/// At most this many (scopes × ACL regexes that use `${type}`, `${name}` or a capture) in one
+/// request: each such pair may compile a regex (tens of microseconds), and scopes are chosen by
+/// the client, anonymous or not. Other regex templates are cached ([`crate::authz::Acl`]).
+pub const MAX_SCOPE_REGEX_WORK: usize = 1024;
+
+/// Refuses a request whose scopes would make the static ACL compile more than
+/// [`MAX_SCOPE_REGEX_WORK`] regexes.
+fn scope_work(inner: &Inner, scopes: usize) -> Result<(), String> {
+    let per_scope = inner.config.acl.per_scope_regexes();
+    if scopes.saturating_mul(per_scope) > MAX_SCOPE_REGEX_WORK {
+        return Err(format!(
+            "too many scopes for this server's ACL: {scopes} scopes × {per_scope} ACL regexes \
+             that use ${{name}}, ${{type}} or a capture is more than the {MAX_SCOPE_REGEX_WORK} \
+             regex evaluations allowed per request (MAX_SCOPE_REGEX_WORK); ask for at most {} \
+             scopes at once",
+            MAX_SCOPE_REGEX_WORK / per_scope
+        ));
+    }
+    Ok(())
 }
 
 fn required_service(inner: &Inner, service: Option<String>) -> Result<String, String> {
