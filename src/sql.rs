@@ -873,6 +873,13 @@ mod tests {
         assert_eq!(db.migrate().await.unwrap().len(), 1, "first migration");
         assert!(db.migrate().await.unwrap().is_empty(), "nothing left");
         assert!(dir.path().join("ra.db").exists());
+        // It holds bcrypt hashes: created owner-only (its journal files take its mode).
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let meta = std::fs::metadata(dir.path().join("ra.db")).unwrap();
+            assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        }
         let alice = UserRow {
             name: "alice".into(),
             password_hash: "$2b$04$x".into(),

@@ -165,8 +165,7 @@ fn short_ec_coordinate_warns_only_in_kid_thumbprint_mode() {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        fs::set_permissions(d.path().join("key.pem"), fs::Permissions::from_mode(0o600))
-            .unwrap();
+        fs::set_permissions(d.path().join("key.pem"), fs::Permissions::from_mode(0o600)).unwrap();
     }
 
     let c = load_in(d.path(), ", signing_header: kid-thumbprint").unwrap();
