@@ -27,6 +27,7 @@ pub mod cli;
 pub mod client_tls;
 pub mod config;
 pub mod ext;
+pub mod files;
 pub mod grant;
 pub mod health;
 pub mod oidc;

@@ -124,6 +124,9 @@ pub struct SqlDb {
     breaker: Breaker,
     /// What the last call found (for `/readyz`).
     health: Health,
+    /// A SQLite file to create owner-only (`0600`) when missing, before SQLite creates it
+    /// world-readable: it holds bcrypt hashes.
+    create_private: Option<std::path::PathBuf>,
 }
 
 impl fmt::Debug for SqlDb {
@@ -170,6 +173,7 @@ impl SqlDb {
         let url = url.trim();
         let redacted = redact_url(url);
         let scrub = |message: String| scrub_secret(&message, url);
+        let mut create_private = None;
         let target = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let options = PgConnectOptions::from_str(url).map_err(|e| {
                 scrub(format!(
@@ -202,6 +206,7 @@ impl SqlDb {
             }
             if !query.is_some_and(|q| q.contains("mode=")) {
                 options = options.create_if_missing(true);
+                create_private = Some(options.get_filename().to_path_buf());
             }
             Target::Sqlite(Box::new(options.busy_timeout(timeout).foreign_keys(true)))
         } else {
@@ -225,6 +230,7 @@ impl SqlDb {
             applied_at_connect: std::sync::Mutex::new(Vec::new()),
             breaker: Breaker::default(),
             health: Health::default(),
+            create_private,
         })
     }
 
@@ -302,6 +308,13 @@ impl SqlDb {
     async fn pool(&self) -> Result<&Pool, SqlError> {
         self.pool
             .get_or_try_init(|| async {
+                if let Some(file) = &self.create_private
+                    && !file.exists()
+                {
+                    crate::files::create_owner_only(file).map_err(|e| {
+                        SqlError::new(format!("cannot create {}: {e}", file.display()))
+                    })?;
+                }
                 let pool = match &self.target {
                     Target::Postgres(o) => Pool::Postgres(
                         PgPoolOptions::new()
@@ -862,6 +875,13 @@ mod tests {
         assert_eq!(db.migrate().await.unwrap().len(), 1, "first migration");
         assert!(db.migrate().await.unwrap().is_empty(), "nothing left");
         assert!(dir.path().join("ra.db").exists());
+        // It holds bcrypt hashes: created owner-only (its journal files take its mode).
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let meta = std::fs::metadata(dir.path().join("ra.db")).unwrap();
+            assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        }
         let alice = UserRow {
             name: "alice".into(),
             password_hash: "$2b$04$x".into(),

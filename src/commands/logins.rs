@@ -26,7 +26,10 @@ fn store_of(path: &Path) -> Result<Result<(Config, Store), ExitCode>> {
             path.display()
         );
     };
-    let store = logins.store().clone();
+    let store = match logins.store_with_secret() {
+        Ok(s) => s.clone(),
+        Err(e) => bail!("{e}"),
+    };
     Ok(Ok((config, store)))
 }
 

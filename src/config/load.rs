@@ -140,6 +140,7 @@ pub fn parse(text: &str, file: &Path) -> Result<Config, ConfigError> {
         issues: Vec::new(),
         warnings: Vec::new(),
         sources: RefCell::new(vec![file.to_path_buf()]),
+        private: RefCell::new(Vec::new()),
     };
     let config = loader.load(text, file);
     match config {
@@ -158,6 +159,8 @@ struct Loader {
     warnings: Vec<ConfigIssue>,
     /// Every file resolved from the config (for change detection on reload).
     sources: RefCell<Vec<PathBuf>>,
+    /// Files holding secrets (config key, path): a warning when group or others may read them.
+    private: RefCell<Vec<(String, PathBuf)>>,
 }
 
 #[derive(Default)]
@@ -184,6 +187,27 @@ struct Sections {
 impl Loader {
     fn issue(&mut self, path: impl Into<String>, message: impl Into<String>) {
         self.issues.push(ConfigIssue::new(path, message));
+    }
+
+    /// Notes that the file at `path` (config key `key`) holds a secret: a warning at load time
+    /// when group or others may read it.
+    fn private(&self, key: impl Into<String>, path: &Path) {
+        self.private
+            .borrow_mut()
+            .push((key.into(), path.to_path_buf()));
+    }
+
+    /// The warnings for secret files readable by group or others.
+    fn exposed_files(&self) -> Vec<ConfigIssue> {
+        let mut seen = std::collections::BTreeSet::new();
+        self.private
+            .borrow()
+            .iter()
+            .filter(|(_, p)| seen.insert(p.clone()))
+            .filter_map(|(key, p)| {
+                crate::files::exposure_warning(p, key).map(|m| ConfigIssue::new(key.clone(), m))
+            })
+            .collect()
     }
 
     fn load(&mut self, text: &str, file: &Path) -> Option<Config> {
@@ -535,6 +559,7 @@ impl Loader {
         if let Some(t) = &token {
             warnings.extend(short_coordinate_warning(t));
         }
+        warnings.extend(self.exposed_files());
         let namespaces = match (&authn, &authn_order) {
             (Some(chain), Some(order)) => {
                 let ns = identity::namespaces(order, chain);
@@ -730,6 +755,7 @@ impl Loader {
             }
             (Some(c), Some(k)) => {
                 let (certificate, key) = (self.resolve(&c), self.resolve(&k));
+                self.private("server.key", &key);
                 let mut ok = true;
                 for (name, p) in [("certificate", &certificate), ("key", &key)] {
                     if !p.exists() {
@@ -1266,7 +1292,11 @@ impl Loader {
             },
         };
         let current = match r.secret_file {
-            Some(f) => match refresh::read_secret(&self.resolve(&f)) {
+            Some(f) => match refresh::read_secret(&{
+                let f = self.resolve(&f);
+                self.private("token.refresh.secret_file", &f);
+                f
+            }) {
                 Ok(s) => Some(s),
                 Err(e) => {
                     self.issue("token.refresh.secret_file", e.to_string());
@@ -1323,6 +1353,7 @@ impl Loader {
         key: &Path,
         generate: bool,
     ) -> Option<Option<Arc<SigningKey>>> {
+        self.private("token.key", key);
         match (cert.exists(), key.exists()) {
             (true, true) => match SigningKey::load(cert, key) {
                 Ok(k) => Some(Some(Arc::new(k))),
@@ -1395,6 +1426,7 @@ impl Loader {
                 (Some(h), None) => Some(h),
                 (None, Some(f)) => {
                     let f = self.resolve(&f);
+                    self.private(format!("{path}.secret_file"), &f);
                     match fs::read_to_string(&f) {
                         Ok(text) => Some(text.trim().to_owned()),
                         Err(e) => {

@@ -319,6 +319,48 @@ fn shadowed_entries_are_warnings() {
     assert!(c.warnings[0].message.contains("acl[0]"));
 }
 
+#[cfg(unix)]
+#[test]
+fn secret_files_readable_by_others_are_warnings() {
+    use std::os::unix::fs::PermissionsExt;
+    let d = Dir::new().with_keys();
+    let secret = d.write("client.secret", "s3cret\n");
+    let yaml = format!(
+        "{TOKEN}github_auth: {{organization: acme, client_id: c, client_secret_file: client.secret}}\n\
+         acl: []\n"
+    );
+    let chmod = |name: &str, mode: u32| {
+        fs::set_permissions(d.path().join(name), fs::Permissions::from_mode(mode)).unwrap();
+    };
+    chmod("client.secret", 0o600);
+    chmod("key.pem", 0o600);
+    let c = d.load(&yaml).unwrap();
+    assert!(c.warnings.is_empty(), "{:#?}", c.warnings);
+    // Readable by others: a warning each (the server still starts).
+    chmod("client.secret", 0o644);
+    chmod("key.pem", 0o640);
+    let c = d.load(&yaml).unwrap();
+    let paths: Vec<&str> = c.warnings.iter().map(|w| w.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        ["token.key", "github_auth.client_secret_file"],
+        "{:#?}",
+        c.warnings
+    );
+    assert!(
+        c.warnings[1].message.contains("0644"),
+        "{}",
+        c.warnings[1].message
+    );
+    assert!(
+        c.warnings[1]
+            .message
+            .contains(&secret.display().to_string()),
+        "{}",
+        c.warnings[1].message
+    );
+}
+
 #[test]
 fn error_display_lists_every_issue_with_its_path() {
     let d = Dir::new().with_keys();

@@ -161,6 +161,12 @@ fn short_ec_coordinate_warns_only_in_kid_thumbprint_mode() {
     let cert = params.self_signed(&short).unwrap();
     fs::write(d.path().join("cert.pem"), cert.pem()).unwrap();
     fs::write(d.path().join("key.pem"), short.serialize_pem()).unwrap();
+    // Owner-only, like a real key (a readable one is a warning of its own).
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(d.path().join("key.pem"), fs::Permissions::from_mode(0o600)).unwrap();
+    }
 
     let c = load_in(d.path(), ", signing_header: kid-thumbprint").unwrap();
     let w = c

@@ -120,6 +120,25 @@ impl Collector for BcryptCollector {
     }
 }
 
+/// Exports the process-wide count of refused store records.
+#[derive(Debug)]
+struct StoreRejectedCollector;
+
+impl Collector for StoreRejectedCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let counter = ConstCounter::new(crate::store::rejected_records());
+        let metric = encoder.encode_descriptor(
+            "store_records_rejected",
+            "Stored web-login records refused because their authentication check failed \
+             (forged, altered, copied to another id, or written before records were \
+             authenticated).",
+            None,
+            counter.metric_type(),
+        )?;
+        counter.encode(metric)
+    }
+}
+
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
@@ -188,6 +207,7 @@ impl Metrics {
             .set(1);
         registry.register("build_info", "Build information", build);
         registry.register_collector(Box::new(BcryptCollector));
+        registry.register_collector(Box::new(StoreRejectedCollector));
         Self {
             registry,
             http_requests,

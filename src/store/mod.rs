@@ -13,13 +13,26 @@
 //! Redis and PostgreSQL let several replicas share the passwords. Connections are opened on
 //! first use, so `check-config` never touches them; a store that cannot be reached makes the
 //! requests that need it fail with a 5xx (never a 401).
+//!
+//! Trustworthy state:
+//!
+//! * Every record is authenticated (HMAC-SHA256 under a key derived from the session secret,
+//!   bound to its id; see `auth`): a record written by anyone else, altered, or copied to
+//!   another id is refused as if it did not exist, counted
+//!   (`registry_auth_store_records_rejected_total`) and left alone.
+//! * A record is created only once ([`Store::insert`]) and changed only by compare-and-set
+//!   ([`Store::update`]: a Redis script comparing the stored value, an SQL `UPDATE … WHERE
+//!   record = <the value read>`), so a sign-out or `logins revoke` that lands while a
+//!   revalidation is in flight is never undone, on any replica.
 
+mod auth;
 mod redis;
 mod sql;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_lc_rs::digest;
@@ -29,6 +42,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::authn::{Labels, Secret};
 use crate::health::Health;
+use auth::RecordKey;
+use tracing::warn;
 
 /// Prefix of every minted password, so secret scanners (and people) recognise them.
 pub const PASSWORD_PREFIX: &str = "rapw_";
@@ -116,44 +131,87 @@ pub fn check_postgres_url(url: &str) -> Result<(), String> {
 
 /// The store. Cheap to clone.
 #[derive(Debug, Clone)]
-pub struct Store(Arc<Backend>, Arc<Health>);
+pub struct Store(Arc<Inner>);
+
+#[derive(Debug)]
+struct Inner {
+    backend: Backend,
+    health: Health,
+    /// Authenticates the records; set from the session secret before the first use.
+    key: OnceLock<RecordKey>,
+}
 
 #[derive(Debug)]
 enum Backend {
     Sql(sql::SqlStore),
     Redis(redis::Redis),
-    /// In memory, for tests.
-    Memory(Mutex<HashMap<String, MintedRecord>>),
+    /// In memory, for tests: the stored bytes, as a server would hold them.
+    Memory(Mutex<HashMap<String, Vec<u8>>>),
+}
+
+/// Records refused by the authentication check since the start of the process.
+static REJECTED: AtomicU64 = AtomicU64::new(0);
+
+/// How many stored records were refused because their authentication check failed
+/// (`registry_auth_store_records_rejected_total`).
+pub fn rejected_records() -> u64 {
+    REJECTED.load(Ordering::Relaxed)
+}
+
+/// A record with the revision it was read at: [`Store::update`] replaces it only if it is still
+/// that revision (compare-and-set), so a password revoked meanwhile stays revoked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Versioned {
+    /// The record.
+    pub record: MintedRecord,
+    /// The stored bytes it was read from (opaque).
+    revision: Vec<u8>,
 }
 
 impl Store {
+    fn with_backend(backend: Backend) -> Self {
+        Self(Arc::new(Inner {
+            backend,
+            health: Health::default(),
+            key: OnceLock::new(),
+        }))
+    }
+
     /// A store for `settings`. Nothing is opened or connected until first use.
     pub fn new(settings: &StoreSettings) -> Self {
-        Self(
-            Arc::new(match settings {
-                StoreSettings::Embedded { path } => Backend::Sql(sql::SqlStore::sqlite(path)),
-                StoreSettings::Redis { target } => {
-                    Backend::Redis(redis::Redis::new(target.clone()))
-                }
-                StoreSettings::Postgres { url } => {
-                    Backend::Sql(sql::SqlStore::postgres(url.expose()))
-                }
-            }),
-            Arc::default(),
-        )
+        Self::with_backend(match settings {
+            StoreSettings::Embedded { path } => Backend::Sql(sql::SqlStore::sqlite(path)),
+            StoreSettings::Redis { target } => Backend::Redis(redis::Redis::new(target.clone())),
+            StoreSettings::Postgres { url } => Backend::Sql(sql::SqlStore::postgres(url.expose())),
+        })
     }
 
     /// A store in memory (tests).
     pub fn memory() -> Self {
-        Self(
-            Arc::new(Backend::Memory(Mutex::new(HashMap::new()))),
-            Arc::default(),
-        )
+        Self::with_backend(Backend::Memory(Mutex::new(HashMap::new())))
+    }
+
+    /// Derives the key that authenticates the records from the session secret. Every read and
+    /// write needs it; the first call wins (the secret does not change in a process's
+    /// configuration).
+    pub fn set_secret(&self, secret: &[u8]) {
+        if self.0.key.get().is_none() {
+            let _ = self.0.key.set(RecordKey::derive(secret));
+        }
+    }
+
+    fn key(&self) -> Result<&RecordKey, StoreError> {
+        self.0.key.get().ok_or_else(|| {
+            StoreError::new(
+                self.kind(),
+                "the session secret is not loaded: records cannot be authenticated",
+            )
+        })
     }
 
     /// Which backend, for logs.
     pub fn kind(&self) -> &'static str {
-        match &*self.0 {
+        match &self.0.backend {
             Backend::Sql(s) => s.backend(),
             Backend::Redis(_) => "redis",
             Backend::Memory(_) => "memory",
@@ -163,81 +221,161 @@ impl Store {
     /// Opens or connects now (at start-up), so a broken store is reported early. Later failures
     /// reconnect on the next use.
     pub async fn check(&self) -> Result<(), StoreError> {
-        self.get("registry-auth-startup-check").await.map(|_| ())
+        let result = self.raw_get("registry-auth-startup-check").await;
+        self.note(result).map(|_| ())
     }
 
     /// What the last call found (for `/readyz`).
     pub fn health(&self) -> &Health {
-        &self.1
+        &self.0.health
     }
 
     /// Records the outcome of a call in [`Store::health`].
     fn note<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
         match &result {
-            Ok(_) => self.1.up(),
-            Err(e) => self.1.down(e.message.clone()),
+            Ok(_) => self.0.health.up(),
+            Err(e) => self.0.health.down(e.message.clone()),
         }
         result
     }
 
-    /// Stores (or replaces) the record under `id`.
-    pub async fn put(&self, id: &str, record: &MintedRecord) -> Result<(), StoreError> {
-        let result = self.put_inner(id, record).await;
+    /// Stores a new record under `id` (a freshly minted password). Never replaces one: an id
+    /// that exists already is an error.
+    pub async fn insert(&self, id: &str, record: &MintedRecord) -> Result<(), StoreError> {
+        let result = self.insert_inner(id, record).await;
         self.note(result)
     }
 
-    async fn put_inner(&self, id: &str, record: &MintedRecord) -> Result<(), StoreError> {
-        let value = serde_json::to_vec(record)
-            .map_err(|e| StoreError::new(self.kind(), format!("cannot encode a record: {e}")))?;
-        let now = unix_now();
-        match &*self.0 {
-            Backend::Sql(s) => s.put(id, &record.user, &value, record.expires_at).await,
-            Backend::Redis(r) => {
-                let ttl = record.expires_at.saturating_sub(now).max(1);
-                r.put(id, &value, ttl).await
+    async fn insert_inner(&self, id: &str, record: &MintedRecord) -> Result<(), StoreError> {
+        let value = self
+            .key()?
+            .encode(id, record)
+            .map_err(|e| StoreError::new(self.kind(), e))?;
+        let created = match &self.0.backend {
+            Backend::Sql(s) => {
+                s.insert(id, &record.user, &value, record.expires_at)
+                    .await?
             }
+            Backend::Redis(r) => r.insert(id, &value, ttl(record)).await?,
             Backend::Memory(m) => {
-                lock(m).insert(id.to_owned(), record.clone());
-                Ok(())
+                let mut m = lock(m);
+                if m.contains_key(id) {
+                    false
+                } else {
+                    m.insert(id.to_owned(), value);
+                    true
+                }
+            }
+        };
+        if created {
+            Ok(())
+        } else {
+            Err(StoreError::new(
+                self.kind(),
+                "a record with this id exists already",
+            ))
+        }
+    }
+
+    /// Replaces the record under `id` with `record` only if it is still at `seen`'s revision;
+    /// false when it changed or was deleted meanwhile (signed out, revoked, revalidated by
+    /// another replica). Never creates a record.
+    pub async fn update(
+        &self,
+        id: &str,
+        seen: &Versioned,
+        record: &MintedRecord,
+    ) -> Result<bool, StoreError> {
+        let result = self.update_inner(id, seen, record).await;
+        self.note(result)
+    }
+
+    async fn update_inner(
+        &self,
+        id: &str,
+        seen: &Versioned,
+        record: &MintedRecord,
+    ) -> Result<bool, StoreError> {
+        let value = self
+            .key()?
+            .encode(id, record)
+            .map_err(|e| StoreError::new(self.kind(), e))?;
+        match &self.0.backend {
+            Backend::Sql(s) => {
+                s.update(id, &seen.revision, &record.user, &value, record.expires_at)
+                    .await
+            }
+            Backend::Redis(r) => r.update(id, &seen.revision, &value, ttl(record)).await,
+            Backend::Memory(m) => {
+                let mut m = lock(m);
+                match m.get_mut(id) {
+                    Some(v) if *v == seen.revision => {
+                        *v = value;
+                        Ok(true)
+                    }
+                    _ => Ok(false),
+                }
             }
         }
     }
 
-    /// The unexpired record under `id`.
+    async fn raw_get(&self, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        match &self.0.backend {
+            Backend::Sql(s) => s.get(id).await,
+            Backend::Redis(r) => r.get(id).await,
+            Backend::Memory(m) => Ok(lock(m).get(id).cloned()),
+        }
+    }
+
+    /// The record stored under `id`, when it passes the authentication check; a record that
+    /// fails it is refused (counted and logged), never repaired.
+    fn verify(&self, key: &RecordKey, id: &str, raw: &[u8]) -> Option<MintedRecord> {
+        match key.decode(id, raw) {
+            Ok(r) => Some(r),
+            Err(why) => {
+                REJECTED.fetch_add(1, Ordering::Relaxed);
+                warn!(
+                    store = self.kind(),
+                    id = %id.get(..8).unwrap_or(id),
+                    "refused a stored record: {}",
+                    why.describe()
+                );
+                None
+            }
+        }
+    }
+
+    /// The unexpired, authentic record under `id`.
     pub async fn get(&self, id: &str) -> Result<Option<MintedRecord>, StoreError> {
+        Ok(self.get_versioned(id).await?.map(|v| v.record))
+    }
+
+    /// [`Store::get`] with the revision, for [`Store::update`].
+    pub async fn get_versioned(&self, id: &str) -> Result<Option<Versioned>, StoreError> {
         let result = self.get_inner(id).await;
         self.note(result)
     }
 
-    async fn get_inner(&self, id: &str) -> Result<Option<MintedRecord>, StoreError> {
-        let raw = match &*self.0 {
-            Backend::Sql(s) => s.get(id).await?,
-            Backend::Redis(r) => r.get(id).await?,
-            Backend::Memory(m) => {
-                return Ok(lock(m)
-                    .get(id)
-                    .filter(|r| r.expires_at > unix_now())
-                    .cloned());
-            }
-        };
-        let Some(raw) = raw else {
+    async fn get_inner(&self, id: &str) -> Result<Option<Versioned>, StoreError> {
+        let key = self.key()?;
+        let Some(raw) = self.raw_get(id).await? else {
             return Ok(None);
         };
-        let record: MintedRecord = serde_json::from_slice(&raw).map_err(|e| {
-            StoreError::new(
-                self.kind(),
-                format!("a stored record cannot be read ({e}); was it written by another program?"),
-            )
-        })?;
+        let Some(record) = self.verify(key, id, &raw) else {
+            return Ok(None);
+        };
         if record.expires_at <= unix_now() {
-            self.delete(id).await?;
+            self.delete_inner(id).await?;
             return Ok(None);
         }
-        Ok(Some(record))
+        Ok(Some(Versioned {
+            record,
+            revision: raw,
+        }))
     }
 
-    /// Every unexpired record with its id, oldest expiry first; only `user`'s when given.
-    /// For the `logins` command (a scan of the whole store).
+    /// Every unexpired, authentic record with its id, oldest expiry first; only `user`'s when
+    /// given. For the `logins` command (a scan of the whole store).
     pub async fn list(
         &self,
         user: Option<&str>,
@@ -250,7 +388,8 @@ impl Store {
         &self,
         user: Option<&str>,
     ) -> Result<Vec<(String, MintedRecord)>, StoreError> {
-        let raw: Vec<(String, Vec<u8>)> = match &*self.0 {
+        let key = self.key()?;
+        let raw: Vec<(String, Vec<u8>)> = match &self.0.backend {
             Backend::Sql(s) => s.list().await?,
             Backend::Redis(r) => {
                 let mut out = Vec::new();
@@ -264,15 +403,15 @@ impl Store {
             }
             Backend::Memory(m) => lock(m)
                 .iter()
-                .map(|(id, r)| (id.clone(), serde_json::to_vec(r).unwrap_or_default()))
+                .map(|(id, v)| (id.clone(), v.clone()))
                 .collect(),
         };
         let now = unix_now();
         let mut records = Vec::with_capacity(raw.len());
         for (id, bytes) in raw {
-            let record: MintedRecord = serde_json::from_slice(&bytes).map_err(|e| {
-                StoreError::new(self.kind(), format!("the record {id} cannot be read ({e})"))
-            })?;
+            let Some(record) = self.verify(key, &id, &bytes) else {
+                continue;
+            };
             if record.expires_at > now && user.is_none_or(|u| record.user == u) {
                 records.push((id, record));
             }
@@ -292,19 +431,25 @@ impl Store {
         Ok(revoked)
     }
 
-    /// Removes the record under `id`; true when there was one.
+    /// Removes the record under `id`; true when there was one. A revalidation in flight cannot
+    /// bring it back ([`Store::update`] never creates).
     pub async fn delete(&self, id: &str) -> Result<bool, StoreError> {
         let result = self.delete_inner(id).await;
         self.note(result)
     }
 
     async fn delete_inner(&self, id: &str) -> Result<bool, StoreError> {
-        match &*self.0 {
+        match &self.0.backend {
             Backend::Sql(s) => s.delete(id).await,
             Backend::Redis(r) => r.delete(id).await,
             Backend::Memory(m) => Ok(lock(m).remove(id).is_some()),
         }
     }
+}
+
+/// Seconds a Redis key lives: until the record expires.
+fn ttl(record: &MintedRecord) -> u64 {
+    record.expires_at.saturating_sub(unix_now()).max(1)
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -379,28 +524,42 @@ mod tests {
         assert!(!ida.contains(&a.expose()[5..]));
     }
 
+    const SECRET: &[u8] = b"a test session secret of at least 32 bytes";
+
     async fn exercise(store: &Store) {
+        store.set_secret(SECRET);
         let (_, id) = mint_password();
         assert_eq!(store.get(&id).await.unwrap(), None);
         let rec = record("alice", 3600);
-        store.put(&id, &rec).await.unwrap();
-        assert_eq!(store.get(&id).await.unwrap(), Some(rec.clone()));
+        store.insert(&id, &rec).await.unwrap();
+        // An id is created once: a second insert is an error, not a replacement.
+        assert!(store.insert(&id, &record("mallory", 3600)).await.is_err());
+        let seen = store.get_versioned(&id).await.unwrap().unwrap();
+        assert_eq!(seen.record, rec);
         let mut updated = rec.clone();
         updated.revalidate_at += 10;
-        store.put(&id, &updated).await.unwrap();
+        assert!(store.update(&id, &seen, &updated).await.unwrap());
+        assert_eq!(store.get(&id).await.unwrap(), Some(updated.clone()));
+        // A stale revision does not apply (another replica updated it meanwhile).
+        let mut stale = rec.clone();
+        stale.labels = Labels::from_iter([("teams", vec!["admins"])]);
+        assert!(!store.update(&id, &seen, &stale).await.unwrap());
         assert_eq!(store.get(&id).await.unwrap(), Some(updated));
+        // Deleted while a revalidation was in flight: the update never brings it back.
+        let seen = store.get_versioned(&id).await.unwrap().unwrap();
         assert!(store.delete(&id).await.unwrap());
+        assert!(!store.update(&id, &seen, &rec).await.unwrap());
         assert!(!store.delete(&id).await.unwrap());
         assert_eq!(store.get(&id).await.unwrap(), None);
         // An expired record is never returned.
         let (_, old) = mint_password();
-        store.put(&old, &record("bob", -5)).await.unwrap();
+        store.insert(&old, &record("bob", -5)).await.unwrap();
         assert_eq!(store.get(&old).await.unwrap(), None);
         // Listing and revoking by user (the `logins` command); expired records are left out.
         let ids: Vec<String> = (0..3).map(|_| mint_password().1).collect();
-        store.put(&ids[0], &record("carol", 60)).await.unwrap();
-        store.put(&ids[1], &record("dave", 120)).await.unwrap();
-        store.put(&ids[2], &record("carol", 180)).await.unwrap();
+        store.insert(&ids[0], &record("carol", 60)).await.unwrap();
+        store.insert(&ids[1], &record("dave", 120)).await.unwrap();
+        store.insert(&ids[2], &record("carol", 180)).await.unwrap();
         let all = store.list(None).await.unwrap();
         let listed: Vec<(&str, &str)> = all
             .iter()
@@ -423,6 +582,47 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn records_of_another_secret_or_id_are_refused_and_counted() {
+        let store = Store::memory();
+        store.set_secret(SECRET);
+        let (_, id) = mint_password();
+        let (_, other) = mint_password();
+        store.insert(&id, &record("alice", 3600)).await.unwrap();
+        let raw = store.raw_get(&id).await.unwrap().unwrap();
+        let Backend::Memory(m) = &store.0.backend else {
+            unreachable!()
+        };
+        // Copied under another id, and a plain JSON record (forged, or from an older version).
+        lock(m).insert(other.clone(), raw);
+        let (_, plain) = mint_password();
+        lock(m).insert(
+            plain.clone(),
+            serde_json::to_vec(&record("admin", 3600)).unwrap(),
+        );
+        let before = rejected_records();
+        assert_eq!(store.get(&other).await.unwrap(), None);
+        assert_eq!(store.get(&plain).await.unwrap(), None);
+        assert!(rejected_records() >= before + 2);
+        // Listed: only the authentic one; the others are left in place (never repaired).
+        let listed = store.list(None).await.unwrap();
+        assert_eq!(listed.len(), 1, "{listed:?}");
+        assert_eq!(listed[0].0, id);
+        assert_eq!(lock(m).len(), 3);
+        // Another session secret: nothing verifies.
+        let again = Store(Arc::new(Inner {
+            backend: Backend::Memory(Mutex::new(lock(m).clone())),
+            health: Health::default(),
+            key: OnceLock::new(),
+        }));
+        assert!(
+            again.get(&id).await.is_err(),
+            "no secret: an error, not a guess"
+        );
+        again.set_secret(b"another session secret of at least 32 bytes");
+        assert_eq!(again.get(&id).await.unwrap(), None);
+    }
+
+    #[tokio::test]
     async fn memory_store_round_trip() {
         exercise(&Store::memory()).await;
     }
@@ -435,13 +635,28 @@ mod tests {
         let store = Store::new(&settings);
         exercise(&store).await;
         let (_, id) = mint_password();
-        store.put(&id, &record("carol", 3600)).await.unwrap();
+        store.insert(&id, &record("carol", 3600)).await.unwrap();
         // A second store on the same file (a configuration reload, another process).
         let again = Store::new(&settings);
+        again.set_secret(SECRET);
         assert_eq!(again.get(&id).await.unwrap().unwrap().user, "carol");
         drop(store);
         drop(again);
         let reopened = Store::new(&settings);
+        reopened.set_secret(SECRET);
         assert_eq!(reopened.get(&id).await.unwrap().unwrap().user, "carol");
+        // The database, its WAL (whole records) and shared-memory file, and the folder: owner
+        // only.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode =
+                |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode(path.parent().unwrap()), 0o700);
+            for suffix in ["", "-wal", "-shm"] {
+                let file = std::path::PathBuf::from(format!("{}{suffix}", path.display()));
+                assert_eq!(mode(&file), 0o600, "{}", file.display());
+            }
+        }
     }
 }

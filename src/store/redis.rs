@@ -1,5 +1,5 @@
-//! The Redis store: a small RESP2 client (`AUTH`, `SELECT`, `SET … EX`, `GET`, `DEL`, `SCAN`)
-//! over plain TCP with a handful of pooled connections. Records live under
+//! The Redis store: a small RESP2 client (`AUTH`, `SELECT`, `SET … NX EX`, `GET`, `DEL`, `SCAN`,
+//! `EVAL` for compare-and-set) over plain TCP with a handful of pooled connections. Records live under
 //! `registry-auth:minted:<id>` and expire with the password (Redis drops them itself).
 
 use std::time::Duration;
@@ -15,6 +15,11 @@ const KEY_PREFIX: &str = "registry-auth:minted:";
 const POOL: usize = 8;
 /// Time allowed for connecting and for one command.
 const TIMEOUT: Duration = Duration::from_secs(5);
+/// Replaces `KEYS[1]` with `ARGV[2]` (expiring in `ARGV[3]` seconds) only while it holds
+/// `ARGV[1]`. A script runs atomically on the server: nothing lands between the check and the
+/// write.
+const CAS_SCRIPT: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then \
+     redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3]) return 1 else return 0 end";
 /// Largest reply accepted (a record is ~1 KiB).
 const MAX_BULK: usize = 1 << 20;
 
@@ -138,15 +143,53 @@ impl Redis {
         }
     }
 
-    pub(super) async fn put(&self, id: &str, value: &[u8], ttl: u64) -> Result<(), StoreError> {
+    /// `SET … NX EX`: false when the key exists already.
+    pub(super) async fn insert(
+        &self,
+        id: &str,
+        value: &[u8],
+        ttl: u64,
+    ) -> Result<bool, StoreError> {
         let key = format!("{KEY_PREFIX}{id}");
         let ttl = ttl.to_string();
         match self
-            .command(&[b"SET", key.as_bytes(), value, b"EX", ttl.as_bytes()])
+            .command(&[b"SET", key.as_bytes(), value, b"NX", b"EX", ttl.as_bytes()])
             .await?
         {
-            Reply::Simple(s) if s == "OK" => Ok(()),
+            Reply::Simple(s) if s == "OK" => Ok(true),
+            Reply::Bulk(None) => Ok(false),
             other => Err(err(format!("SET answered {}", describe(&other)))),
+        }
+    }
+
+    /// Compare-and-set in one server-side script: replaces the value only while it is still
+    /// `seen`; a deleted key stays deleted. False when it changed.
+    pub(super) async fn update(
+        &self,
+        id: &str,
+        seen: &[u8],
+        value: &[u8],
+        ttl: u64,
+    ) -> Result<bool, StoreError> {
+        let key = format!("{KEY_PREFIX}{id}");
+        let ttl = ttl.to_string();
+        match self
+            .command(&[
+                b"EVAL",
+                CAS_SCRIPT.as_bytes(),
+                b"1",
+                key.as_bytes(),
+                seen,
+                value,
+                ttl.as_bytes(),
+            ])
+            .await?
+        {
+            Reply::Int(n) => Ok(n == 1),
+            other => Err(err(format!(
+                "EVAL (compare-and-set) answered {}",
+                describe(&other)
+            ))),
         }
     }
 

@@ -6,7 +6,7 @@
 //!     id TEXT PRIMARY KEY,          -- base64url SHA-256 of the password
 //!     username TEXT NOT NULL,
 //!     expires_at BIGINT NOT NULL,   -- seconds since the Unix epoch
-//!     record TEXT NOT NULL          -- JSON
+//!     record TEXT NOT NULL          -- v1.<HMAC tag>.<JSON> (see `auth`)
 //! );
 //! ```
 //!
@@ -142,13 +142,23 @@ impl SqlStore {
                         return Err(StoreError::new(self.backend, "the URL is not usable"));
                     }
                     Some(Target::Sqlite(o)) => {
-                        if let Some(dir) = o.get_filename().parent()
+                        let file = o.get_filename();
+                        if let Some(dir) = file.parent()
                             && !dir.as_os_str().is_empty()
                         {
                             create_private_dir(dir).map_err(|e| {
                                 err(self.backend, &format!("cannot create {}", dir.display()), e)
                             })?;
                         }
+                        // Before SQLite opens it: the -wal and -shm files get the database
+                        // file's mode, and they hold whole records.
+                        crate::files::private_sqlite_file(file).map_err(|e| {
+                            err(
+                                self.backend,
+                                &format!("cannot create {}", file.display()),
+                                e,
+                            )
+                        })?;
                         Pool::Sqlite(
                             SqlitePoolOptions::new()
                                 .max_connections(4)
@@ -165,9 +175,6 @@ impl SqlStore {
                     ),
                 };
                 self.create_table(&pool).await?;
-                if let (Pool::Sqlite(_), Some(Target::Sqlite(o))) = (&pool, &self.target) {
-                    restrict(o.get_filename());
-                }
                 Ok(pool)
             })
             .await
@@ -204,29 +211,72 @@ impl SqlStore {
         Ok(())
     }
 
-    pub(super) async fn put(
+    /// A new row; false when the id exists already (never replaces one).
+    pub(super) async fn insert(
         &self,
         id: &str,
         user: &str,
         value: &[u8],
         expires_at: u64,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let pool = self.pool().await?;
         let record = std::str::from_utf8(value)
             .map_err(|_| StoreError::new(self.backend, "a record is not UTF-8"))?;
         let expires = i64::try_from(expires_at).unwrap_or(i64::MAX);
         let sql = format!(
             "INSERT INTO {TABLE} (id, username, expires_at, record) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (id) DO UPDATE SET username = excluded.username, \
-             expires_at = excluded.expires_at, record = excluded.record"
+             ON CONFLICT (id) DO NOTHING"
         );
-        on_pool!(pool, p => self
+        let done = on_pool!(pool, p => self
             .timed(
                 "cannot store a password",
                 sqlx::query(&sql).bind(id).bind(user).bind(expires).bind(record).execute(p),
             )
-            .await
-            .map(|_| ())?);
+            .await?
+            .rows_affected());
+        self.sweep(pool).await?;
+        Ok(done == 1)
+    }
+
+    /// Compare-and-set: replaces the row only while its record is still `seen` (one statement,
+    /// atomic in both databases); false when it changed or was deleted. Never inserts.
+    pub(super) async fn update(
+        &self,
+        id: &str,
+        seen: &[u8],
+        user: &str,
+        value: &[u8],
+        expires_at: u64,
+    ) -> Result<bool, StoreError> {
+        let pool = self.pool().await?;
+        let utf8 = |v| {
+            std::str::from_utf8(v)
+                .map_err(|_| StoreError::new(self.backend, "a record is not UTF-8"))
+        };
+        let (seen, record) = (utf8(seen)?, utf8(value)?);
+        let expires = i64::try_from(expires_at).unwrap_or(i64::MAX);
+        let sql = format!(
+            "UPDATE {TABLE} SET username = $1, expires_at = $2, record = $3 \
+             WHERE id = $4 AND record = $5"
+        );
+        let done = on_pool!(pool, p => self
+            .timed(
+                "cannot update a password",
+                sqlx::query(&sql)
+                    .bind(user)
+                    .bind(expires)
+                    .bind(record)
+                    .bind(id)
+                    .bind(seen)
+                    .execute(p),
+            )
+            .await?
+            .rows_affected());
+        Ok(done == 1)
+    }
+
+    /// Deletes expired rows, at most once per [`SWEEP_EVERY`].
+    async fn sweep(&self, pool: &Pool) -> Result<(), StoreError> {
         let now = unix_now();
         if now.saturating_sub(self.last_sweep.load(Ordering::Relaxed)) >= SWEEP_EVERY {
             self.last_sweep.store(now, Ordering::Relaxed);
@@ -302,17 +352,6 @@ fn create_private_dir(dir: &Path) -> std::io::Result<()> {
 #[cfg(not(unix))]
 fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)
-}
-
-/// The file holds password hashes and sealed upstream tokens: owner only.
-fn restrict(path: &Path) {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
-    }
-    #[cfg(not(unix))]
-    let _ = path;
 }
 
 #[cfg(test)]

@@ -407,6 +407,7 @@ impl WebLogins {
 
     /// With keys given directly (tests).
     pub fn with_keys(providers: Vec<Provider>, store: Store, secret: &[u8]) -> Self {
+        store.set_secret(secret);
         let logins = Self::new(providers, store, "memory".to_owned(), PathBuf::new(), false);
         let _ = logins.keys.set(Arc::new(Keys::new(secret)));
         logins
@@ -439,6 +440,7 @@ impl WebLogins {
             return Ok(k);
         }
         let secret = seal::load_or_create(&self.secret_path, self.generate_secret)?;
+        self.store.set_secret(&secret);
         let _ = self.keys.set(Arc::new(Keys::new(&secret)));
         self.keys
             .get()
@@ -463,6 +465,15 @@ impl WebLogins {
     /// The store of minted passwords.
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// The store, ready to read (for the `logins` command): its records are authenticated with
+    /// the session secret, which must exist (it is never generated here).
+    pub fn store_with_secret(&self) -> Result<&Store, String> {
+        let secret = seal::load_or_create(&self.secret_path, false)
+            .map_err(|e| format!("the session secret authenticates the stored passwords: {e}"))?;
+        self.store.set_secret(&secret);
+        Ok(&self.store)
     }
 
     /// Starts a login: a fresh state, PKCE verifier and nonce, sealed into the cookie, and the
@@ -534,7 +545,7 @@ impl WebLogins {
             revalidate_at: now + provider.common.revalidate_after.as_secs(),
             upstream: seal_tokens(keys, provider.kind, &account.tokens),
         };
-        self.store.put(&id, &record).await?;
+        self.store.insert(&id, &record).await?;
         info!(
             provider = provider.kind.key(),
             account = %account.user,
@@ -625,19 +636,22 @@ impl WebLogins {
                 .revalidating
                 .get_with(id.to_owned(), || Arc::new(tokio::sync::Mutex::new(())));
             let _guard = lock.lock().await;
-            match self
+            let seen = match self
                 .store
-                .get(id)
+                .get_versioned(id)
                 .await
                 .map_err(|e| backend_error(kind, e))?
             {
-                Some(r) if r.provider == kind.key() && kind.same_user(&r.user, account) => {
-                    record = r
+                Some(v)
+                    if v.record.provider == kind.key() && kind.same_user(&v.record.user, account) =>
+                {
+                    v
                 }
                 _ => return Ok(Current::NotOurs),
-            }
+            };
+            record = seen.record.clone();
             if record.revalidate_at <= unix_now() {
-                match self.revalidate(kind, account, id, record).await? {
+                match self.revalidate(kind, account, id, seen).await? {
                     Some(r) => record = r,
                     None => return Ok(Current::Gone),
                 }
@@ -659,8 +673,9 @@ impl WebLogins {
         kind: ProviderKind,
         account: &str,
         id: &str,
-        mut record: MintedRecord,
+        seen: store::Versioned,
     ) -> Result<Option<MintedRecord>, AuthnError> {
+        let mut record = seen.record.clone();
         let Some(provider) = self.provider(kind) else {
             return Ok(None);
         };
@@ -687,10 +702,16 @@ impl WebLogins {
                 record.labels = a.labels;
                 record.revalidate_at = now + provider.common.revalidate_after.as_secs();
                 record.upstream = seal_tokens(keys, kind, &a.tokens);
-                self.store
-                    .put(id, &record)
+                // Only if nobody changed it meanwhile: a sign-out or `logins revoke` that landed
+                // during the upstream calls wins (the record stays deleted).
+                if !self
+                    .store
+                    .update(id, &seen, &record)
                     .await
-                    .map_err(|e| backend_error(kind, e))?;
+                    .map_err(|e| backend_error(kind, e))?
+                {
+                    return self.changed_meanwhile(kind, account, id).await;
+                }
                 info!(
                     provider = kind.key(),
                     account, "minted password revalidated upstream"
@@ -716,6 +737,31 @@ impl WebLogins {
             .await
             .map_err(|e| backend_error(kind, e))?;
         Ok(None)
+    }
+
+    /// The record changed while it was being revalidated: deleted (signed out, revoked) or
+    /// revalidated by another replica. Its current state, or `None` when it is gone.
+    async fn changed_meanwhile(
+        &self,
+        kind: ProviderKind,
+        account: &str,
+        id: &str,
+    ) -> Result<Option<MintedRecord>, AuthnError> {
+        match self
+            .store
+            .get(id)
+            .await
+            .map_err(|e| backend_error(kind, e))?
+        {
+            Some(fresh) if fresh.revalidate_at > unix_now() => Ok(Some(fresh)),
+            _ => {
+                info!(
+                    provider = kind.key(),
+                    account, "minted password revoked while it was being revalidated"
+                );
+                Ok(None)
+            }
+        }
     }
 }
 

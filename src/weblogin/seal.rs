@@ -129,7 +129,15 @@ pub fn load_or_create(path: &Path, generate: bool) -> Result<Vec<u8>, String> {
 
 fn create(path: &Path) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(dir)?;
+    // data_dir holds the store and this secret: owner only when we create it.
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(dir)?;
     let random: [u8; 48] = rand::random();
     let tmp: PathBuf = dir.join(format!(
         ".{}.{:016x}",

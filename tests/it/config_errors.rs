@@ -162,3 +162,43 @@ fn check_config_warns_about_ci_issuers_that_pin_no_repository_or_owner() {
     );
     assert!(!text.contains("required_claims"), "{text}");
 }
+
+/// A signing key that group or others can read is named in a warning at start-up; the server
+/// starts anyway (the operator decides), and an owner-only key gives no warning.
+#[cfg(unix)]
+#[test]
+fn serve_warns_about_a_signing_key_readable_by_others() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = stack::tempdir("ra-it-cfg");
+    let keys = KeyFiles::write(KeySetup::EcKid, &tmp.path().join("keys"));
+    let path = tmp.path().join("good.yml");
+    fs::write(
+        &path,
+        config_yaml(&keys, &[User::new("alice")], false, GOOD_ACL),
+    )
+    .expect("write");
+    fs::set_permissions(&keys.key, fs::Permissions::from_mode(0o644)).expect("chmod");
+    let log = tmp.path().join("serve.log");
+    let server = server::AuthServer::start(&path, &log);
+    let r = crate::common::http::get(&format!("http://{}/readyz", server.addr), &[]);
+    assert_eq!(r.status, 200, "{r:?}");
+    let text = proc::strip_ansi(&fs::read_to_string(&log).unwrap_or_default());
+    let warning = text
+        .lines()
+        .find(|l| l.contains("readable by group or others"))
+        .unwrap_or_else(|| panic!("no warning about the readable key:\n{text}"));
+    assert!(
+        warning.contains("WARN") && warning.contains("token.key") && warning.contains("0644"),
+        "{warning}"
+    );
+    drop(server);
+
+    fs::set_permissions(&keys.key, fs::Permissions::from_mode(0o600)).expect("chmod");
+    let out = run_cli(&["check-config", &path.to_string_lossy()]);
+    assert_eq!(out.code, Some(0), "{}", out.describe());
+    assert!(
+        !out.combined().contains("readable by group or others"),
+        "{}",
+        out.describe()
+    );
+}

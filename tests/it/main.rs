@@ -50,4 +50,5 @@ mod webhooks;
 mod weblogin;
 mod weblogin_browser;
 mod weblogin_oidc;
+mod weblogin_state;
 mod weblogin_stores;

@@ -25,6 +25,7 @@ impl Loader {
     /// Reads a secret file (trimmed), recording a problem at `path` when it cannot be used.
     fn secret_file(&mut self, path: &str, file: &Path, what: &str) -> Option<Secret> {
         let resolved = self.resolve(file);
+        self.private(path, &resolved);
         match fs::read_to_string(&resolved) {
             Ok(text) if text.trim().is_empty() => {
                 self.issue(

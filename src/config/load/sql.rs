@@ -133,6 +133,7 @@ impl Loader {
             (Some(u), None) => Some(u.trim().to_owned()),
             (None, Some(f)) => {
                 let path = self.resolve(f);
+                self.private(format!("{section}.url_file"), &path);
                 match std::fs::read_to_string(&path) {
                     Ok(text) if !text.trim().is_empty() => Some(text.trim().to_owned()),
                     Ok(_) => {

@@ -185,6 +185,7 @@ impl Loader {
                 Some(p) => (self.resolve(&p), false),
                 None => (data_dir.join(SESSION_SECRET_FILE), true),
             };
+            self.private("server.session_secret_file", &secret_path);
             if !generate && !secret_path.is_file() {
                 self.issue(
                     "server.session_secret_file",
@@ -281,6 +282,7 @@ impl Loader {
             (Some(u), None) => Some(u.trim().to_owned()),
             (None, Some(f)) => {
                 let resolved = self.resolve(f);
+                self.private("store.url_file", &resolved);
                 match fs::read_to_string(&resolved) {
                     Ok(t) if !t.trim().is_empty() => Some(t.trim().to_owned()),
                     Ok(_) => {
@@ -457,6 +459,7 @@ impl Loader {
             (Some(s), None) if !s.trim().is_empty() => Some(Secret::new(s.trim())),
             (None, Some(f)) => {
                 let resolved = self.resolve(f);
+                self.private(format!("{section}.client_secret_file"), &resolved);
                 match fs::read_to_string(&resolved) {
                     Ok(t) if !t.trim().is_empty() => Some(Secret::new(t.trim())),
                     Ok(_) => {

@@ -162,6 +162,49 @@ struct GhState {
     down: bool,
     /// Token requests refused, with the reason (for assertions).
     refusals: Vec<String>,
+    /// While set, `/user/teams` waits until the gate is opened (races made deterministic).
+    teams_gate: Option<Arc<Gate>>,
+}
+
+/// Holds requests until the test opens it: the test knows a request is in flight (`arrived`)
+/// and decides when it is answered.
+#[derive(Debug)]
+pub struct Gate {
+    arrived: std::sync::atomic::AtomicUsize,
+    open: tokio::sync::watch::Sender<bool>,
+}
+
+impl Gate {
+    fn new() -> Arc<Self> {
+        Arc::new(Self {
+            arrived: std::sync::atomic::AtomicUsize::new(0),
+            open: tokio::sync::watch::channel(false).0,
+        })
+    }
+
+    /// Waits (at most 30 s) until `n` requests are held.
+    pub fn wait_arrived(&self, n: usize) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while self.arrived.load(std::sync::atomic::Ordering::SeqCst) < n {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no request reached the gate"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Lets every held (and later) request through.
+    pub fn open(&self) {
+        self.open.send_replace(true);
+    }
+
+    async fn pass(&self) {
+        self.arrived
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let mut rx = self.open.subscribe();
+        let _ = rx.wait_for(|open| *open).await;
+    }
 }
 
 /// GitHub's OAuth (`/login/oauth/authorize`, `/login/oauth/access_token`) and REST API
@@ -245,6 +288,14 @@ impl FakeGithub {
     /// The token requests refused so far, with the reasons.
     pub fn refusals(&self) -> Vec<String> {
         lock(&self.state).refusals.clone()
+    }
+
+    /// From now on `/user/teams` (the last call of a login or a revalidation) waits until the
+    /// returned gate is opened.
+    pub fn hold_teams(&self) -> Arc<Gate> {
+        let gate = Gate::new();
+        lock(&self.state).teams_gate = Some(gate.clone());
+        gate
     }
 
     /// Successful code exchanges so far.
@@ -411,6 +462,10 @@ async fn gh_membership(
 }
 
 async fn gh_teams(State(s): Gh, headers: HeaderMap) -> Response {
+    let gate = lock(&s).teams_gate.clone();
+    if let Some(gate) = gate {
+        gate.pass().await;
+    }
     let user = match gh_auth(&lock(&s), &headers) {
         Ok(u) => u,
         Err(r) => return r,
