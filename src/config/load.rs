@@ -531,6 +531,9 @@ impl Loader {
         if let Some(t) = &token {
             warnings.extend(short_coordinate_warning(t));
         }
+        if let (Some(authz), Some(chain), Some(order)) = (&authz_order, &authn, &authn_order) {
+            warnings.extend(sql::casbin_role_warnings(authz, chain.users(), order));
+        }
         Some(Config {
             file: file.to_path_buf(),
             server: server?,

@@ -21,6 +21,7 @@ use serde::Serialize;
 use tracing::{info, warn};
 
 use crate::authn::{AuthnAnswer, AuthnContext, Credentials};
+use crate::config::AuthzBackend;
 use crate::grant::{self, DecidedBy, GrantOutcome, RefreshRequest, ScopeDecision, TokenRequest};
 use crate::server::client_ip::client_ip;
 use crate::server::error::ApiError;
@@ -77,6 +78,7 @@ async fn get_token(state: AppState, parts: Parts) -> Result<Response, ApiError> 
     let inner = state.current();
     let ip = client_ip(&inner.config.server.client_ip, peer, headers);
     let query = token_query(parts.uri.query())?;
+    casbin_limits(&inner, &query.scopes).map_err(ApiError::BadRequest)?;
     let credentials = basic_credentials(headers)?;
     let service = required_service(&inner, query.service).map_err(ApiError::BadRequest)?;
     if let Some(account) = &query.account
@@ -129,6 +131,11 @@ async fn post_token(state: AppState, parts: Parts, body: Body) -> Result<Respons
         }
     })?;
     let form = oauth_form(&body)?;
+    casbin_limits(&inner, &form.scopes).map_err(|description| ApiError::OAuth {
+        status: StatusCode::BAD_REQUEST,
+        error: "invalid_scope",
+        description,
+    })?;
     let grant_type = form
         .grant_type
         .ok_or_else(|| invalid_request("missing `grant_type` (password or refresh_token)"))?;
@@ -211,6 +218,21 @@ fn grant_error(state: &AppState, e: grant::GrantError) -> ApiError {
             ApiError::Unavailable(e.to_string())
         }
         None => ApiError::Internal(e.to_string()),
+    }
+}
+
+/// With `casbin_authz` configured, the scopes ask for no more actions than it decides in one
+/// request (it runs its model once per action).
+fn casbin_limits(inner: &Inner, scopes: &[crate::token::Scope]) -> Result<(), String> {
+    if inner
+        .config
+        .authz_order
+        .iter()
+        .any(|b| matches!(b, AuthzBackend::Casbin(_)))
+    {
+        crate::authz::casbin_check_limits(scopes.iter().map(|s| s.actions.as_slice()))
+    } else {
+        Ok(())
     }
 }
 
