@@ -277,7 +277,10 @@ async fn decide(
                 }
                 AuthzBackend::Casbin(casbin) => {
                     // Casbin always decides (docker_auth: it never answers "no match").
-                    decided = (casbin.authorize(&req)?, DecidedBy::External("casbin_authz"));
+                    decided = (
+                        Box::pin(casbin.authorize(&req)).await?,
+                        DecidedBy::External("casbin_authz"),
+                    );
                     break;
                 }
             }

@@ -74,12 +74,17 @@ const PG_LOCK_KEY: i64 = 0x7265_6761_7574_6831;
 pub struct SqlError {
     /// What went wrong.
     pub message: String,
+    /// The server refused a value the query carried (SQLSTATE class 22, "data exception": a
+    /// NUL or a character the database's encoding cannot hold, a value too long…): the input's
+    /// fault, not a sign that the database is down.
+    pub bad_input: bool,
 }
 
 impl SqlError {
     fn new(message: impl Into<String>) -> Self {
         Self {
             message: message.into(),
+            bad_input: false,
         }
     }
 }
@@ -122,8 +127,6 @@ pub struct SqlDb {
     applied_at_connect: std::sync::Mutex<Vec<Migration>>,
     /// Fails calls fast while a PostgreSQL server cannot be reached.
     breaker: Breaker,
-    /// What the last call found (for `/readyz`).
-    health: Health,
     /// A SQLite file to create owner-only (`0600`) when missing, before SQLite creates it
     /// world-readable: it holds bcrypt hashes.
     create_private: Option<std::path::PathBuf>,
@@ -229,7 +232,6 @@ impl SqlDb {
             pool: OnceCell::new(),
             applied_at_connect: std::sync::Mutex::new(Vec::new()),
             breaker: Breaker::default(),
-            health: Health::default(),
             create_private,
         })
     }
@@ -275,13 +277,12 @@ impl SqlDb {
         fut: impl Future<Output = Result<T, sqlx::Error>>,
     ) -> Result<T, SqlError> {
         let remote = matches!(self.target, Target::Postgres(_));
-        let result = match guarded(&self.breaker, remote, self.timeout, fut).await {
+        match guarded(&self.breaker, remote, self.timeout, fut).await {
             Guarded::Done(Ok(v)) => Ok(v),
-            Guarded::Done(Err(e)) => Err(SqlError::new(format!(
-                "{what} on {}: {}",
-                self.redacted,
-                describe_sqlx_error(&e)
-            ))),
+            Guarded::Done(Err(e)) => Err(SqlError {
+                message: format!("{what} on {}: {}", self.redacted, describe_sqlx_error(&e)),
+                bad_input: is_bad_input(&e),
+            }),
             Guarded::TimedOut => Err(SqlError::new(format!(
                 "{what} on {}: no answer within {:?}",
                 self.redacted, self.timeout
@@ -290,17 +291,17 @@ impl SqlDb {
                 "{what} on {}: {refused}",
                 self.redacted
             ))),
-        };
-        match &result {
-            Ok(_) => self.health.up(),
-            Err(e) => self.health.down(e.to_string()),
         }
-        result
     }
 
-    /// What the last call found (for `/readyz`).
-    pub fn health(&self) -> &Health {
-        &self.health
+    /// Records in `health` (one per backend: `sql_auth`, `acl_sql`) what a call's result says
+    /// about the database: up when it answered, even to refuse a bad value; down otherwise.
+    pub fn record<T>(health: &Health, result: &Result<T, SqlError>) {
+        match result {
+            Ok(_) => health.up(),
+            Err(e) if e.bad_input => health.up(),
+            Err(e) => health.down(e.to_string()),
+        }
     }
 
     /// The pool, connected and migrated on first use. A failure leaves nothing behind: the next
@@ -685,6 +686,15 @@ pub(crate) async fn guarded<T>(
     };
     breaker.record(permit, if remote { outcome } else { Outcome::Reached });
     result
+}
+
+/// The server refused a value the query carried: SQLSTATE class 22 ("data exception", e.g.
+/// 22021 for a NUL in text, 22P05 for a character the encoding cannot hold).
+fn is_bad_input(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(db) => db.code().is_some_and(|c| c.starts_with("22")),
+        _ => false,
+    }
 }
 
 /// Whether a sqlx error means the server could not be reached (for the [`Breaker`]).

@@ -10,12 +10,19 @@
 //!
 //! Refresh tokens carry the fingerprint of the stored hash, and a refresh re-reads the row, so a
 //! password change or a removal ends them.
+//!
+//! A name no row can hold (a NUL, which PostgreSQL cannot store in text) is `NoMatch` without a
+//! query, and a query the database refuses because of the name (SQLSTATE class 22, e.g. a
+//! character its encoding lacks) is `NoMatch` too: bad input is never a 5xx, and never marks
+//! the backend down. `sql_auth` has its own health record for `/readyz`, apart from `acl_sql`'s
+//! even when both use one database.
 
 use std::sync::Arc;
 
 use tokio::sync::Semaphore;
 
 use super::{AuthnError, AuthnOutcome, Credentials, Identity, IdentityKind, Labels, verify_bcrypt};
+use crate::health::Health;
 use crate::sql::{SqlDb, UserRow};
 use crate::token::refresh::credential_fingerprint;
 
@@ -25,6 +32,8 @@ const NAME: &str = "sql_auth";
 #[derive(Debug, Clone)]
 pub struct SqlAuth {
     db: Arc<SqlDb>,
+    /// What the last lookup found (for `/readyz`).
+    health: Arc<Health>,
 }
 
 fn failed(message: impl Into<String>) -> AuthnError {
@@ -37,7 +46,15 @@ fn failed(message: impl Into<String>) -> AuthnError {
 impl SqlAuth {
     /// Users in `db`.
     pub fn new(db: Arc<SqlDb>) -> Self {
-        Self { db }
+        Self {
+            db,
+            health: Arc::new(Health::default()),
+        }
+    }
+
+    /// What the last lookup found (for `/readyz`).
+    pub fn health(&self) -> &Health {
+        &self.health
     }
 
     /// The database (for the `users` commands).
@@ -45,15 +62,19 @@ impl SqlAuth {
         &self.db
     }
 
-    /// The user's row, or `None` (anonymous is never looked up).
+    /// The user's row, or `None` (anonymous and names no row can hold are never looked up;
+    /// a name the database refuses matches no row).
     async fn find(&self, account: &str) -> Result<Option<UserRow>, AuthnError> {
-        if account.is_empty() {
+        if account.is_empty() || !storable(account) {
             return Ok(None);
         }
-        self.db
-            .find_user(account)
-            .await
-            .map_err(|e| failed(e.message))
+        let result = self.db.find_user(account).await;
+        SqlDb::record(&self.health, &result);
+        match result {
+            Ok(row) => Ok(row),
+            Err(e) if e.bad_input => Ok(None),
+            Err(e) => Err(failed(e.message)),
+        }
     }
 
     /// Checks the credentials; bcrypt runs on a blocking thread once a `bcrypt_pool` permit is
@@ -99,6 +120,12 @@ impl SqlAuth {
             None => Ok(None),
         }
     }
+}
+
+/// A name a text column can hold: PostgreSQL's text cannot contain NUL (a Rust string is
+/// valid UTF-8, so nothing else is excluded up front).
+fn storable(name: &str) -> bool {
+    !name.contains('\0')
 }
 
 /// Parses a row's labels: a JSON object of lists of strings, as in the YAML `users`.
@@ -230,5 +257,19 @@ mod tests {
         assert!(text.contains("sql_auth"), "{text}");
         assert!(!text.contains("s3cret"), "{text}");
         assert!(auth.lookup("alice").await.is_err());
+        assert!(auth.health().is_down());
+        // A name with a NUL is never looked up: no match, even with the database down.
+        let fresh = SqlAuth::new(auth.db().clone());
+        for name in ["al\0ice", "\0", "alice\0"] {
+            assert_eq!(
+                fresh
+                    .authenticate(&creds(name, "x"), &Semaphore::new(1))
+                    .await
+                    .unwrap(),
+                AuthnOutcome::NoMatch
+            );
+            assert_eq!(fresh.lookup(name).await.unwrap(), None);
+        }
+        assert_eq!(fresh.health().report()["status"], "unknown");
     }
 }

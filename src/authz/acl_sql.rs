@@ -9,6 +9,11 @@
 //! ACL could grant what a missing deny row forbids. Without any ACL yet (the database was down
 //! from the start), requests that reach `acl_sql` fail with a 5xx until it can be read. The last
 //! good ACL also survives configuration reloads (it is kept per database).
+//!
+//! Requests never reach the database: their account, name and labels are matched in memory, so
+//! no request value (a NUL in a name…) can make a query fail. `acl_sql` keeps its own health
+//! record for `/readyz` (the last read of the table), apart from `sql_auth`'s even when both use
+//! one database.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -21,6 +26,7 @@ use tracing::{error, info, warn};
 
 use super::{Acl, AclDecision, AuthzRequest};
 use crate::config::file::AclEntrySpec;
+use crate::health::Health;
 use crate::sql::{AclRow, SqlDb};
 
 const NAME: &str = "acl_sql";
@@ -80,6 +86,8 @@ pub struct SqlAcl {
 
 struct Inner {
     db: Arc<SqlDb>,
+    /// What the last read of the table found (for `/readyz`), apart from `sql_auth`'s.
+    health: Health,
     ttl: Duration,
     current: ArcSwapOption<AclSnapshot>,
     /// Held while reading the table (one read at a time); holds the last problem logged (so a
@@ -111,6 +119,7 @@ impl SqlAcl {
         Self {
             inner: Arc::new(Inner {
                 db,
+                health: Health::default(),
                 ttl: ttl.max(Duration::from_secs(1)),
                 current: ArcSwapOption::new(seeded),
                 refresh: tokio::sync::Mutex::new(None),
@@ -122,6 +131,11 @@ impl SqlAcl {
     /// The database (for `acl list`).
     pub fn db(&self) -> &Arc<SqlDb> {
         &self.inner.db
+    }
+
+    /// What the last read of the table found (for `/readyz`).
+    pub fn health(&self) -> &Health {
+        &self.inner.health
     }
 
     /// How often the table is re-read.
@@ -252,11 +266,9 @@ impl Inner {
 
     /// Reads and compiles the table; the previous snapshot itself when the rows are unchanged.
     async fn load(&self) -> Result<Arc<AclSnapshot>, String> {
-        let rows = self
-            .db
-            .acl_rows()
-            .await
-            .map_err(|e| format!("acl_sql: cannot read the ACL table: {e}"))?;
+        let rows = self.db.acl_rows().await;
+        SqlDb::record(&self.health, &rows);
+        let rows = rows.map_err(|e| format!("acl_sql: cannot read the ACL table: {e}"))?;
         let digest = rows_digest(&rows);
         if let Some(current) = self.current.load_full()
             && current.digest == digest

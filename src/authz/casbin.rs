@@ -19,27 +19,86 @@
 //! The model and policy are read when the configuration is loaded; both files are watched, so
 //! editing them reloads the configuration. A model that cannot be evaluated (wrong number of
 //! request fields, a bad expression) is refused then, not at the first request.
+//!
+//! # Cost
+//!
+//! One enforcement evaluates the matcher against every policy line, so the work an
+//! unauthenticated request can cause is bounded three ways:
+//!
+//! * actions the model and policy can never allow ([`casbin_actions`](super::casbin_actions),
+//!   worked out at load) are denied without running the model;
+//! * the server refuses (400) a request asking for more than [`MAX_ACTIONS_PER_SCOPE`] distinct
+//!   actions in one scope or [`MAX_ACTIONS_PER_REQUEST`] in all ([`check_limits`]);
+//!   [`CasbinAuthz::authorize`] itself never enforces more than [`MAX_ACTIONS_PER_SCOPE`];
+//! * enforcements run on blocking threads, at most the CPU count − 1 (at least 1) at once,
+//!   never on the async workers.
+//!
+//! [`enforcements`] counts the enforcements run (`registry_auth_casbin_enforcements_total`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use casbin::function_map::{OperatorFunction, dynamic_to_str};
 use casbin::rhai::Dynamic;
 use casbin::{CoreApi, DefaultModel, Enforcer, MemoryAdapter, MgmtApi};
 use ipnet::IpNet;
+use tokio::sync::Semaphore;
 
 use super::AuthzRequest;
 use super::acl_sql::AuthzBackendError;
 
 const NAME: &str = "casbin_authz";
 
+/// Most distinct actions one scope may ask `casbin_authz` for (docker asks for at most
+/// `pull,push`, or `*`).
+pub const MAX_ACTIONS_PER_SCOPE: usize = 16;
+
+/// Most actions, summed over the scopes, one token request may ask `casbin_authz` for.
+pub const MAX_ACTIONS_PER_REQUEST: usize = 64;
+
+/// Enforcements run by every `casbin_authz` of the process.
+static ENFORCEMENTS: AtomicU64 = AtomicU64::new(0);
+
+/// How many Casbin enforcements this process has run (for metrics and tests).
+pub fn enforcements() -> u64 {
+    ENFORCEMENTS.load(Ordering::Relaxed)
+}
+
+/// A token request's scopes (each given by its distinct actions) within the limits of
+/// `casbin_authz`; the error, for a 400, names the limit.
+pub fn check_limits<'a>(scopes: impl IntoIterator<Item = &'a [String]>) -> Result<(), String> {
+    let mut total = 0usize;
+    for actions in scopes {
+        if actions.len() > MAX_ACTIONS_PER_SCOPE {
+            return Err(format!(
+                "too many actions: a scope may ask for at most {MAX_ACTIONS_PER_SCOPE} distinct \
+                 actions here (casbin_authz decides each one on its own)"
+            ));
+        }
+        total += actions.len();
+        if total > MAX_ACTIONS_PER_REQUEST {
+            return Err(format!(
+                "too many actions: a token request may ask for at most \
+                 {MAX_ACTIONS_PER_REQUEST} actions over all its scopes here (casbin_authz \
+                 decides each one on its own)"
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// The `casbin_authz` authorizer.
 #[derive(Clone)]
 pub struct CasbinAuthz {
     enforcer: Arc<Enforcer>,
+    /// The only actions the model can allow, when that is certain.
+    grantable: Option<Arc<BTreeSet<String>>>,
+    /// Enforcements running at once.
+    pool: Arc<Semaphore>,
     model: PathBuf,
     policy: PathBuf,
 }
@@ -76,8 +135,14 @@ impl CasbinAuthz {
                 .join()
                 .unwrap_or_else(|_| Err(("model_path", "Casbin panicked".to_owned())))
         })?;
+        let grantable = grantable_actions(&built).map(Arc::new);
+        let workers = std::thread::available_parallelism()
+            .map_or(1, |n| n.get().saturating_sub(1))
+            .max(1);
         let authz = Self {
             enforcer: Arc::new(built),
+            grantable,
+            pool: Arc::new(Semaphore::new(workers)),
             model: model_path.to_path_buf(),
             policy: policy_path.to_path_buf(),
         };
@@ -95,7 +160,8 @@ impl CasbinAuthz {
             labels: &labels,
             actions: &[],
         };
-        authz.enforce(&probe, "pull").map_err(|e| {
+        let args = request_args(&probe).map_err(|e| ("model_path", e.message))?;
+        enforce(&authz.enforcer, args, "pull").map_err(|e| {
             (
                 "model_path",
                 format!(
@@ -119,52 +185,118 @@ impl CasbinAuthz {
         &self.policy
     }
 
-    /// The allowed subset of the requested actions (sorted; empty = denied).
-    pub fn authorize(&self, req: &AuthzRequest<'_>) -> Result<Vec<String>, AuthzBackendError> {
-        let mut granted = Vec::new();
-        for action in req.actions {
-            if self.enforce(req, action)? {
-                granted.push(action.clone());
-            }
-        }
-        granted.sort();
-        granted.dedup();
-        Ok(granted)
+    /// The roles of the policy: the targets of its `g` lines (`g, bob, devs` → `devs`).
+    pub fn role_names(&self) -> BTreeSet<String> {
+        let model = self.enforcer.get_model().get_model();
+        model
+            .get("g")
+            .and_then(|g| g.get("g"))
+            .map(|g| g.policy.iter().filter_map(|l| l.get(1).cloned()).collect())
+            .unwrap_or_default()
     }
 
-    fn enforce(&self, req: &AuthzRequest<'_>, action: &str) -> Result<bool, AuthzBackendError> {
-        let labels = serde_json::to_string(req.labels).map_err(|e| AuthzBackendError {
-            backend: NAME,
-            message: format!("cannot encode the labels: {e}"),
-        })?;
-        // The subject: a qualified principal is `source:account`, never a bare name a policy
-        // line wrote for a password-source user.
-        let args = vec![
-            req.subject().into_owned(),
-            req.kind.to_owned(),
-            req.name.to_owned(),
-            req.service.to_owned(),
-            req.ip.map(|i| i.to_string()).unwrap_or_default(),
-            action.to_owned(),
-            labels,
-        ];
-        // Casbin's built-in functions panic on some inputs: a panic is a failed request, not
-        // a dead worker.
-        let result =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.enforcer.enforce(args)));
-        match result {
-            Ok(Ok(allowed)) => Ok(allowed),
-            Ok(Err(e)) => Err(AuthzBackendError {
-                backend: NAME,
-                message: format!("the model failed: {e}"),
-            }),
-            Err(_) => Err(AuthzBackendError {
-                backend: NAME,
-                message: "the model panicked (a function got an argument it cannot handle)"
-                    .to_owned(),
-            }),
-        }
+    /// The actions the model can allow, when that is certain (`None`: any action may be).
+    pub fn grantable(&self) -> Option<&BTreeSet<String>> {
+        self.grantable.as_deref()
     }
+
+    /// The allowed subset of the requested actions (sorted; empty = denied). Actions the model
+    /// can never allow are denied without running it; of the others, at most
+    /// [`MAX_ACTIONS_PER_SCOPE`] are enforced (the rest are denied), on a blocking thread of
+    /// the bounded pool.
+    pub async fn authorize(
+        &self,
+        req: &AuthzRequest<'_>,
+    ) -> Result<Vec<String>, AuthzBackendError> {
+        let mut todo: Vec<String> = req
+            .actions
+            .iter()
+            .filter(|a| self.grantable.as_ref().is_none_or(|g| g.contains(*a)))
+            .cloned()
+            .collect();
+        todo.sort();
+        todo.dedup();
+        todo.truncate(MAX_ACTIONS_PER_SCOPE);
+        if todo.is_empty() {
+            return Ok(Vec::new());
+        }
+        let args = request_args(req)?;
+        let pool_error = |what: &str| AuthzBackendError {
+            backend: NAME,
+            message: format!("the enforcement pool {what}"),
+        };
+        // The permit moves into the blocking task: a cancelled request still holds its slot
+        // until its enforcements end, so the pool bounds the threads actually working.
+        let permit = Arc::clone(&self.pool)
+            .acquire_owned()
+            .await
+            .map_err(|_| pool_error("is closed"))?;
+        let enforcer = Arc::clone(&self.enforcer);
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            let mut granted = Vec::new();
+            for action in todo {
+                ENFORCEMENTS.fetch_add(1, Ordering::Relaxed);
+                if enforce(&enforcer, args.clone(), &action)? {
+                    granted.push(action);
+                }
+            }
+            Ok(granted)
+        })
+        .await
+        .map_err(|_| pool_error("lost a task"))?
+    }
+}
+
+/// Docker_auth's request fields, with the action (index 5) left empty.
+fn request_args(req: &AuthzRequest<'_>) -> Result<Vec<String>, AuthzBackendError> {
+    let labels = serde_json::to_string(req.labels).map_err(|e| AuthzBackendError {
+        backend: NAME,
+        message: format!("cannot encode the labels: {e}"),
+    })?;
+    // The subject: a qualified principal is `source:account`, never a bare name a policy line
+    // wrote for a password-source user.
+    Ok(vec![
+        req.subject().into_owned(),
+        req.kind.to_owned(),
+        req.name.to_owned(),
+        req.service.to_owned(),
+        req.ip.map(|i| i.to_string()).unwrap_or_default(),
+        String::new(),
+        labels,
+    ])
+}
+
+fn enforce(
+    enforcer: &Enforcer,
+    mut args: Vec<String>,
+    action: &str,
+) -> Result<bool, AuthzBackendError> {
+    if let Some(slot) = args.get_mut(5) {
+        action.clone_into(slot);
+    }
+    // Casbin's built-in functions panic on some inputs: a panic is a failed request, not
+    // a dead worker.
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| enforcer.enforce(args)));
+    match result {
+        Ok(Ok(allowed)) => Ok(allowed),
+        Ok(Err(e)) => Err(AuthzBackendError {
+            backend: NAME,
+            message: format!("the model failed: {e}"),
+        }),
+        Err(_) => Err(AuthzBackendError {
+            backend: NAME,
+            message: "the model panicked (a function got an argument it cannot handle)".to_owned(),
+        }),
+    }
+}
+
+/// The actions the enforcer's model and policy can allow (see [`super::casbin_actions`]).
+fn grantable_actions(enforcer: &Enforcer) -> Option<BTreeSet<String>> {
+    let model = enforcer.get_model().get_model();
+    let one = |sec: &str| model.get(sec).and_then(|m| m.get(sec));
+    let (r, p, e, m) = (one("r")?, one("p")?, one("e")?, one("m")?);
+    super::casbin_actions::grantable(&e.value, &m.value, r.tokens.get(5)?, &p.tokens, &p.policy)
 }
 
 fn build(model_text: &str, policy_text: String) -> Result<Enforcer, (&'static str, String)> {
@@ -399,18 +531,22 @@ g, bob, devs
         actions: &[&str],
     ) -> Vec<String> {
         let actions: Vec<String> = actions.iter().map(|a| (*a).to_owned()).collect();
-        c.authorize(&AuthzRequest {
-            account,
-            source: "users",
-            unqualified: true,
-            kind: "repository",
-            name,
-            service: "registry",
-            ip: ip.map(|i| i.parse().unwrap()),
-            labels,
-            actions: &actions,
-        })
-        .unwrap()
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        runtime
+            .block_on(c.authorize(&AuthzRequest {
+                account,
+                source: "users",
+                unqualified: true,
+                kind: "repository",
+                name,
+                service: "registry",
+                ip: ip.map(|i| i.parse().unwrap()),
+                labels,
+                actions: &actions,
+            }))
+            .unwrap()
     }
 
     #[test]
@@ -449,6 +585,54 @@ g, bob, devs
         // Malformed policy values never match, and never panic.
         assert!(ask(&c, "eve", "eve/x", ip, &none, &["pull"]).is_empty());
         assert!(ask(&c, "mallory", "m/x", ip, &none, &["pull"]).is_empty());
+    }
+
+    #[test]
+    fn only_actions_the_policy_names_are_enforced_when_that_is_certain() {
+        // `r.account == "root" || …`: root may get any action, so nothing is filtered.
+        let (_d, m, p) = files(MODEL, POLICY);
+        let c = CasbinAuthz::load(&m, &p).unwrap();
+        assert_eq!(c.grantable(), None);
+        assert_eq!(
+            ask(&c, "root", "x", None, &Labels::default(), &["zap"]),
+            ["zap"]
+        );
+        assert_eq!(c.role_names(), BTreeSet::from(["devs".to_owned()]));
+        // Without the root branch every allowing path compares the action with the policy's.
+        let bounded = MODEL.replace("r.account == \"root\" || ", "");
+        let (_d, m, p) = files(&bounded, POLICY);
+        let c = CasbinAuthz::load(&m, &p).unwrap();
+        assert_eq!(
+            c.grantable().map(|g| g.iter().cloned().collect::<Vec<_>>()),
+            Some(vec!["pull".to_owned(), "push".to_owned()])
+        );
+        let ip = Some("10.1.2.3");
+        let none = Labels::default();
+        assert_eq!(
+            ask(
+                &c,
+                "alice",
+                "alice/app",
+                ip,
+                &none,
+                &["zap", "pull", "push"]
+            ),
+            ["pull", "push"]
+        );
+    }
+
+    #[test]
+    fn limits_per_scope_and_per_request() {
+        let actions = |n: usize| -> Vec<String> { (0..n).map(|i| format!("a{i}")).collect() };
+        let one = actions(MAX_ACTIONS_PER_SCOPE);
+        assert!(check_limits([one.as_slice()]).is_ok());
+        let over = actions(MAX_ACTIONS_PER_SCOPE + 1);
+        let err = check_limits([over.as_slice()]).unwrap_err();
+        assert!(err.contains(&MAX_ACTIONS_PER_SCOPE.to_string()), "{err}");
+        let pull = vec!["pull".to_owned()];
+        assert!(check_limits(vec![pull.as_slice(); MAX_ACTIONS_PER_REQUEST]).is_ok());
+        let err = check_limits(vec![pull.as_slice(); MAX_ACTIONS_PER_REQUEST + 1]).unwrap_err();
+        assert!(err.contains(&MAX_ACTIONS_PER_REQUEST.to_string()), "{err}");
     }
 
     #[test]

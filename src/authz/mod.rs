@@ -76,6 +76,7 @@
 mod acl;
 mod acl_sql;
 mod casbin;
+mod casbin_actions;
 mod ext_authz;
 mod grants;
 mod http_authz;
@@ -86,7 +87,11 @@ mod tests;
 
 pub use acl::{Acl, AclCompileError, AclDecision, AuthzRequest, Shadowed};
 pub use acl_sql::{AclSnapshot, AuthzBackendError, SqlAcl, compile_rows, parse_entry};
-pub use casbin::{CasbinAuthz, ip_match, label_match};
+pub use casbin::{
+    CasbinAuthz, MAX_ACTIONS_PER_REQUEST, MAX_ACTIONS_PER_SCOPE,
+    check_limits as casbin_check_limits, enforcements as casbin_enforcements, ip_match,
+    label_match,
+};
 pub use ext_authz::{ExtAuthz, ExtAuthzError};
 pub use grants::ScopeGrants;
 pub use http_authz::HttpAuthz;

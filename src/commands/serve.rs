@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use registry_auth::config::{self, AuthnBackend, AuthzBackend, Config};
 use registry_auth::server::{self, AppState, Listener, reload};
+use registry_auth::sql::SqlDb;
 use tracing::{info, warn};
 
 pub(crate) fn serve(path: &Path, listen: Option<String>) -> Result<ExitCode> {
@@ -92,7 +93,9 @@ async fn check_backends(state: AppState) {
     let config = &inner.config;
     for backend in &config.authn_order {
         if let AuthnBackend::Sql(sql) = backend {
-            match sql.db().migrate().await {
+            let result = sql.db().migrate().await;
+            SqlDb::record(sql.health(), &result);
+            match result {
                 Ok(_) => info!(backend = "sql_auth", db = %sql.db().describe(), "database ready"),
                 Err(e) => warn!(
                     backend = "sql_auth",

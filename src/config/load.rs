@@ -568,6 +568,9 @@ impl Loader {
             }
             _ => None,
         };
+        if let (Some(authz), Some(chain), Some(order)) = (&authz_order, &authn, &authn_order) {
+            warnings.extend(sql::casbin_role_warnings(authz, chain.users(), order));
+        }
         Some(Config {
             file: file.to_path_buf(),
             server: server?,

@@ -208,3 +208,60 @@ fn casbin_errors_name_the_file_key() {
     ));
     message(&i, "casbin_authz.policy_path");
 }
+
+#[test]
+fn casbin_roles_that_could_be_account_names_are_warned_about() {
+    let d = dir();
+    let model = MODEL
+        .replace(
+            "[policy_effect]",
+            "[role_definition]\ng = _, _\n[policy_effect]",
+        )
+        .replace("r.account == p.account", "g(r.account, p.account)");
+    fs::write(d.path().join("model.conf"), model).unwrap();
+    fs::write(
+        d.path().join("policy.csv"),
+        "p, devs, team/*, push\ng, bob, devs\ng, carol, ops\n",
+    )
+    .unwrap();
+    let casbin = "casbin_authz: {model_path: model.conf, policy_path: policy.csv}\n";
+    let hash = bcrypt::hash("pw", 4).unwrap();
+    let warnings = |c: &Config| -> Vec<String> {
+        c.warnings
+            .iter()
+            .filter(|w| w.path == "casbin_authz.policy_path")
+            .map(|w| w.message.clone())
+            .collect()
+    };
+    // Static users only, none named like a role: nothing to say.
+    let c = load_in(
+        d.path(),
+        &format!("users: {{bob: {{password: \"{hash}\"}}}}\n{casbin}"),
+    )
+    .unwrap();
+    assert!(warnings(&c).is_empty(), "{:#?}", c.warnings);
+    // A user called like a role gets it.
+    let c = load_in(
+        d.path(),
+        &format!("users: {{devs: {{password: \"{hash}\"}}}}\n{casbin}"),
+    )
+    .unwrap();
+    let w = warnings(&c);
+    assert_eq!(w.len(), 1, "{w:#?}");
+    assert!(
+        w[0].contains("\"devs\"") && w[0].contains("also a user"),
+        "{w:#?}"
+    );
+    // A source whose account names are not in the config could produce any role name.
+    let c = load_in(
+        d.path(),
+        &format!("users: {{}}\nsql_auth: {{url: \"sqlite:ra.db\"}}\n{casbin}"),
+    )
+    .unwrap();
+    let w = warnings(&c);
+    assert_eq!(w.len(), 1, "{w:#?}");
+    assert!(
+        w[0].contains("\"devs\", \"ops\"") && w[0].contains("sql_auth"),
+        "{w:#?}"
+    );
+}

@@ -139,6 +139,23 @@ impl Collector for StoreRejectedCollector {
     }
 }
 
+/// Exports the process-wide Casbin enforcement counter.
+#[derive(Debug)]
+struct CasbinCollector;
+
+impl Collector for CasbinCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let counter = ConstCounter::new(crate::authz::casbin_enforcements());
+        let metric = encoder.encode_descriptor(
+            "casbin_enforcements",
+            "Casbin enforcements run by casbin_authz (one per requested action it could allow).",
+            None,
+            counter.metric_type(),
+        )?;
+        counter.encode(metric)
+    }
+}
+
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
@@ -208,6 +225,7 @@ impl Metrics {
         registry.register("build_info", "Build information", build);
         registry.register_collector(Box::new(BcryptCollector));
         registry.register_collector(Box::new(StoreRejectedCollector));
+        registry.register_collector(Box::new(CasbinCollector));
         Self {
             registry,
             http_requests,

@@ -643,7 +643,8 @@ impl WebLogins {
                 .map_err(|e| backend_error(kind, e))?
             {
                 Some(v)
-                    if v.record.provider == kind.key() && kind.same_user(&v.record.user, account) =>
+                    if v.record.provider == kind.key()
+                        && kind.same_user(&v.record.user, account) =>
                 {
                     v
                 }

@@ -166,7 +166,7 @@ fn token_probe(
 }
 
 /// `backends.NAME.status` of `/readyz` (`up`, `down`, `unknown`).
-fn readiness(server: &AuthServer, name: &str) -> String {
+pub(crate) fn readiness(server: &AuthServer, name: &str) -> String {
     let r = http::get(&format!("http://{}/readyz", server.addr), &[]);
     assert_eq!(r.status, 200, "/readyz: {}", r.text());
     r.json()["backends"][name]["status"]

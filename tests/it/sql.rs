@@ -944,3 +944,75 @@ fn sql_users_and_acl_on_sqlite() {
     );
     assert!(file.is_file());
 }
+
+/// A NUL in a user name (which PostgreSQL cannot store in text) is a 401 like any unknown user,
+/// in Basic credentials and in the OAuth2 form, and marks neither `sql_auth` nor `acl_sql` down:
+/// anyone could otherwise keep readiness degraded.
+#[test]
+fn a_nul_in_a_user_name_is_a_401_and_leaves_both_backends_up() {
+    use crate::common::http::{basic, get};
+    use crate::faults::readiness;
+    let pg = Postgres::init();
+    let dir = tempdir("ra-it-sql-nul-");
+    let config = write_config(dir.path(), &pg.url());
+    let c = config.to_str().unwrap();
+    cli_ok(&["db", "migrate", "--config", c], None);
+    cli_ok(
+        &["users", "add", "--config", c, "alice"],
+        Some("alice-pass-1\n"),
+    );
+    psql(
+        pg.port,
+        r#"INSERT INTO registry_auth_acl (seq, entry) VALUES
+           (10, '{"match": {"account": "alice", "name": "alice/*"}, "actions": ["*"]}')"#,
+    );
+    let srv = AuthServer::start(&config, &dir.path().join("server.log"));
+    eventually("the start-up check of the databases", 15, &srv, || {
+        let log = log_text(&srv);
+        log.contains("database ready") && log.contains("ACL rows loaded")
+    });
+    let alice = Some(("alice", "alice-pass-1"));
+    expect(&srv, alice, "repository:alice/app:pull", 200, &["pull"]);
+    assert_eq!(readiness(&srv, "sql_auth"), "up");
+    assert_eq!(readiness(&srv, "acl_sql"), "up");
+
+    let url = format!(
+        "{}?service={}&scope={}",
+        srv.realm(),
+        urlencode(SERVICE),
+        urlencode("repository:alice/app:pull")
+    );
+    for name in ["al\0ice", "alice\0", "\0"] {
+        let r = get(&url, &[("Authorization", basic(name, "alice-pass-1"))]);
+        assert_eq!(r.status, 401, "{name:?}: {r:?}\n{}", srv.log_tail(10));
+    }
+    let form = format!(
+        "grant_type=password&username=al%00ice&password=alice-pass-1&client_id=it&service={}\
+         &scope={}",
+        urlencode(SERVICE),
+        urlencode("repository:alice/app:pull")
+    );
+    let (status, body) = post_form(&srv, &form);
+    assert_eq!(status, 401, "{body}\n{}", srv.log_tail(10));
+    assert_eq!(body["error"], "invalid_grant", "{body}");
+    // A NUL in the repository name never reaches acl_sql: the scope is refused (400).
+    let tr = fetch_token(
+        &srv.realm(),
+        Some(SERVICE),
+        &["repository:al\0ice/app:pull"],
+        alice,
+        &[],
+    );
+    assert_eq!(tr.response.status, 400, "{:?}", tr.response);
+
+    // Neither backend was marked down, and both still answer.
+    assert_eq!(readiness(&srv, "sql_auth"), "up", "{}", srv.log_tail(10));
+    assert_eq!(readiness(&srv, "acl_sql"), "up", "{}", srv.log_tail(10));
+    expect(
+        &srv,
+        alice,
+        "repository:alice/app:pull,push",
+        200,
+        &["pull", "push"],
+    );
+}

@@ -8,9 +8,10 @@ use std::time::Duration;
 use serde_yaml_ng::Value;
 
 use super::Loader;
-use crate::authn::SqlAuth;
+use crate::authn::{self, SqlAuth};
 use crate::authz::{CasbinAuthz, SqlAcl};
 use crate::config::file::{AclSqlSpec, CasbinSpec, SqlAuthSpec};
+use crate::config::{AuthnBackend, AuthzBackend, ConfigIssue};
 use crate::sql::{DEFAULT_MAX_CONNECTIONS, DEFAULT_TIMEOUT, SqlDb};
 
 /// Default `acl_sql.cache_ttl`.
@@ -218,4 +219,68 @@ impl Loader {
             }
         }
     }
+}
+
+/// Most role names quoted in one warning.
+const MAX_ROLES_SHOWN: usize = 10;
+
+/// Casbin's role manager makes every account a member of the role with its own name
+/// (`g(x, x)` holds), so an account named like a role gets that role. Warns about roles that are
+/// static users, and about roles that other authentication sources could produce as account
+/// names.
+pub(super) fn casbin_role_warnings(
+    authz_order: &[AuthzBackend],
+    users: &authn::StaticUsers,
+    authn_order: &[AuthnBackend],
+) -> Vec<ConfigIssue> {
+    let mut out = Vec::new();
+    for backend in authz_order {
+        let AuthzBackend::Casbin(casbin) = backend else {
+            continue;
+        };
+        let roles: Vec<String> = casbin
+            .role_names()
+            .into_iter()
+            .filter(|r| !r.is_empty())
+            .collect();
+        for role in &roles {
+            if users.lookup(role).is_some() {
+                out.push(ConfigIssue::new(
+                    "casbin_authz.policy_path",
+                    format!(
+                        "the role {role:?} is also a user in `users`: Casbin makes every account \
+                         a member of the role with its own name, so that user gets every \
+                         permission of the role; rename the role (e.g. \"role:{role}\")"
+                    ),
+                ));
+            }
+        }
+        let sources: Vec<&str> = authn_order
+            .iter()
+            .filter(|b| !matches!(b, AuthnBackend::Local))
+            .map(AuthnBackend::name)
+            .collect();
+        if !roles.is_empty() && !sources.is_empty() {
+            let mut shown: Vec<String> = roles
+                .iter()
+                .take(MAX_ROLES_SHOWN)
+                .map(|r| format!("{r:?}"))
+                .collect();
+            if roles.len() > MAX_ROLES_SHOWN {
+                shown.push(format!("and {} more", roles.len() - MAX_ROLES_SHOWN));
+            }
+            out.push(ConfigIssue::new(
+                "casbin_authz.policy_path",
+                format!(
+                    "the roles {} (targets of `g` lines) could also be account names from {}: \
+                     Casbin makes every account a member of the role with its own name, so an \
+                     account named like a role gets that role's permissions; give roles names \
+                     those sources cannot produce, or make sure they never do",
+                    shown.join(", "),
+                    sources.join(", ")
+                ),
+            ));
+        }
+    }
+    out
 }

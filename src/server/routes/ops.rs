@@ -88,7 +88,7 @@ async fn backend_health(config: &Config) -> serde_json::Map<String, serde_json::
                 out.insert(backend.name().to_owned(), http.webhook().health().report());
             }
             AuthnBackend::Sql(sql) => {
-                out.insert(backend.name().to_owned(), sql.db().health().report());
+                out.insert(backend.name().to_owned(), sql.health().report());
             }
             _ => {}
         }
@@ -99,7 +99,7 @@ async fn backend_health(config: &Config) -> serde_json::Map<String, serde_json::
                 out.insert(backend.name().to_owned(), http.webhook().health().report());
             }
             AuthzBackend::Sql(sql) => {
-                out.insert(backend.name().to_owned(), sql.db().health().report());
+                out.insert(backend.name().to_owned(), sql.health().report());
             }
             _ => {}
         }

@@ -22,6 +22,7 @@ use serde::Serialize;
 use tracing::{info, warn};
 
 use crate::authn::{AuthnAnswer, AuthnContext, Credentials};
+use crate::config::AuthzBackend;
 use crate::grant::{self, DecidedBy, GrantOutcome, RefreshRequest, ScopeDecision, TokenRequest};
 use crate::server::client_ip::{client_ip, ignored_forwarding};
 use crate::server::error::ApiError;
@@ -78,6 +79,7 @@ async fn get_token(state: AppState, parts: Parts) -> Result<Response, ApiError> 
     let inner = state.current();
     let ip = client_address(&inner, peer, headers, false)?;
     let query = token_query(parts.uri.query())?;
+    casbin_limits(&inner, &query.scopes).map_err(ApiError::BadRequest)?;
     let credentials = basic_credentials(headers)?;
     let service = required_service(&inner, query.service).map_err(ApiError::BadRequest)?;
     if let Some(account) = &query.account
@@ -131,6 +133,11 @@ async fn post_token(state: AppState, parts: Parts, body: Body) -> Result<Respons
         }
     })?;
     let form = oauth_form(&body)?;
+    casbin_limits(&inner, &form.scopes).map_err(|description| ApiError::OAuth {
+        status: StatusCode::BAD_REQUEST,
+        error: "invalid_scope",
+        description,
+    })?;
     let grant_type = form
         .grant_type
         .ok_or_else(|| invalid_request("missing `grant_type` (password or refresh_token)"))?;
@@ -282,6 +289,21 @@ fn scope_work(inner: &Inner, scopes: usize) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// With `casbin_authz` configured, the scopes ask for no more actions than it decides in one
+/// request (it runs its model once per action).
+fn casbin_limits(inner: &Inner, scopes: &[crate::token::Scope]) -> Result<(), String> {
+    if inner
+        .config
+        .authz_order
+        .iter()
+        .any(|b| matches!(b, AuthzBackend::Casbin(_)))
+    {
+        crate::authz::casbin_check_limits(scopes.iter().map(|s| s.actions.as_slice()))
+    } else {
+        Ok(())
+    }
 }
 
 fn required_service(inner: &Inner, service: Option<String>) -> Result<String, String> {

@@ -155,6 +155,28 @@ pub fn try_request_with_body(
     parse_response(&raw, method == "HEAD")
 }
 
+/// `POST url` with a raw form body (`application/x-www-form-urlencoded`), sent as given.
+pub fn post_raw_form(url: &str, body: &str) -> Response {
+    let (hostport, path) = split_url(url);
+    let mut stream = TcpStream::connect(&hostport).unwrap_or_else(|e| panic!("POST {url}: {e}"));
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let req = format!(
+        "POST {path} HTTP/1.1\r\nHost: {hostport}\r\nConnection: close\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream
+        .write_all(req.as_bytes())
+        .unwrap_or_else(|e| panic!("POST {url}: {e}"));
+    let mut raw = Vec::new();
+    stream
+        .read_to_end(&mut raw)
+        .unwrap_or_else(|e| panic!("POST {url}: {e}"));
+    parse_response(&raw, false).unwrap_or_else(|e| panic!("POST {url}: {e}"))
+}
+
 fn invalid(msg: impl Into<String>) -> std::io::Error {
     std::io::Error::new(std::io::ErrorKind::InvalidData, msg.into())
 }
