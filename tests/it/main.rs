@@ -38,6 +38,7 @@ mod key_modes;
 mod ldap;
 mod ops;
 mod packaging;
+mod principals;
 mod props;
 mod reference_fixture;
 mod robots;
