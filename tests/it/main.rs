@@ -36,6 +36,7 @@ mod full_disk;
 mod identity_tokens;
 mod key_modes;
 mod ldap;
+mod ldap_identity;
 mod ops;
 mod packaging;
 mod principals;
