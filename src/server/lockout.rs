@@ -5,6 +5,12 @@
 //! same user from another address) are never slowed, unlike a per-account lock. A successful
 //! login clears the pair. Counters are per replica and bounded in number (least recently used
 //! pairs are forgotten first), so spraying many names cannot exhaust memory.
+//!
+//! The account of a pair is the typed name folded as directories compare names (case and
+//! surrounding or repeated spaces ignored, see [`account_key`]): `ALICE`, `Alice` and ` alice`
+//! reach the same LDAP entry, so they must share one counter, or every spelling would bring
+//! `max_failures` more guesses. The failures come before any backend names the account, so
+//! the typed name is all there is; two static users that differ only in case share a counter.
 
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
@@ -23,6 +29,17 @@ struct Entry {
     failures: u32,
     window_start: Instant,
     locked_until: Option<Instant>,
+}
+
+/// The counter key of a typed account: lower-cased, surrounding spaces trimmed and inner runs
+/// of white space collapsed (caseIgnoreMatch with insignificant spaces, what directories and
+/// case-insensitive SQL collations treat as one name).
+fn account_key(account: &str) -> String {
+    account
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_lowercase()
 }
 
 /// Failed-login counters.
@@ -54,7 +71,7 @@ impl Lockout {
         if !self.settings.load().enabled || account.is_empty() {
             return None;
         }
-        let entry = self.pairs.get(&(account.to_owned(), ip))?;
+        let entry = self.pairs.get(&(account_key(account), ip))?;
         let entry = entry.lock().ok()?;
         entry
             .locked_until
@@ -68,7 +85,7 @@ impl Lockout {
         if !s.enabled || account.is_empty() {
             return false;
         }
-        let entry = self.pairs.get_with((account.to_owned(), ip), || {
+        let entry = self.pairs.get_with((account_key(account), ip), || {
             Arc::new(Mutex::new(Entry {
                 failures: 0,
                 window_start: now,
@@ -95,7 +112,7 @@ impl Lockout {
     /// A successful login clears the pair.
     pub fn success(&self, account: &str, ip: IpAddr) {
         if !account.is_empty() {
-            self.pairs.invalidate(&(account.to_owned(), ip));
+            self.pairs.invalidate(&(account_key(account), ip));
         }
     }
 }
@@ -130,6 +147,23 @@ mod tests {
         assert_eq!(l.check("bob", IP, t0), None);
         // The cooldown ends.
         assert_eq!(l.check("alice", IP, t0 + Duration::from_secs(31)), None);
+    }
+
+    #[test]
+    fn spellings_of_one_name_share_a_counter() {
+        let l = Lockout::new(settings(3));
+        let t0 = Instant::now();
+        assert!(!l.failure("alice", IP, t0));
+        assert!(!l.failure("ALICE", IP, t0));
+        assert!(l.failure(" Alice ", IP, t0));
+        for spelling in ["alice", "ALICE", "alice  ", "\talice"] {
+            assert!(l.check(spelling, IP, t0).is_some(), "{spelling:?}");
+        }
+        assert_eq!(l.check("alicia", IP, t0), None);
+        assert_eq!(account_key("  Alice   Smith "), "alice smith");
+        // A success under any spelling clears the pair.
+        l.success("Alice", IP);
+        assert_eq!(l.check("alice", IP, t0), None);
     }
 
     #[test]

@@ -7,7 +7,8 @@
 //! * an ACL entry denying `alice` cannot be escaped by typing `ALICE`;
 //! * a refresh token issued to `ALICE` names `alice`, and `tokens revoke --user alice` ends it;
 //! * a password change in the directory (`ldappasswd`, which updates `modifyTimestamp`; this
-//!   slapd has no password policy, so no `pwdChangedTime`) ends the refresh tokens issued before.
+//!   slapd has no password policy, so no `pwdChangedTime`) ends the refresh tokens issued before;
+//! * the lockout counts the failed logins of every spelling of alice together.
 
 use std::fs;
 use std::path::Path;
@@ -139,7 +140,8 @@ fn wait_past_modify_timestamp(slapd: &Slapd, dn: &str) {
     }
 }
 
-fn write_config(root: &Path, slapd: &Slapd, svc_file: &Path) -> std::path::PathBuf {
+/// The config of these tests; `lockout` is the `lockout:` section.
+fn write_config(root: &Path, slapd: &Slapd, svc_file: &Path, lockout: &str) -> std::path::PathBuf {
     let keys = KeyFiles::write(KeySetup::EcKid, &root.join("keys"));
     fs::write(
         root.join("refresh.secret"),
@@ -149,7 +151,7 @@ fn write_config(root: &Path, slapd: &Slapd, svc_file: &Path) -> std::path::PathB
     let yaml = format!(
         "server:\n  addr: \"127.0.0.1:0\"\ntoken:\n  issuer: {}\n  expiration: 900\n{}  refresh:\n    \
          enabled: true\n    secret_file: refresh.secret\n    revocations_file: revoked.yml\n\
-         lockout:\n  enabled: false\n{}{ACL}",
+         {lockout}{}{ACL}",
         yaml_str(ISSUER),
         keys.token_yaml(),
         ldap_yaml(&slapd.addr(), "", svc_file),
@@ -183,7 +185,7 @@ fn ldap_spellings_of_one_user_are_one_account() {
     );
     let svc_file = root.join("svc.pw");
     fs::write(&svc_file, &svc_pw).expect("write svc.pw");
-    let config = write_config(&root, &slapd, &svc_file);
+    let config = write_config(&root, &slapd, &svc_file, "lockout:\n  enabled: false\n");
     let server = AuthServer::start(&config, &root.join("registry-auth.log"));
     let mut tokens = Vec::new();
 
@@ -340,4 +342,80 @@ fn ldap_spellings_of_one_user_are_one_account() {
     .collect();
     tokens.extend([r1, r2, r3]);
     assert_log_has_no_secrets(&server.log, &secrets, &tokens);
+}
+
+/// Wrong passwords typed as `alice`, `ALICE` and ` Alice` are three failures of one account:
+/// with `max_failures: 3` the next attempt from that address, in any spelling and even with the
+/// right password, gets 429 (each spelling used to have its own counter, so that typing the name
+/// differently gave an attacker `max_failures` more guesses every time). bob is unaffected.
+#[test]
+fn ldap_lockout_counts_every_spelling_of_one_user() {
+    let tmp = stack::tempdir("ra-it-ldaplock");
+    let root = tmp.path().to_owned();
+    let svc_pw = format!("svc-{}", image::random_hex(12));
+    let alice_pw = format!("alice-{}", image::random_hex(8));
+    let bob_pw = format!("bob-{}", image::random_hex(8));
+    let slapd = Slapd::start(
+        &root.join("slapd"),
+        None,
+        &seed(
+            &svc_pw,
+            &[
+                person("alice", "staff", &alice_pw),
+                person("bob", "staff", &bob_pw),
+            ]
+            .concat(),
+        ),
+        "",
+    );
+    let svc_file = root.join("svc.pw");
+    fs::write(&svc_file, &svc_pw).expect("write svc.pw");
+    let config = write_config(
+        &root,
+        &slapd,
+        &svc_file,
+        "lockout:\n  enabled: true\n  max_failures: 3\n  window: 10m\n  cooldown: 10m\n",
+    );
+    let server = AuthServer::start(&config, &root.join("registry-auth.log"));
+    let attempt = |user: &str, password: &str| {
+        fetch_token(
+            &server.realm(),
+            Some(SERVICE),
+            &[SCOPE],
+            Some((user, password)),
+            &[],
+        )
+        .response
+    };
+    for spelling in ["alice", "ALICE", " Alice"] {
+        let r = attempt(spelling, "not-her-password");
+        assert_eq!(
+            r.status,
+            401,
+            "{spelling:?}: {r:?}\n{}",
+            server.log_tail(10)
+        );
+    }
+    for spelling in ["Alice", "alice", "aLiCe  "] {
+        let r = attempt(spelling, &alice_pw);
+        assert_eq!(
+            r.status,
+            429,
+            "{spelling:?} after three failures of alice's spellings: {r:?}\n{}",
+            server.log_tail(10)
+        );
+        assert!(r.header("retry-after").is_some(), "{r:?}");
+    }
+    let r = attempt("bob", &bob_pw);
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_log_has_no_secrets(
+        &server.log,
+        &[
+            ("alice".to_owned(), alice_pw),
+            ("bob".to_owned(), bob_pw),
+            ("registry-auth".to_owned(), svc_pw),
+        ],
+        &[],
+    );
+    drop(slapd);
 }
