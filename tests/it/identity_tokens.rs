@@ -164,7 +164,7 @@ impl Env {
 }
 
 /// The value of `name=value` or `name="value"` in a text log line.
-fn field(line: &str, name: &str) -> Option<String> {
+pub(crate) fn field(line: &str, name: &str) -> Option<String> {
     let key = format!(" {name}=");
     let start = line.find(&key)? + key.len();
     let rest = &line[start..];

@@ -217,8 +217,14 @@ impl Slapd {
         }
     }
 
-    /// `ldapadd`/`ldapdelete`/`ldapmodify` as the directory manager.
-    fn ldap_tool(&self, tool: &str, args: &[&str], input: Option<&str>) {
+    /// `ldapadd`/`ldapdelete`/`ldapmodify`/`ldappasswd`/`ldapsearch` as the directory manager;
+    /// fails the test when the tool fails.
+    pub(crate) fn ldap_tool(
+        &self,
+        tool: &str,
+        args: &[&str],
+        input: Option<&str>,
+    ) -> proc::CmdOutput {
         let out = proc::run(
             Command::new(require_tool(tool))
                 .args(["-x", "-H", &format!("ldap://{}", self.addr())])
@@ -228,6 +234,7 @@ impl Slapd {
             Duration::from_secs(30),
         );
         assert!(out.success(), "{tool} failed\n{}", out.describe());
+        out
     }
 
     fn delete(&self, dn: &str) {
@@ -282,7 +289,7 @@ pub(crate) fn seed(svc_pw: &str, people: &str) -> String {
     )
 }
 
-fn uid_dn(uid: &str, ou: &str) -> String {
+pub(crate) fn uid_dn(uid: &str, ou: &str) -> String {
     format!("uid={uid},ou={ou},ou=people,{SUFFIX}")
 }
 
@@ -365,7 +372,7 @@ fn actions(token: &str, repo: &str) -> Vec<String> {
 }
 
 /// `POST /auth` with a form body (the OAuth2 refresh flow).
-fn post_form(server: &AuthServer, form: &[(&str, &str)]) -> http::Response {
+pub(crate) fn post_form(server: &AuthServer, form: &[(&str, &str)]) -> http::Response {
     let body = http::query(form);
     let mut stream = TcpStream::connect(&server.addr).expect("connect");
     stream
