@@ -49,6 +49,18 @@ async fn records_of(store: &Store, subject: Option<&str>) -> Result<Vec<(String,
         None => (None, None),
     };
     let mut records = store.list(account).await?;
+    // GitHub and GitLab logins are stored lower-cased (both ignore their case): `Alice` names
+    // the same account as `alice` there.
+    if let Some(lower) = account
+        .map(str::to_lowercase)
+        .filter(|l| Some(l.as_str()) != account)
+    {
+        let more = store.list(Some(&lower)).await?;
+        records.extend(
+            more.into_iter()
+                .filter(|(_, r)| matches!(r.provider.as_str(), "github_auth" | "gitlab_auth")),
+        );
+    }
     records.retain(|(_, r)| source.is_none_or(|s| r.provider == s));
     Ok(records)
 }
