@@ -3,7 +3,6 @@
 //! The file is first parsed into a YAML tree; each section (and each ACL entry and user) is then
 //! deserialized on its own, so one typo does not hide the problems after it.
 
-use std::cell::RefCell;
 use std::collections::HashMap;
 use std::net::IpAddr;
 
@@ -22,6 +21,7 @@ use super::file::{
     AclEntrySpec, CredentialCacheSpec, ExtSpec, HttpHookSpec, LdapSpec, LimitsSpec, LockoutSpec,
     NetSpec, RefreshSpec, RobotSpec, ServerSpec, SigningHeaderSpec, TokenSpec, UserSpec,
 };
+use super::sources;
 use super::{
     AuthnBackend, AuthzBackend, ClientIpSettings, Config, ConfigError, ConfigIssue, DEFAULT_ADDR,
     DEFAULT_CACHE_ENTRIES, DEFAULT_CACHE_TTL, DEFAULT_EXPIRATION_SECS, DEFAULT_REFRESH_LIFETIME,
@@ -120,16 +120,37 @@ const UNSUPPORTED_SERVER_KEYS: &[(&str, &str)] = &[
 
 /// Reads and validates the config file at `path`.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    let text = fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    parse(&text, path)
+    load_recorded(path).0
+}
+
+/// As [`load`], and also every file the attempt read (the config file first) with a digest of
+/// the bytes it read, valid or not: hot reload watches those (see [`super::sources`]).
+pub fn load_recorded(path: &Path) -> (Result<Config, ConfigError>, Vec<super::Source>) {
+    let (result, read) = sources::recording(|| {
+        let text = sources::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        parse_text(&text, path)
+    });
+    let result = result.map(|mut c| {
+        c.sources = read.clone();
+        c
+    });
+    (result, read)
 }
 
 /// Validates config text; `file` is where it came from (relative paths resolve against its
 /// folder).
 pub fn parse(text: &str, file: &Path) -> Result<Config, ConfigError> {
+    let (result, read) = sources::recording(|| parse_text(text, file));
+    result.map(|mut c| {
+        c.sources = read;
+        c
+    })
+}
+
+fn parse_text(text: &str, file: &Path) -> Result<Config, ConfigError> {
     let base = match file.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
@@ -137,7 +158,6 @@ pub fn parse(text: &str, file: &Path) -> Result<Config, ConfigError> {
     let mut loader = Loader {
         base,
         issues: Vec::new(),
-        sources: RefCell::new(vec![file.to_path_buf()]),
     };
     let config = loader.load(text, file);
     match config {
@@ -152,8 +172,6 @@ pub fn parse(text: &str, file: &Path) -> Result<Config, ConfigError> {
 struct Loader {
     base: PathBuf,
     issues: Vec<ConfigIssue>,
-    /// Every file resolved from the config (for change detection on reload).
-    sources: RefCell<Vec<PathBuf>>,
 }
 
 #[derive(Default)]
@@ -434,7 +452,8 @@ impl Loader {
         } else {
             self.base.join(path)
         };
-        self.sources.borrow_mut().push(resolved.clone());
+        // Fingerprinted now, before anything reads it (for change detection on reload).
+        sources::note(&resolved);
         resolved
     }
 
@@ -540,7 +559,7 @@ impl Loader {
             authz_order: authz_order?,
             credential_cache: credential_cache?,
             lockout: lockout?,
-            sources: self.sources.take(),
+            sources: Vec::new(),
             robot_scopes: Arc::new(robot_scopes?),
             acl: Arc::new(acl?),
             acl_entries,
@@ -1380,7 +1399,7 @@ impl Loader {
                 (Some(h), None) => Some(h),
                 (None, Some(f)) => {
                     let f = self.resolve(&f);
-                    match fs::read_to_string(&f) {
+                    match sources::read_to_string(&f) {
                         Ok(text) => Some(text.trim().to_owned()),
                         Err(e) => {
                             self.issue(
@@ -1532,7 +1551,7 @@ impl Loader {
         }
         if let Some(rel) = users_file {
             let path = self.resolve(&rel);
-            match fs::read_to_string(&path) {
+            match sources::read_to_string(&path) {
                 Err(e) => {
                     self.issue(
                         "users_file",

@@ -40,6 +40,7 @@ mod ops;
 mod packaging;
 mod props;
 mod reference_fixture;
+mod reload;
 mod robots;
 mod rotation;
 mod soak;

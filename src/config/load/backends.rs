@@ -1,6 +1,5 @@
 //! Validating the directory and webhook backends: `ldap_auth`, `http_auth`, `http_authz`.
 
-use std::fs;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,7 +24,7 @@ impl Loader {
     /// Reads a secret file (trimmed), recording a problem at `path` when it cannot be used.
     fn secret_file(&mut self, path: &str, file: &Path, what: &str) -> Option<Secret> {
         let resolved = self.resolve(file);
-        match fs::read_to_string(&resolved) {
+        match crate::config::sources::read_to_string(&resolved) {
             Ok(text) if text.trim().is_empty() => {
                 self.issue(
                     path,
@@ -493,7 +492,7 @@ mod tests {
             ))
             .unwrap();
         assert_eq!(authn_names(&c), ["users", "ldap_auth", "http_auth"]);
-        assert!(c.sources.iter().any(|p| p.ends_with("svc.pw")));
+        assert!(c.sources.iter().any(|s| s.path.ends_with("svc.pw")));
         let c = d
             .load(&format!(
                 "{LDAP}users: {{\"\": {{}}}}\nacl: []\nauthn_order: [ldap_auth, users]\n"

@@ -133,7 +133,7 @@ impl Loader {
             (Some(u), None) => Some(u.trim().to_owned()),
             (None, Some(f)) => {
                 let path = self.resolve(f);
-                match std::fs::read_to_string(&path) {
+                match crate::config::sources::read_to_string(&path) {
                     Ok(text) if !text.trim().is_empty() => Some(text.trim().to_owned()),
                     Ok(_) => {
                         self.issue(

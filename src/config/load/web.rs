@@ -2,7 +2,6 @@
 //! CI identities (`oidc_tokens`), the password `store` and `data_dir`.
 
 use std::collections::BTreeSet;
-use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -281,7 +280,7 @@ impl Loader {
             (Some(u), None) => Some(u.trim().to_owned()),
             (None, Some(f)) => {
                 let resolved = self.resolve(f);
-                match fs::read_to_string(&resolved) {
+                match crate::config::sources::read_to_string(&resolved) {
                     Ok(t) if !t.trim().is_empty() => Some(t.trim().to_owned()),
                     Ok(_) => {
                         self.issue("store.url_file", format!("{} is empty", resolved.display()));
@@ -457,7 +456,7 @@ impl Loader {
             (Some(s), None) if !s.trim().is_empty() => Some(Secret::new(s.trim())),
             (None, Some(f)) => {
                 let resolved = self.resolve(f);
-                match fs::read_to_string(&resolved) {
+                match crate::config::sources::read_to_string(&resolved) {
                     Ok(t) if !t.trim().is_empty() => Some(Secret::new(t.trim())),
                     Ok(_) => {
                         self.issue(
