@@ -224,7 +224,7 @@ impl SqlDb {
             pool: OnceCell::new(),
             applied_at_connect: std::sync::Mutex::new(Vec::new()),
             breaker: Breaker::default(),
-            health: Health::default(),
+            health: Health::named("sql"),
         })
     }
 

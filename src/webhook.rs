@@ -159,6 +159,7 @@ impl Webhook {
             settings.url.authority().map_or("", |a| a.as_str()),
             settings.url.path()
         );
+        let name = settings.name;
         Ok(Arc::new(Self {
             slots: Semaphore::new(settings.max_concurrent.max(1)),
             settings,
@@ -170,7 +171,7 @@ impl Webhook {
             cache_key: hmac::Key::new(hmac::HMAC_SHA256, &secret),
             signing_key,
             bearer,
-            health: Health::default(),
+            health: Health::named(name),
         }))
     }
 

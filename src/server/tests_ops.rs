@@ -13,7 +13,7 @@ use base64::engine::general_purpose::STANDARD;
 use tower::ServiceExt;
 
 use super::reload::{self, Trigger};
-use super::{AppState, router};
+use super::{AppState, ops_router, router};
 use crate::config;
 use crate::token::{self, KeyKind};
 
@@ -250,6 +250,52 @@ async fn forwarded_addresses_are_believed_only_from_trusted_proxies() {
     // The peer 127.0.0.1 is not a trusted proxy here: its header is ignored.
     let (_, body, _) = get(&app(&untrusted, [127, 0, 0, 1]), scope, &spoof).await;
     assert_eq!(granted(&body), serde_json::json!([]));
+}
+
+#[tokio::test]
+async fn public_readyz_shows_backend_states_but_not_their_errors() {
+    let f = Fixture::new();
+    // A webhook at a loopback port nothing listens on: its call fails with a connection error.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let hook = format!("http_auth: {{url: \"http://127.0.0.1:{port}/auth\", timeout: 2s}}");
+    let state = f.state(&hook, ACL);
+    let public = app(&state, [127, 0, 0, 1]);
+    let auth = basic("mallory", "pw");
+    let (status, _, _) = get(&public, "/auth?service=s", &[("authorization", &auth)]).await;
+    assert!(status.is_server_error(), "{status}");
+    let (status, body, _) = get(&public, "/readyz", &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    let ready: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(ready["status"], "degraded", "{ready:#}");
+    assert_eq!(
+        ready["backends"]["http_auth"]["status"], "down",
+        "{ready:#}"
+    );
+    assert!(
+        ready["backends"]["http_auth"].get("error").is_none(),
+        "{ready:#}"
+    );
+    assert_eq!(ready["problems"], serde_json::json!(["http_auth is down"]));
+    assert!(!body.contains("connect"), "{body}");
+    // The operators' listener (server.metrics_addr) has the details.
+    let operators =
+        ops_router(state.clone()).layer(MockConnectInfo(SocketAddr::from(([127, 0, 0, 1], 40000))));
+    let (status, body, _) = get(&operators, "/readyz", &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    let ready: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let error = ready["backends"]["http_auth"]["error"].as_str().unwrap();
+    assert!(error.contains("cannot connect"), "{ready:#}");
+    assert!(
+        ready["problems"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("http_auth is down: "),
+        "{ready:#}"
+    );
 }
 
 #[tokio::test]

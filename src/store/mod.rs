@@ -139,7 +139,7 @@ impl Store {
                     Backend::Sql(sql::SqlStore::postgres(url.expose()))
                 }
             }),
-            Arc::default(),
+            Arc::new(Health::named("store")),
         )
     }
 
@@ -147,7 +147,7 @@ impl Store {
     pub fn memory() -> Self {
         Self(
             Arc::new(Backend::Memory(Mutex::new(HashMap::new()))),
-            Arc::default(),
+            Arc::new(Health::named("store")),
         )
     }
 
