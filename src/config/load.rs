@@ -36,6 +36,7 @@ use crate::token::{HeaderMode, PublishedKey, SigningKey};
 
 mod backends;
 mod sql;
+mod warnings;
 mod web;
 
 /// Top-level keys we implement.
@@ -158,6 +159,7 @@ fn parse_text(text: &str, file: &Path) -> Result<Config, ConfigError> {
     let mut loader = Loader {
         base,
         issues: Vec::new(),
+        warnings: Vec::new(),
     };
     let config = loader.load(text, file);
     match config {
@@ -172,6 +174,8 @@ fn parse_text(text: &str, file: &Path) -> Result<Config, ConfigError> {
 struct Loader {
     base: PathBuf,
     issues: Vec<ConfigIssue>,
+    /// Problems that do not stop the server (see [`warnings`]).
+    warnings: Vec<ConfigIssue>,
 }
 
 #[derive(Default)]
@@ -550,6 +554,7 @@ impl Loader {
         if let Some(t) = &token {
             warnings.extend(short_coordinate_warning(t));
         }
+        warnings.append(&mut self.warnings);
         Some(Config {
             file: file.to_path_buf(),
             server: server?,
@@ -1604,6 +1609,15 @@ impl Loader {
         if !ok {
             return None;
         }
+        let robot_names: Vec<(String, u32)> = robots
+            .costs()
+            .map(|(n, c)| (format!("{}{n}", authn::ROBOT_PREFIX), c))
+            .collect();
+        let accounts = table
+            .iter()
+            .filter_map(|(n, u)| Some((n.as_str(), u.hash.get(4..6)?.parse().ok()?)))
+            .chain(robot_names.iter().map(|(n, c)| (n.as_str(), *c)));
+        self.warnings.extend(warnings::mixed_bcrypt_costs(accounts));
         match authn::Chain::new(StaticUsers::new(table, anonymous), robots) {
             Ok(chain) => Some(chain),
             Err(e) => {

@@ -127,3 +127,35 @@ fn check_config_accepts_good_configs() {
         out.describe()
     );
 }
+
+#[test]
+fn check_config_warns_about_mixed_bcrypt_costs_and_names_the_users() {
+    let tmp = stack::tempdir("ra-it-cfg");
+    let keys = KeyFiles::write(KeySetup::EcKid, &tmp.path().join("keys"));
+    let (alice, carol) = (User::new("alice"), User::new("carol"));
+    // alice at cost 4 (config_yaml's), carol at cost 6 in users_file.
+    let carol_hash = bcrypt::hash(&carol.password, 6).expect("bcrypt");
+    fs::write(
+        tmp.path().join("users.htpasswd"),
+        format!("carol:{carol_hash}\n"),
+    )
+    .expect("write users_file");
+    let path = tmp.path().join("mixed.yml");
+    let yaml = config_yaml(&keys, &[alice], false, GOOD_ACL);
+    fs::write(&path, format!("{yaml}users_file: users.htpasswd\n")).expect("write");
+    let out = run_cli(&["check-config", &path.to_string_lossy()]);
+    let text = proc::strip_ansi(&out.combined());
+    assert_eq!(
+        out.code,
+        Some(0),
+        "a warning is not an error\n{}",
+        out.describe()
+    );
+    assert!(
+        text.lines().any(|l| l.starts_with("warning: ")
+            && l.contains("cost 4: `alice`; cost 6: `carol`")
+            && l.contains("rehash every password with one cost")),
+        "check-config must warn about the mixed bcrypt costs\n{}",
+        out.describe()
+    );
+}
