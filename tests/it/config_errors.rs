@@ -159,3 +159,72 @@ fn check_config_warns_about_mixed_bcrypt_costs_and_names_the_users() {
         out.describe()
     );
 }
+
+#[test]
+fn check_config_warns_about_unverified_and_plaintext_backend_transports() {
+    let tmp = stack::tempdir("ra-it-cfg");
+    let keys = KeyFiles::write(KeySetup::EcKid, &tmp.path().join("keys"));
+    let svc = tmp.path().join("svc.pw");
+    fs::write(&svc, "service-password\n").expect("write svc.pw");
+    let base = config_yaml(&keys, &[User::new("alice")], false, GOOD_ACL);
+    // check-config only parses: nothing here is ever connected to.
+    let write = |name: &str, pg: &str, ldap_addr: &str, ldap_extra: &str| {
+        let path = tmp.path().join(name);
+        let yaml = format!(
+            "{base}sql_auth:\n  url: \"{pg}\"\n{}authn_order: [users, ldap_auth, sql_auth]\n",
+            crate::ldap::ldap_yaml(ldap_addr, ldap_extra, &svc)
+        );
+        fs::write(&path, yaml).expect("write");
+        path
+    };
+    let check = |path: &std::path::Path| {
+        let out = run_cli(&["check-config", &path.to_string_lossy()]);
+        assert_eq!(
+            out.code,
+            Some(0),
+            "warnings are not errors\n{}",
+            out.describe()
+        );
+        (proc::strip_ansi(&out.combined()), out.describe())
+    };
+    let weak = write(
+        "weak.yml",
+        "postgres://ra:pw@192.0.2.10:5432/registry?sslmode=require",
+        "192.0.2.20:389",
+        "",
+    );
+    let (text, describe) = check(&weak);
+    let warning = |needle: &str| {
+        text.lines()
+            .any(|l| l.starts_with("warning: ") && l.contains(needle))
+    };
+    assert!(
+        warning("sql_auth.url") && warning("`sslmode=require`") && warning("sslmode=verify-full"),
+        "no warning for PostgreSQL with sslmode=require\n{describe}"
+    );
+    assert!(
+        warning("ldap_auth.tls") && warning("plaintext") && warning("tls: starttls"),
+        "no warning for plaintext LDAP\n{describe}"
+    );
+    assert!(!text.contains(":pw@"), "the password is shown\n{describe}");
+
+    let strong = write(
+        "strong.yml",
+        "postgres://ra:pw@192.0.2.10:5432/registry?sslmode=verify-full",
+        "192.0.2.20:389",
+        "  tls: starttls\n",
+    );
+    let local = write(
+        "local.yml",
+        "postgres://ra:pw@127.0.0.1:5432/registry",
+        "127.0.0.1:389",
+        "",
+    );
+    for path in [strong, local] {
+        let (text, describe) = check(&path);
+        assert!(
+            !text.contains("warning:"),
+            "verified or loopback transports must not warn\n{describe}"
+        );
+    }
+}

@@ -72,6 +72,11 @@ impl Loader {
             None if port == Some(636) => LdapTls::Always,
             None => LdapTls::None,
         };
+        self.warnings.extend(super::warnings::ldap_transport(
+            &spec.addr,
+            tls,
+            spec.insecure_tls_skip_verify,
+        ));
         let tls_config = if tls == LdapTls::None {
             if spec.ca_certificate.is_some() || spec.insecure_tls_skip_verify {
                 self.issue(

@@ -188,6 +188,13 @@ impl Loader {
         } else {
             format!("{section}.url")
         };
+        if let Some(u) = url
+            .as_deref()
+            .filter(|u| u.starts_with("postgres://") || u.starts_with("postgresql://"))
+        {
+            self.warnings
+                .extend(super::warnings::postgres_transport(&key, u));
+        }
         // The URL is checked even when another setting is wrong: every problem at once.
         let db = match SqlDb::parse(
             &url?,

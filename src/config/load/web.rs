@@ -340,6 +340,16 @@ impl Loader {
                     );
                     return None;
                 };
+                let key = if spec.url_file.is_some() {
+                    "store.url_file"
+                } else {
+                    "store.url"
+                };
+                self.warnings.extend(if kind == StoreKindSpec::Redis {
+                    super::warnings::redis_transport(key, &url)
+                } else {
+                    super::warnings::postgres_transport(key, &url)
+                });
                 if kind == StoreKindSpec::Redis {
                     match store::parse_redis_url(&url) {
                         Ok(target) => Some(StoreSettings::Redis { target }),
