@@ -3,9 +3,11 @@
 //! optionally signed, with a timeout, a bound on calls in flight, a short optional cache of
 //! answers and one retry when the connection could not even be opened.
 //!
-//! * **Signing.** `Authorization: Bearer <token>` (a file's content) and/or
-//!   `X-Registry-Auth-Signature: sha256=<hex HMAC-SHA256 of the exact body>` (a file's content
-//!   as the key). Neither secret is ever logged.
+//! * **Signing.** `Authorization: Bearer <token>` (a file's content) and/or an HMAC
+//!   ([`signature`]): `X-Registry-Auth-Timestamp: <unix seconds>` and
+//!   `X-Registry-Auth-Signature: sha256=<hex HMAC-SHA256 of "<timestamp>.<exact body>">` (a
+//!   file's content as the key), so a receiver can refuse a captured request replayed later.
+//!   Neither secret is ever logged.
 //! * **Answers.** Only a `200` whose body parses as the expected JSON is an answer; any other
 //!   status, an unparsable body, a timeout or a connection failure is an error (a 5xx for the
 //!   client, the details in the log).
@@ -45,8 +47,21 @@ use crate::health::Health;
 /// Most bytes read from a webhook's answer.
 const MAX_ANSWER: usize = 1024 * 1024;
 
-/// The header carrying the body's HMAC.
+/// The header carrying the HMAC of the timestamp and the body ([`signature`]).
 pub const SIGNATURE_HEADER: &str = "x-registry-auth-signature";
+/// The header carrying the signing time, in decimal unix seconds.
+pub const TIMESTAMP_HEADER: &str = "x-registry-auth-timestamp";
+
+/// The value of [`SIGNATURE_HEADER`]: `sha256=` and the lower-case hex HMAC-SHA256, under
+/// `key`, of the signed string: `timestamp` in decimal ASCII (no sign, no leading zeros, the
+/// exact text of [`TIMESTAMP_HEADER`]), one `.`, then the exact body bytes.
+pub fn signature(key: &hmac::Key, timestamp: u64, body: &[u8]) -> String {
+    let mut ctx = hmac::Context::with_key(key);
+    ctx.update(timestamp.to_string().as_bytes());
+    ctx.update(b".");
+    ctx.update(body);
+    format!("sha256={}", hex(ctx.sign().as_ref()))
+}
 
 /// How to reach and sign for a webhook (validated configuration).
 #[derive(Debug, Clone)]
@@ -159,6 +174,7 @@ impl Webhook {
             settings.url.authority().map_or("", |a| a.as_str()),
             settings.url.path()
         );
+        let name = settings.name;
         Ok(Arc::new(Self {
             slots: Semaphore::new(settings.max_concurrent.max(1)),
             settings,
@@ -170,7 +186,7 @@ impl Webhook {
             cache_key: hmac::Key::new(hmac::HMAC_SHA256, &secret),
             signing_key,
             bearer,
-            health: Health::default(),
+            health: Health::named(name),
         }))
     }
 
@@ -298,8 +314,12 @@ impl Webhook {
             builder = builder.header(header::AUTHORIZATION, bearer.clone());
         }
         if let Some(key) = &self.signing_key {
-            let tag = hmac::sign(key, &body);
-            builder = builder.header(SIGNATURE_HEADER, format!("sha256={}", hex(tag.as_ref())));
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            builder = builder
+                .header(TIMESTAMP_HEADER, now)
+                .header(SIGNATURE_HEADER, signature(key, now, &body));
         }
         builder
             .body(Full::new(body))

@@ -383,7 +383,7 @@ impl LdapAuth {
                 url,
                 attributes,
                 idle: Mutex::new(Vec::new()),
-                health: Health::default(),
+                health: Health::named("ldap_auth"),
                 probing: AtomicBool::new(false),
                 opened: AtomicU64::new(0),
                 open: Arc::new(AtomicUsize::new(0)),

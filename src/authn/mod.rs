@@ -209,6 +209,11 @@ impl Chain {
         })
     }
 
+    /// The bcrypt cost of the dummy hash an unknown user is checked against.
+    pub fn dummy_cost(&self) -> Option<u32> {
+        self.dummy_hash.get(4..6).and_then(|c| c.parse().ok())
+    }
+
     /// The static users.
     pub fn users(&self) -> &StaticUsers {
         &self.users

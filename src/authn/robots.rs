@@ -54,6 +54,16 @@ impl Robots {
         self.robots.is_empty()
     }
 
+    /// Each robot's name (without the prefix) and the bcrypt cost of its secret.
+    pub fn costs(&self) -> impl Iterator<Item = (&str, u32)> {
+        self.robots.iter().filter_map(|(name, r)| {
+            r.hash
+                .get(4..6)
+                .and_then(|c| c.parse().ok())
+                .map(|c| (name.as_str(), c))
+        })
+    }
+
     /// Highest bcrypt cost among the secrets.
     pub fn max_cost(&self) -> Option<u32> {
         self.robots

@@ -48,7 +48,7 @@ impl SqlAuth {
     pub fn new(db: Arc<SqlDb>) -> Self {
         Self {
             db,
-            health: Arc::new(Health::default()),
+            health: Arc::new(Health::named("sql_auth")),
         }
     }
 

@@ -119,7 +119,7 @@ impl SqlAcl {
         Self {
             inner: Arc::new(Inner {
                 db,
-                health: Health::default(),
+                health: Health::named("acl_sql"),
                 ttl: ttl.max(Duration::from_secs(1)),
                 current: ArcSwapOption::new(seeded),
                 refresh: tokio::sync::Mutex::new(None),

@@ -116,13 +116,13 @@ impl CasbinAuthz {
     /// Reads the model and the policy (CSV) and checks that the model can be evaluated with the
     /// seven request fields. The error names the file at fault.
     pub fn load(model_path: &Path, policy_path: &Path) -> Result<Self, (&'static str, String)> {
-        let model_text = std::fs::read_to_string(model_path).map_err(|e| {
+        let model_text = crate::config::sources::read_to_string(model_path).map_err(|e| {
             (
                 "model_path",
                 format!("cannot read {}: {e}", model_path.display()),
             )
         })?;
-        let policy_text = std::fs::read_to_string(policy_path).map_err(|e| {
+        let policy_text = crate::config::sources::read_to_string(policy_path).map_err(|e| {
             (
                 "policy_path",
                 format!("cannot read {}: {e}", policy_path.display()),

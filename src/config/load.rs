@@ -22,6 +22,7 @@ use super::file::{
     AclEntrySpec, CredentialCacheSpec, ExtSpec, HttpHookSpec, LdapSpec, LimitsSpec, LockoutSpec,
     NetSpec, RefreshSpec, RobotSpec, ServerSpec, SigningHeaderSpec, TokenSpec, UserSpec,
 };
+use super::sources;
 use super::{
     AuthnBackend, AuthzBackend, ClientIpSettings, Config, ConfigError, ConfigIssue, DEFAULT_ADDR,
     DEFAULT_CACHE_ENTRIES, DEFAULT_CACHE_TTL, DEFAULT_EXPIRATION_SECS, DEFAULT_REFRESH_LIFETIME,
@@ -37,6 +38,7 @@ use crate::token::{HeaderMode, PublishedKey, SigningKey};
 mod backends;
 mod identity;
 mod sql;
+mod warnings;
 mod web;
 
 /// Top-level keys we implement.
@@ -121,16 +123,37 @@ const UNSUPPORTED_SERVER_KEYS: &[(&str, &str)] = &[
 
 /// Reads and validates the config file at `path`.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    let text = fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    parse(&text, path)
+    load_recorded(path).0
+}
+
+/// As [`load`], and also every file the attempt read (the config file first) with a digest of
+/// the bytes it read, valid or not: hot reload watches those (see [`super::sources`]).
+pub fn load_recorded(path: &Path) -> (Result<Config, ConfigError>, Vec<super::Source>) {
+    let (result, read) = sources::recording(|| {
+        let text = sources::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        parse_text(&text, path)
+    });
+    let result = result.map(|mut c| {
+        c.sources = read.clone();
+        c
+    });
+    (result, read)
 }
 
 /// Validates config text; `file` is where it came from (relative paths resolve against its
 /// folder).
 pub fn parse(text: &str, file: &Path) -> Result<Config, ConfigError> {
+    let (result, read) = sources::recording(|| parse_text(text, file));
+    result.map(|mut c| {
+        c.sources = read;
+        c
+    })
+}
+
+fn parse_text(text: &str, file: &Path) -> Result<Config, ConfigError> {
     let base = match file.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
@@ -139,7 +162,6 @@ pub fn parse(text: &str, file: &Path) -> Result<Config, ConfigError> {
         base,
         issues: Vec::new(),
         warnings: Vec::new(),
-        sources: RefCell::new(vec![file.to_path_buf()]),
         private: RefCell::new(Vec::new()),
     };
     let config = loader.load(text, file);
@@ -157,8 +179,6 @@ struct Loader {
     issues: Vec<ConfigIssue>,
     /// Warnings found while validating sections (the config still loads).
     warnings: Vec<ConfigIssue>,
-    /// Every file resolved from the config (for change detection on reload).
-    sources: RefCell<Vec<PathBuf>>,
     /// Files holding secrets (config key, path): a warning when group or others may read them.
     private: RefCell<Vec<(String, PathBuf)>>,
 }
@@ -462,7 +482,8 @@ impl Loader {
         } else {
             self.base.join(path)
         };
-        self.sources.borrow_mut().push(resolved.clone());
+        // Fingerprinted now, before anything reads it (for change detection on reload).
+        sources::note(&resolved);
         resolved
     }
 
@@ -571,6 +592,7 @@ impl Loader {
         if let (Some(authz), Some(chain), Some(order)) = (&authz_order, &authn, &authn_order) {
             warnings.extend(sql::casbin_role_warnings(authz, chain.users(), order));
         }
+        warnings.append(&mut self.warnings);
         Some(Config {
             file: file.to_path_buf(),
             server: server?,
@@ -580,7 +602,7 @@ impl Loader {
             authz_order: authz_order?,
             credential_cache: credential_cache?,
             lockout: lockout?,
-            sources: self.sources.take(),
+            sources: Vec::new(),
             robot_scopes: Arc::new(robot_scopes?),
             acl: Arc::new(acl?),
             acl_entries,
@@ -1430,7 +1452,7 @@ impl Loader {
                 (None, Some(f)) => {
                     let f = self.resolve(&f);
                     self.private(format!("{path}.secret_file"), &f);
-                    match fs::read_to_string(&f) {
+                    match sources::read_to_string(&f) {
                         Ok(text) => Some(text.trim().to_owned()),
                         Err(e) => {
                             self.issue(
@@ -1582,7 +1604,7 @@ impl Loader {
         }
         if let Some(rel) = users_file {
             let path = self.resolve(&rel);
-            match fs::read_to_string(&path) {
+            match sources::read_to_string(&path) {
                 Err(e) => {
                     self.issue(
                         "users_file",
@@ -1635,6 +1657,15 @@ impl Loader {
         if !ok {
             return None;
         }
+        let robot_names: Vec<(String, u32)> = robots
+            .costs()
+            .map(|(n, c)| (format!("{}{n}", authn::ROBOT_PREFIX), c))
+            .collect();
+        let accounts = table
+            .iter()
+            .filter_map(|(n, u)| Some((n.as_str(), u.hash.get(4..6)?.parse().ok()?)))
+            .chain(robot_names.iter().map(|(n, c)| (n.as_str(), *c)));
+        self.warnings.extend(warnings::mixed_bcrypt_costs(accounts));
         match authn::Chain::new(StaticUsers::new(table, anonymous), robots) {
             Ok(chain) => Some(chain),
             Err(e) => {

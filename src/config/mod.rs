@@ -8,6 +8,7 @@ mod error;
 pub mod file;
 mod load;
 mod schema;
+pub mod sources;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
@@ -21,8 +22,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use error::{ConfigError, ConfigIssue};
-pub use load::{load, parse};
+pub use load::{load, load_recorded, parse};
 pub use schema::json_schema;
+pub use sources::Source;
 
 use crate::authn;
 use crate::authz::{Acl, ScopeGrants};
@@ -51,9 +53,9 @@ pub struct Config {
     pub credential_cache: authn::CacheSettings,
     /// Brute-force protection.
     pub lockout: LockoutSettings,
-    /// Every file this configuration was read from (the config file, users_file, keys, …), for
-    /// change detection.
-    pub sources: Vec<PathBuf>,
+    /// Every file this configuration was read from (the config file, users_file, keys, …) with
+    /// a digest of the bytes the loader read, for change detection (see [`sources`]).
+    pub sources: Vec<Source>,
     /// Authenticators in the order they are asked (`authn_order`, or docker_auth's order).
     pub authn_order: Vec<AuthnBackend>,
     /// Authorizers in the order they are asked (`authz_order`, or docker_auth's order).

@@ -704,3 +704,66 @@ fn ext_programs_and_backend_orders() {
     )));
     find(&i, "ext_auth.timeout");
 }
+
+#[test]
+fn mixed_bcrypt_costs_among_users_users_file_and_robots_are_a_warning() {
+    let d = Dir::new().with_keys();
+    let (h5, h6) = (
+        bcrypt::hash("pw", 5).unwrap(),
+        bcrypt::hash("pw", 6).unwrap(),
+    );
+    d.write("users.htpasswd", &format!("bob:{h6}\n"));
+    let c = d
+        .load(&format!(
+            "{TOKEN}users:\n  alice: {{password: \"{h5}\"}}\nusers_file: users.htpasswd\n\
+             robots:\n  ci:\n    secret: \"{h5}\"\n    scopes: [\"repository:ci/*:pull\"]\nacl: []\n"
+        ))
+        .unwrap();
+    let w = find(&c.warnings, "users");
+    assert!(
+        w.message
+            .contains("cost 5: `alice`, `robot$ci`; cost 6: `bob`"),
+        "{}",
+        w.message
+    );
+    assert!(w.message.contains("rehash every password with one cost"));
+    assert_eq!(c.authn.dummy_cost(), Some(6));
+}
+
+#[test]
+fn with_one_cost_unknown_and_known_users_cost_one_bcrypt_at_that_cost() {
+    let d = Dir::new().with_keys();
+    let h = bcrypt::hash("right", 5).unwrap();
+    d.write("users.htpasswd", &format!("bob:{h}\n"));
+    let c = d
+        .load(&format!(
+            "{TOKEN}users:\n  alice: {{password: \"{h}\"}}\nusers_file: users.htpasswd\nacl: []\n"
+        ))
+        .unwrap();
+    assert!(
+        c.warnings.iter().all(|w| w.path != "users"),
+        "{:?}",
+        c.warnings
+    );
+    // The dummy hash an unknown user is checked against has the users' cost...
+    assert_eq!(c.authn.dummy_cost(), Some(5));
+    // ...and each attempt runs exactly one bcrypt: unknown user, wrong password, right password.
+    for (account, password) in [
+        ("mallory", "right"),
+        ("alice", "wrong"),
+        ("bob", "wrong"),
+        ("alice", "right"),
+    ] {
+        let creds = authn::Credentials {
+            account: account.to_owned(),
+            password: authn::Secret::new(password),
+        };
+        let before = authn::bcrypt_verifications_on_this_thread();
+        c.authn.authenticate(&creds).unwrap();
+        assert_eq!(
+            authn::bcrypt_verifications_on_this_thread() - before,
+            1,
+            "{account}/{password}"
+        );
+    }
+}

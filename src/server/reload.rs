@@ -3,15 +3,23 @@
 //! and swapped in atomically. An invalid configuration is logged in full, counted in the
 //! metrics, and the old one keeps serving. The same loop warns daily, from 30 days before, that
 //! the signing certificate is about to expire.
+//!
+//! Change detection compares the files with a digest of exactly the bytes the last attempt read
+//! ([`crate::config::sources`]), never with a fingerprint taken after loading, so a file changed
+//! while the loader runs is loaded again rather than marked as seen. A configuration is swapped in
+//! only when every file it was read from still holds the bytes read when the load ends, and a
+//! changed file is loaded only once it has stayed the same for one poll (a writer still busy
+//! with it is waited for).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 
-use aws_lc_rs::digest;
 use tracing::{error, info, warn};
 
 use super::metrics::ResultLabels;
 use super::state::AppState;
+use crate::config::sources::{self, Seen, Source};
 use crate::config::{self, ConfigError};
 
 /// How often the files are checked for changes.
@@ -29,10 +37,34 @@ pub enum Trigger {
     FileChange,
 }
 
-/// Loads `path` and swaps it in. Returns whether the new configuration is in force.
-pub fn reload(state: &AppState, path: &Path, trigger: Trigger) -> bool {
+/// What a reload attempt did.
+#[derive(Debug)]
+pub struct Attempt {
+    /// Whether the new configuration is in force.
+    pub applied: bool,
+    /// The files the attempt read, with what it read (valid or not): watched until the next
+    /// attempt.
+    pub read: Vec<Source>,
+}
+
+/// Loads `path` and swaps it in, unless it is invalid or a file it was read from changed before
+/// the load ended (then nothing is swapped and the change is picked up by the next poll).
+pub fn reload(state: &AppState, path: &Path, trigger: Trigger) -> Attempt {
     let metrics = &state.shared().metrics;
-    let result = config::load(path).map_err(|e| match e {
+    let (result, read) = config::load_recorded(path);
+    if result.is_ok() && sources::changed(&read) {
+        info!(
+            file = %path.display(),
+            ?trigger,
+            "a file changed while the configuration was loading; nothing was swapped in, the \
+             new contents are loaded at the next poll"
+        );
+        return Attempt {
+            applied: false,
+            read,
+        };
+    }
+    let result = result.map_err(|e| match e {
         ConfigError::Invalid { issues, .. } => issues
             .into_iter()
             .map(|i| i.to_string())
@@ -45,7 +77,7 @@ pub fn reload(state: &AppState, path: &Path, trigger: Trigger) -> bool {
         }
         state.reload(c).map_err(|e| vec![e.to_string()])
     });
-    match result {
+    let applied = match result {
         Ok(()) => {
             metrics
                 .config_reloads
@@ -70,32 +102,38 @@ pub fn reload(state: &AppState, path: &Path, trigger: Trigger) -> bool {
             );
             false
         }
-    }
+    };
+    Attempt { applied, read }
 }
 
-/// A digest of the files (path and content, or their absence).
-pub fn fingerprint(paths: &[PathBuf]) -> Vec<u8> {
-    let mut ctx = digest::Context::new(&digest::SHA256);
-    for p in paths {
-        ctx.update(p.as_os_str().as_encoded_bytes());
-        match std::fs::read(p) {
-            Ok(bytes) => {
-                ctx.update(b"\x01");
-                ctx.update(&(bytes.len() as u64).to_be_bytes());
-                ctx.update(&bytes);
-            }
-            Err(_) => ctx.update(b"\x00"),
-        }
+/// The files to watch before any reload: those the configuration in force was read from, and
+/// the config file itself.
+fn initial(state: &AppState, path: &Path) -> Vec<Source> {
+    let mut files = state.current().config.sources.clone();
+    if !files.iter().any(|s| s.path == path) {
+        // Not read through a recorded load (e.g. a configuration built in a test): watch it
+        // from now.
+        let ((), mut noted) = sources::recording(|| sources::note(path));
+        files.append(&mut noted);
     }
-    ctx.finish().as_ref().to_vec()
-}
-
-fn watched(state: &AppState, path: &Path) -> Vec<PathBuf> {
-    let mut files = vec![path.to_path_buf()];
-    files.extend(state.current().config.sources.iter().cloned());
-    files.sort();
-    files.dedup();
     files
+}
+
+/// One poll: whether `last` changed and stayed the same since the previous poll (`pending`
+/// holds what the previous poll saw), so it is time to load.
+fn settled(last: &[Source], pending: &mut Option<Vec<Seen>>) -> bool {
+    if !sources::changed(last) {
+        *pending = None;
+        return false;
+    }
+    let now = sources::now(last);
+    if pending.as_ref() == Some(&now) {
+        *pending = None;
+        true
+    } else {
+        *pending = Some(now);
+        false
+    }
 }
 
 /// Runs until the process ends: reloads on SIGHUP and on file changes, and warns about the
@@ -105,7 +143,10 @@ pub async fn watch(state: AppState, path: PathBuf) {
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
     let mut tick = tokio::time::interval(POLL_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last = fingerprint(&watched(&state, &path));
+    // What the last attempt read, valid or not: a broken file is reported once, not every
+    // tick, and retried when it changes again.
+    let mut last = initial(&state, &path);
+    let mut pending = None;
     let mut last_expiry_warning: Option<Instant> = None;
     loop {
         #[cfg(unix)]
@@ -121,16 +162,12 @@ pub async fn watch(state: AppState, path: PathBuf) {
         let hangup = std::future::pending::<()>();
         tokio::select! {
             () = hangup => {
-                reload(&state, &path, Trigger::Signal);
-                last = fingerprint(&watched(&state, &path));
+                last = reload(&state, &path, Trigger::Signal).read;
+                pending = None;
             }
             _ = tick.tick() => {
-                let now = fingerprint(&watched(&state, &path));
-                if now != last {
-                    reload(&state, &path, Trigger::FileChange);
-                    // Remember what was seen, valid or not: a broken file is reported once,
-                    // not every tick, and retried when it changes again.
-                    last = fingerprint(&watched(&state, &path));
+                if settled(&last, &mut pending) {
+                    last = reload(&state, &path, Trigger::FileChange).read;
                 }
             }
         }

@@ -13,7 +13,7 @@ use base64::engine::general_purpose::STANDARD;
 use tower::ServiceExt;
 
 use super::reload::{self, Trigger};
-use super::{AppState, router};
+use super::{AppState, ops_router, router};
 use crate::config;
 use crate::token::{self, KeyKind};
 
@@ -253,6 +253,52 @@ async fn forwarded_addresses_are_believed_only_from_trusted_proxies() {
 }
 
 #[tokio::test]
+async fn public_readyz_shows_backend_states_but_not_their_errors() {
+    let f = Fixture::new();
+    // A webhook at a loopback port nothing listens on: its call fails with a connection error.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let hook = format!("http_auth: {{url: \"http://127.0.0.1:{port}/auth\", timeout: 2s}}");
+    let state = f.state(&hook, ACL);
+    let public = app(&state, [127, 0, 0, 1]);
+    let auth = basic("mallory", "pw");
+    let (status, _, _) = get(&public, "/auth?service=s", &[("authorization", &auth)]).await;
+    assert!(status.is_server_error(), "{status}");
+    let (status, body, _) = get(&public, "/readyz", &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    let ready: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(ready["status"], "degraded", "{ready:#}");
+    assert_eq!(
+        ready["backends"]["http_auth"]["status"], "down",
+        "{ready:#}"
+    );
+    assert!(
+        ready["backends"]["http_auth"].get("error").is_none(),
+        "{ready:#}"
+    );
+    assert_eq!(ready["problems"], serde_json::json!(["http_auth is down"]));
+    assert!(!body.contains("connect"), "{body}");
+    // The operators' listener (server.metrics_addr) has the details.
+    let operators =
+        ops_router(state.clone()).layer(MockConnectInfo(SocketAddr::from(([127, 0, 0, 1], 40000))));
+    let (status, body, _) = get(&operators, "/readyz", &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    let ready: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let error = ready["backends"]["http_auth"]["error"].as_str().unwrap();
+    assert!(error.contains("cannot connect"), "{ready:#}");
+    assert!(
+        ready["problems"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("http_auth is down: "),
+        "{ready:#}"
+    );
+}
+
+#[tokio::test]
 async fn reload_swaps_valid_configs_and_keeps_the_old_one_on_errors() {
     let f = Fixture::new();
     let state = f.state("", ACL);
@@ -262,12 +308,12 @@ async fn reload_swaps_valid_configs_and_keeps_the_old_one_on_errors() {
     assert_eq!(granted(&body), serde_json::json!([]));
     // A valid new ACL takes effect without a restart.
     let path = f.write("", "  - match: {}\n    actions: [pull]");
-    assert!(reload::reload(&state, &path, Trigger::Signal));
+    assert!(reload::reload(&state, &path, Trigger::Signal).applied);
     let (_, body, _) = get(&app, scope, &[]).await;
     assert_eq!(granted(&body), serde_json::json!(["pull"]));
     // An invalid one is refused and the previous one keeps serving.
     std::fs::write(&path, "acl: [{match: {acount: x}, actions: []}]\n").unwrap();
-    assert!(!reload::reload(&state, &path, Trigger::FileChange));
+    assert!(!reload::reload(&state, &path, Trigger::FileChange).applied);
     let (_, body, _) = get(&app, scope, &[]).await;
     assert_eq!(granted(&body), serde_json::json!(["pull"]));
     let (_, text, _) = get(&app, "/metrics", &[]).await;
@@ -294,11 +340,12 @@ fn configmap_symlink_swaps_change_the_fingerprint() {
     write_version("..v2", "two");
     symlink(root.join("..v1"), root.join("..data")).unwrap();
     symlink(Path::new("..data/config.yml"), root.join("config.yml")).unwrap();
-    let files = vec![root.join("config.yml")];
-    let before = reload::fingerprint(&files);
-    assert_eq!(before, reload::fingerprint(&files));
+    let ((), files) = crate::config::sources::recording(|| {
+        crate::config::sources::read(&root.join("config.yml")).unwrap();
+    });
+    assert!(!crate::config::sources::changed(&files));
     // Atomic swap of ..data, as the kubelet does.
     symlink(root.join("..v2"), root.join("..data_tmp")).unwrap();
     std::fs::rename(root.join("..data_tmp"), root.join("..data")).unwrap();
-    assert_ne!(before, reload::fingerprint(&files));
+    assert!(crate::config::sources::changed(&files));
 }

@@ -172,7 +172,7 @@ impl Store {
     fn with_backend(backend: Backend) -> Self {
         Self(Arc::new(Inner {
             backend,
-            health: Health::default(),
+            health: Health::named("store"),
             key: OnceLock::new(),
         }))
     }

@@ -279,12 +279,13 @@ impl SigningKey {
     /// Reads and loads the certificate (chain) file and the private key file. Errors name the
     /// file at fault.
     pub fn load(cert_path: &Path, key_path: &Path) -> Result<SigningKey, KeyError> {
-        let cert_pem = std::fs::read(cert_path).map_err(|source| KeyError::Read {
-            what: "certificate file",
-            path: cert_path.to_owned(),
-            source,
-        })?;
-        let key_pem = std::fs::read(key_path).map_err(|source| KeyError::Read {
+        let cert_pem =
+            crate::config::sources::read(cert_path).map_err(|source| KeyError::Read {
+                what: "certificate file",
+                path: cert_path.to_owned(),
+                source,
+            })?;
+        let key_pem = crate::config::sources::read(key_path).map_err(|source| KeyError::Read {
             what: "private key file",
             path: key_path.to_owned(),
             source,

@@ -36,7 +36,7 @@ impl PublishedKey {
     /// Reads a PEM certificate file (the key's certificate first, optionally followed by its CA
     /// chain). Errors name the file.
     pub fn load(path: &Path) -> Result<PublishedKey, KeyError> {
-        let pem = std::fs::read(path).map_err(|source| KeyError::Read {
+        let pem = crate::config::sources::read(path).map_err(|source| KeyError::Read {
             what: "certificate file",
             path: path.to_owned(),
             source,

@@ -92,7 +92,7 @@ pub enum SecretError {
 
 /// Reads a secret file (surrounding whitespace trimmed) and checks its length.
 pub fn read_secret(path: &Path) -> Result<Vec<u8>, SecretError> {
-    let raw = fs::read(path).map_err(|source| SecretError::Read {
+    let raw = crate::config::sources::read(path).map_err(|source| SecretError::Read {
         path: path.to_path_buf(),
         source,
     })?;

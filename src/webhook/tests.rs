@@ -25,6 +25,7 @@ pub(crate) struct Seen {
     pub body: Value,
     pub authorization: Option<String>,
     pub signature: Option<String>,
+    pub timestamp: Option<String>,
     pub content_type: Option<String>,
 }
 
@@ -72,6 +73,7 @@ async fn handle(
         body: value.clone(),
         authorization: header("authorization"),
         signature: header(SIGNATURE_HEADER),
+        timestamp: header(TIMESTAMP_HEADER),
         content_type: header("content-type"),
     });
     let (status, text, delay) = (st.reply)(&value);
@@ -273,6 +275,100 @@ async fn a_webhook_that_comes_up_during_the_retry_answers() {
     assert_eq!(fake.calls(), 1);
 }
 
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// A webhook's check, step by step as the README specifies it: the timestamp is 1–20 ASCII
+/// digits within 300 s of `now`, and the signature is `sha256=` + 64 hex digits equal (compared
+/// in constant time by `hmac::verify`) to HMAC-SHA256(secret, "<timestamp>.<body>").
+pub(crate) fn receiver_verify(
+    secret: &str,
+    timestamp: &str,
+    signature_header: &str,
+    body: &[u8],
+    now: u64,
+) -> Result<(), &'static str> {
+    if timestamp.is_empty()
+        || timestamp.len() > 20
+        || !timestamp.bytes().all(|b| b.is_ascii_digit())
+    {
+        return Err("bad timestamp");
+    }
+    let t: u64 = timestamp.parse().map_err(|_| "bad timestamp")?;
+    if t.abs_diff(now) > 300 {
+        return Err("stale timestamp");
+    }
+    let hex_sig = signature_header
+        .strip_prefix("sha256=")
+        .filter(|h| h.len() == 64)
+        .ok_or("bad signature header")?;
+    let tag = (0..64)
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex_sig[i..i + 2], 16).ok())
+        .collect::<Option<Vec<u8>>>()
+        .ok_or("bad signature header")?;
+    let mut signed = timestamp.as_bytes().to_vec();
+    signed.push(b'.');
+    signed.extend_from_slice(body);
+    let key = hmac::Key::new(hmac::HMAC_SHA256, secret.as_bytes());
+    hmac::verify(&key, &signed, &tag).map_err(|_| "signature mismatch")
+}
+
+#[test]
+fn the_signed_string_is_the_timestamp_a_dot_and_the_body() {
+    let secret = "0123456789abcdef0123456789abcdef-secret";
+    let key = hmac::Key::new(hmac::HMAC_SHA256, secret.as_bytes());
+    let body = br#"{"account":"alice"}"#;
+    let sig = signature(&key, 1_767_225_600, body);
+    // Independently: HMAC over the concatenated string.
+    let expected = hmac::sign(&key, br#"1767225600.{"account":"alice"}"#);
+    assert_eq!(sig, format!("sha256={}", hex(expected.as_ref())));
+    let now = 1_767_225_600;
+    assert_eq!(
+        receiver_verify(secret, "1767225600", &sig, body, now),
+        Ok(())
+    );
+    assert_eq!(
+        receiver_verify(secret, "1767225600", &sig, body, now + 300),
+        Ok(())
+    );
+    assert_eq!(
+        receiver_verify(secret, "1767225600", &sig, body, now - 300),
+        Ok(())
+    );
+    assert_eq!(
+        receiver_verify(secret, "1767225600", &sig, body, now + 301),
+        Err("stale timestamp")
+    );
+    // The timestamp is signed: moving it forward breaks the signature.
+    let fresh = sig.clone();
+    assert_eq!(
+        receiver_verify(secret, "1767225900", &fresh, body, now + 400),
+        Err("signature mismatch")
+    );
+    for bad in [
+        "",
+        "+1767225600",
+        "1767225600.0",
+        " 1767225600",
+        "123456789012345678901",
+    ] {
+        assert_eq!(
+            receiver_verify(secret, bad, &sig, body, now),
+            Err("bad timestamp"),
+            "{bad:?}"
+        );
+    }
+    assert_eq!(
+        receiver_verify(secret, "1767225600", "sha256=00", body, now),
+        Err("bad signature header")
+    );
+}
+
 #[tokio::test]
 async fn requests_are_signed_with_bearer_and_hmac() {
     let secret = "0123456789abcdef0123456789abcdef-secret";
@@ -286,17 +382,25 @@ async fn requests_are_signed_with_bearer_and_hmac() {
         .unwrap();
     let seen = fake.last();
     assert_eq!(seen.authorization.as_deref(), Some("Bearer tok-123"));
-    // The fake verifies the signature as a webhook would: HMAC-SHA256 of the raw body.
-    let key = hmac::Key::new(hmac::HMAC_SHA256, secret.as_bytes());
-    let sig = seen.signature.unwrap();
-    let hex_sig = sig.strip_prefix("sha256=").unwrap();
-    let bytes: Vec<u8> = (0..hex_sig.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&hex_sig[i..i + 2], 16).unwrap())
-        .collect();
-    assert!(hmac::verify(&key, &seen.raw, &bytes).is_ok());
-    // A different body does not verify.
-    assert!(hmac::verify(&key, b"{}", &bytes).is_err());
+    // The fake verifies the request as the README tells a webhook to.
+    let (ts, sig) = (seen.timestamp.unwrap(), seen.signature.unwrap());
+    let now = unix_now();
+    assert_eq!(receiver_verify(secret, &ts, &sig, &seen.raw, now), Ok(()));
+    assert!(
+        ts.parse::<u64>().unwrap().abs_diff(now) <= 5,
+        "{ts} vs {now}"
+    );
+    // A different body, another timestamp, another secret: refused.
+    assert!(receiver_verify(secret, &ts, &sig, b"{}", now).is_err());
+    let other = (ts.parse::<u64>().unwrap() + 1).to_string();
+    assert!(receiver_verify(secret, &other, &sig, &seen.raw, now).is_err());
+    let wrong = "another-secret-of-at-least-32-bytes!!";
+    assert!(receiver_verify(wrong, &ts, &sig, &seen.raw, now).is_err());
+    // The same request replayed more than 5 minutes later: refused.
+    assert_eq!(
+        receiver_verify(secret, &ts, &sig, &seen.raw, now + 301),
+        Err("stale timestamp")
+    );
     // Secrets stay out of Debug.
     let dbg = format!("{hook:?}");
     assert!(!dbg.contains("tok-123") && !dbg.contains(secret), "{dbg}");

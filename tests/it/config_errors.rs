@@ -202,3 +202,104 @@ fn serve_warns_about_a_signing_key_readable_by_others() {
         out.describe()
     );
 }
+
+#[test]
+fn check_config_warns_about_mixed_bcrypt_costs_and_names_the_users() {
+    let tmp = stack::tempdir("ra-it-cfg");
+    let keys = KeyFiles::write(KeySetup::EcKid, &tmp.path().join("keys"));
+    let (alice, carol) = (User::new("alice"), User::new("carol"));
+    // alice at cost 4 (config_yaml's), carol at cost 6 in users_file.
+    let carol_hash = bcrypt::hash(&carol.password, 6).expect("bcrypt");
+    fs::write(
+        tmp.path().join("users.htpasswd"),
+        format!("carol:{carol_hash}\n"),
+    )
+    .expect("write users_file");
+    let path = tmp.path().join("mixed.yml");
+    let yaml = config_yaml(&keys, &[alice], false, GOOD_ACL);
+    fs::write(&path, format!("{yaml}users_file: users.htpasswd\n")).expect("write");
+    let out = run_cli(&["check-config", &path.to_string_lossy()]);
+    let text = proc::strip_ansi(&out.combined());
+    assert_eq!(
+        out.code,
+        Some(0),
+        "a warning is not an error\n{}",
+        out.describe()
+    );
+    assert!(
+        text.lines().any(|l| l.starts_with("warning: ")
+            && l.contains("cost 4: `alice`; cost 6: `carol`")
+            && l.contains("rehash every password with one cost")),
+        "check-config must warn about the mixed bcrypt costs\n{}",
+        out.describe()
+    );
+}
+
+#[test]
+fn check_config_warns_about_unverified_and_plaintext_backend_transports() {
+    let tmp = stack::tempdir("ra-it-cfg");
+    let keys = KeyFiles::write(KeySetup::EcKid, &tmp.path().join("keys"));
+    let svc = tmp.path().join("svc.pw");
+    fs::write(&svc, "service-password\n").expect("write svc.pw");
+    let base = config_yaml(&keys, &[User::new("alice")], false, GOOD_ACL);
+    // check-config only parses: nothing here is ever connected to.
+    let write = |name: &str, pg: &str, ldap_addr: &str, ldap_extra: &str| {
+        let path = tmp.path().join(name);
+        let yaml = format!(
+            "{base}sql_auth:\n  url: \"{pg}\"\n{}authn_order: [users, ldap_auth, sql_auth]\n",
+            crate::ldap::ldap_yaml(ldap_addr, ldap_extra, &svc)
+        );
+        fs::write(&path, yaml).expect("write");
+        path
+    };
+    let check = |path: &std::path::Path| {
+        let out = run_cli(&["check-config", &path.to_string_lossy()]);
+        assert_eq!(
+            out.code,
+            Some(0),
+            "warnings are not errors\n{}",
+            out.describe()
+        );
+        (proc::strip_ansi(&out.combined()), out.describe())
+    };
+    let weak = write(
+        "weak.yml",
+        "postgres://ra:pw@192.0.2.10:5432/registry?sslmode=require",
+        "192.0.2.20:389",
+        "",
+    );
+    let (text, describe) = check(&weak);
+    let warning = |needle: &str| {
+        text.lines()
+            .any(|l| l.starts_with("warning: ") && l.contains(needle))
+    };
+    assert!(
+        warning("sql_auth.url") && warning("`sslmode=require`") && warning("sslmode=verify-full"),
+        "no warning for PostgreSQL with sslmode=require\n{describe}"
+    );
+    assert!(
+        warning("ldap_auth.tls") && warning("plaintext") && warning("tls: starttls"),
+        "no warning for plaintext LDAP\n{describe}"
+    );
+    assert!(!text.contains(":pw@"), "the password is shown\n{describe}");
+
+    let strong = write(
+        "strong.yml",
+        "postgres://ra:pw@192.0.2.10:5432/registry?sslmode=verify-full",
+        "192.0.2.20:389",
+        "  tls: starttls\n",
+    );
+    let local = write(
+        "local.yml",
+        "postgres://ra:pw@127.0.0.1:5432/registry",
+        "127.0.0.1:389",
+        "",
+    );
+    for path in [strong, local] {
+        let (text, describe) = check(&path);
+        assert!(
+            !text.contains("warning:"),
+            "verified or loopback transports must not warn\n{describe}"
+        );
+    }
+}

@@ -414,6 +414,27 @@ fn refresh(server: &AuthServer, refresh_token: &str) -> http::Response {
     )
 }
 
+/// The `server.metrics_addr` listener's address, from the `metrics listening addr=…` line.
+fn metrics_addr(server: &AuthServer) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let log = proc::strip_ansi(&fs::read_to_string(&server.log).unwrap_or_default());
+        if let Some(addr) = log
+            .lines()
+            .filter(|l| l.contains("metrics listening"))
+            .find_map(|l| l.split("addr=").nth(1))
+            .and_then(|rest| rest.split_whitespace().next())
+        {
+            return addr.trim_matches('"').to_owned();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no `metrics listening` line:\n{log}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 fn readyz(server: &AuthServer) -> (u16, Value) {
     let r = get(&format!("http://{}/readyz", server.addr), &[]);
     (r.status, r.json())
@@ -483,8 +504,15 @@ fn ldap_directory_against_real_slapd() {
         ldap_yaml(&slapd.addr(), "", &svc_file)
     );
     let cfg = root.join("registry-auth.yml");
-    fs::write(&cfg, config(&keys, &root, &carol_pw, &rest)).expect("write config");
+    // An operators' listener too: it shows the backend error texts the public /readyz hides.
+    let yaml = config(&keys, &root, &carol_pw, &rest).replacen(
+        "server:\n  addr: \"127.0.0.1:0\"\n",
+        "server:\n  addr: \"127.0.0.1:0\"\n  metrics_addr: \"127.0.0.1:0\"\n",
+        1,
+    );
+    fs::write(&cfg, yaml).expect("write config");
     let server = AuthServer::start(&cfg, &root.join("registry-auth.log"));
+    let metrics_addr = metrics_addr(&server);
     let slapd_log = slapd.log.clone();
     let ctx = |what: &str| {
         format!(
@@ -667,11 +695,27 @@ fn ldap_directory_against_real_slapd() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["status"], "degraded", "{body}");
     assert_eq!(body["backends"]["ldap_auth"]["status"], "down", "{body}");
+    // The public listener never shows the error text (a failed bind can name a user's DN)...
     assert!(
-        body["backends"]["ldap_auth"]["error"]
+        body["backends"]["ldap_auth"].get("error").is_none()
+            && !body.to_string().contains("cannot connect")
+            && body["problems"] == serde_json::json!(["ldap_auth is down"]),
+        "the public /readyz shows a backend's error text: {body}"
+    );
+    // ...server.metrics_addr and the log do.
+    let ops = get(&format!("http://{metrics_addr}/readyz"), &[]).json();
+    assert!(
+        ops["backends"]["ldap_auth"]["error"]
             .as_str()
             .is_some_and(|e| e.contains("cannot connect")),
-        "{body}"
+        "{ops}"
+    );
+    assert!(
+        proc::strip_ansi(&fs::read_to_string(&server.log).unwrap_or_default())
+            .lines()
+            .any(|l| l.contains("backend is down") && l.contains("cannot connect")),
+        "{}",
+        ctx("the log names the LDAP error")
     );
     // LDAP comes first in this chain, and a failure is not a "no match": the local user
     // behind it gets a 5xx too (docker_auth's semantics), not a 401.

@@ -51,7 +51,7 @@ fn with_server(yaml: &str, server_lines: &str, extra: &str) -> String {
 
 /// Writes `text` to `path` atomically (a temp file in the same folder, then rename), as editors
 /// and config-management tools do.
-fn write_atomic(path: &Path, text: &str) {
+pub(crate) fn write_atomic(path: &Path, text: &str) {
     let tmp = path.with_extension("tmp-write");
     fs::write(&tmp, text).expect("write temp config");
     fs::rename(&tmp, path).expect("rename config into place");
@@ -59,7 +59,7 @@ fn write_atomic(path: &Path, text: &str) {
 
 /// A `registry-auth` child process of this module, with its pid for signals.
 #[derive(Debug)]
-struct Proc {
+pub(crate) struct Proc {
     guard: ChildGuard,
     pid: u32,
     log: PathBuf,
@@ -71,7 +71,7 @@ struct Proc {
 impl Proc {
     /// Starts `registry-auth ARGS` (clean environment plus `env`), output appended to `log`, and
     /// waits for `registry-auth listening addr=…`; panics when it exits first.
-    fn start(args: &[&str], env: &[(&str, &str)], log: &Path) -> Self {
+    pub(crate) fn start(args: &[&str], env: &[(&str, &str)], log: &Path) -> Self {
         Self::try_start(args, env, log).unwrap_or_else(|e| panic!("{e}"))
     }
 
@@ -134,7 +134,7 @@ impl Proc {
     }
 
     /// `http://127.0.0.1:PORT`
-    fn base(&self) -> String {
+    pub(crate) fn base(&self) -> String {
         assert!(
             self.addr.starts_with("127.0.0.1:"),
             "not a loopback TCP listener: {}",
@@ -177,12 +177,12 @@ impl Proc {
         ))
     }
 
-    fn log_tail(&self, n: usize) -> String {
+    pub(crate) fn log_tail(&self, n: usize) -> String {
         tail(&self.log, n)
     }
 
     /// Waits until the log has at least `n` lines containing `needle`.
-    fn wait_log(&self, needle: &str, n: usize, timeout: Duration) -> bool {
+    pub(crate) fn wait_log(&self, needle: &str, n: usize, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         loop {
             if self.text().lines().filter(|l| l.contains(needle)).count() >= n {
@@ -195,7 +195,7 @@ impl Proc {
         }
     }
 
-    fn count_log(&self, needle: &str) -> usize {
+    pub(crate) fn count_log(&self, needle: &str) -> usize {
         self.text().lines().filter(|l| l.contains(needle)).count()
     }
 }
@@ -390,7 +390,7 @@ fn get_metrics(base: &str) -> (String, Vec<Sample>) {
 }
 
 /// Anonymous or Basic token request; returns the response.
-fn token_get(
+pub(crate) fn token_get(
     base: &str,
     path: &str,
     scopes: &[&str],

@@ -1,6 +1,5 @@
 //! Validating the directory and webhook backends: `ldap_auth`, `http_auth`, `http_authz`.
 
-use std::fs;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,7 +25,7 @@ impl Loader {
     fn secret_file(&mut self, path: &str, file: &Path, what: &str) -> Option<Secret> {
         let resolved = self.resolve(file);
         self.private(path, &resolved);
-        match fs::read_to_string(&resolved) {
+        match crate::config::sources::read_to_string(&resolved) {
             Ok(text) if text.trim().is_empty() => {
                 self.issue(
                     path,
@@ -74,6 +73,11 @@ impl Loader {
             None if port == Some(636) => LdapTls::Always,
             None => LdapTls::None,
         };
+        self.warnings.extend(super::warnings::ldap_transport(
+            &spec.addr,
+            tls,
+            spec.insecure_tls_skip_verify,
+        ));
         let tls_config = if tls == LdapTls::None {
             if spec.ca_certificate.is_some() || spec.insecure_tls_skip_verify {
                 self.issue(
@@ -524,7 +528,7 @@ mod tests {
             ))
             .unwrap();
         assert_eq!(authn_names(&c), ["users", "ldap_auth", "http_auth"]);
-        assert!(c.sources.iter().any(|p| p.ends_with("svc.pw")));
+        assert!(c.sources.iter().any(|s| s.path.ends_with("svc.pw")));
         let c = d
             .load(&format!(
                 "{LDAP}users: {{\"\": {{}}}}\nacl: []\nauthn_order: [ldap_auth, users]\n"

@@ -135,7 +135,7 @@ impl Loader {
             (None, Some(f)) => {
                 let path = self.resolve(f);
                 self.private(format!("{section}.url_file"), &path);
-                match std::fs::read_to_string(&path) {
+                match crate::config::sources::read_to_string(&path) {
                     Ok(text) if !text.trim().is_empty() => Some(text.trim().to_owned()),
                     Ok(_) => {
                         self.issue(
@@ -190,6 +190,13 @@ impl Loader {
         } else {
             format!("{section}.url")
         };
+        if let Some(u) = url
+            .as_deref()
+            .filter(|u| u.starts_with("postgres://") || u.starts_with("postgresql://"))
+        {
+            self.warnings
+                .extend(super::warnings::postgres_transport(&key, u));
+        }
         // The URL is checked even when another setting is wrong: every problem at once.
         let db = match SqlDb::parse(
             &url?,

@@ -2,7 +2,6 @@
 //! CI identities (`oidc_tokens`), the password `store` and `data_dir`.
 
 use std::collections::BTreeSet;
-use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -283,7 +282,7 @@ impl Loader {
             (None, Some(f)) => {
                 let resolved = self.resolve(f);
                 self.private("store.url_file", &resolved);
-                match fs::read_to_string(&resolved) {
+                match crate::config::sources::read_to_string(&resolved) {
                     Ok(t) if !t.trim().is_empty() => Some(t.trim().to_owned()),
                     Ok(_) => {
                         self.issue("store.url_file", format!("{} is empty", resolved.display()));
@@ -343,6 +342,16 @@ impl Loader {
                     );
                     return None;
                 };
+                let key = if spec.url_file.is_some() {
+                    "store.url_file"
+                } else {
+                    "store.url"
+                };
+                self.warnings.extend(if kind == StoreKindSpec::Redis {
+                    super::warnings::redis_transport(key, &url)
+                } else {
+                    super::warnings::postgres_transport(key, &url)
+                });
                 if kind == StoreKindSpec::Redis {
                     match store::parse_redis_url(&url) {
                         Ok(target) => Some(StoreSettings::Redis { target }),
@@ -460,7 +469,7 @@ impl Loader {
             (None, Some(f)) => {
                 let resolved = self.resolve(f);
                 self.private(format!("{section}.client_secret_file"), &resolved);
-                match fs::read_to_string(&resolved) {
+                match crate::config::sources::read_to_string(&resolved) {
                     Ok(t) if !t.trim().is_empty() => Some(Secret::new(t.trim())),
                     Ok(_) => {
                         self.issue(

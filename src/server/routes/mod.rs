@@ -19,14 +19,14 @@ pub fn routes(prefix: &str) -> Router<AppState> {
         .merge(token::routes(prefix))
         .merge(keys::routes(prefix))
         .merge(login::routes(prefix))
-        .merge(ops::routes())
+        .merge(ops::routes(ops::Listener::Public))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
 }
 
 /// The probes and metrics only (for `server.metrics_addr`).
 pub fn ops_routes() -> Router<AppState> {
-    ops::routes()
+    ops::routes(ops::Listener::Operators)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
 }

@@ -1,5 +1,9 @@
 //! Operations endpoints, always at the root (not under `server.path_prefix`) for probes and
 //! scrapers: `/healthz` (liveness), `/readyz` (readiness, with details in JSON) and `/metrics`.
+//!
+//! `/readyz` on the public listener shows each backend's state (`up`, `down`, `unknown`) but
+//! never the error text of a failure, which can carry a user's DN or a URL; the same route on
+//! `server.metrics_addr` (an operators' listener) shows the details, as does the log.
 
 use std::time::{Duration, SystemTime};
 
@@ -14,10 +18,23 @@ use crate::config::{AuthnBackend, AuthzBackend, Config};
 use crate::server::error::ApiError;
 use crate::server::state::AppState;
 
-pub(super) fn routes() -> Router<AppState> {
+/// Which listener the routes serve: the public one hides backend error texts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Listener {
+    /// The main listener (clients, the registry, the internet).
+    Public,
+    /// `server.metrics_addr`.
+    Operators,
+}
+
+pub(super) fn routes(listener: Listener) -> Router<AppState> {
+    let readyz = match listener {
+        Listener::Public => get(readyz_public),
+        Listener::Operators => get(readyz_detailed),
+    };
     Router::new()
         .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
+        .route("/readyz", readyz)
         .route("/metrics", get(metrics))
 }
 
@@ -26,11 +43,19 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
+async fn readyz_public(State(state): State<AppState>) -> Response {
+    readyz(&state, false).await
+}
+
+async fn readyz_detailed(State(state): State<AppState>) -> Response {
+    readyz(&state, true).await
+}
+
 /// Readiness: ready while tokens can be issued (a configuration and a signing key are loaded,
 /// which is true for the life of the process). A backend that is down, or a signing certificate
 /// past its end, shows as `degraded` in the body but keeps the replica ready: taking every
-/// replica out would stop anonymous pulls too.
-async fn readyz(State(state): State<AppState>) -> Response {
+/// replica out would stop anonymous pulls too. Backend error texts only when `detailed`.
+async fn readyz(state: &AppState, detailed: bool) -> Response {
     let inner = state.current();
     let key = inner.issuer.key();
     let now = SystemTime::now();
@@ -42,13 +67,22 @@ async fn readyz(State(state): State<AppState>) -> Response {
     if expires_in <= 0 {
         problems.push("the signing certificate has expired".to_owned());
     }
-    let backends = backend_health(&inner.config).await;
+    let mut backends = backend_health(&inner.config).await;
     for (name, report) in &backends {
         if report["status"] == "down" {
-            problems.push(format!(
-                "{name} is down: {}",
-                report["error"].as_str().unwrap_or("unknown error")
-            ));
+            problems.push(if detailed {
+                format!(
+                    "{name} is down: {}",
+                    report["error"].as_str().unwrap_or("unknown error")
+                )
+            } else {
+                format!("{name} is down")
+            });
+        }
+    }
+    if !detailed {
+        for report in backends.values_mut() {
+            *report = crate::health::public(std::mem::take(report));
         }
     }
     let loaded = time::OffsetDateTime::from(state.loaded_at())
