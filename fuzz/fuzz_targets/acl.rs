@@ -246,6 +246,7 @@ fuzz_target!(|input: Input| {
                     .take(3)
                     .map(|(k, p)| (k.as_str().to_owned(), p.render()))
                     .collect(),
+                source: None,
             },
             actions: actions(&e.actions),
             comment: None,
