@@ -1,5 +1,7 @@
-//! Validating the directory and webhook backends: `ldap_auth`, `http_auth`, `http_authz`.
+//! Validating the directory, webhook and program backends: `ldap_auth`, `http_auth`,
+//! `http_authz`, `ext_auth`, `ext_authz`.
 
+use std::fs;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,7 +12,8 @@ use super::Loader;
 use crate::authn::Secret;
 use crate::authn::ldap::{LdapAuth, LdapBind, LdapLabel, LdapSettings, LdapTls};
 use crate::client_tls::{Trust, client_config};
-use crate::config::file::{HttpHookSpec, LdapSpec, LdapTlsSpec};
+use crate::config::file::{ExtSpec, HttpHookSpec, LdapSpec, LdapTlsSpec};
+use crate::ext::ExtProgram;
 use crate::webhook::{Webhook, WebhookSettings};
 
 /// Default for `ldap_auth.max_connections`.
@@ -449,6 +452,60 @@ impl Loader {
                 None
             }
         }
+    }
+
+    /// An `ext_auth`/`ext_authz` program.
+    pub(super) fn validate_ext(&mut self, section: &str, spec: ExtSpec) -> Option<Arc<ExtProgram>> {
+        let command = if spec.command.contains('/') {
+            let p = self.resolve(Path::new(&spec.command));
+            p.is_file().then_some(p)
+        } else {
+            std::env::var_os("PATH").and_then(|paths| {
+                std::env::split_paths(&paths)
+                    .map(|dir| dir.join(&spec.command))
+                    .find(|p| p.is_file())
+            })
+        };
+        let Some(command) = command else {
+            self.issue(
+                format!("{section}.command"),
+                format!(
+                    "{:?} not found (a name is looked up on PATH, a path with `/` is relative to \
+                     the config folder); the program is run directly, not through a shell",
+                    spec.command
+                ),
+            );
+            return None;
+        };
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            if fs::metadata(&command).is_ok_and(|m| m.permissions().mode() & 0o111 == 0) {
+                self.issue(
+                    format!("{section}.command"),
+                    format!("{} is not executable; `chmod +x` it", command.display()),
+                );
+                return None;
+            }
+        }
+        let timeout = self.positive_duration(
+            &format!("{section}.timeout"),
+            spec.timeout,
+            Duration::from_secs(5),
+            "5s",
+        )?;
+        let max = match spec.max_concurrent {
+            Some(0) => {
+                self.issue(
+                    format!("{section}.max_concurrent"),
+                    "0 would never run the program; use at least 1",
+                );
+                return None;
+            }
+            Some(n) => n,
+            None => 16,
+        };
+        Some(ExtProgram::new(command, spec.args, timeout, max))
     }
 }
 
