@@ -209,13 +209,25 @@ impl Loader {
     }
 
     fn load(&mut self, text: &str, file: &Path) -> Option<Config> {
-        let root: Value = match serde_yaml_ng::from_str(text) {
+        let mut root: Value = match serde_yaml_ng::from_str(text) {
             Ok(v) => v,
             Err(e) => {
                 self.issue("", format!("not valid YAML: {e}"));
                 return None;
             }
         };
+        // Merge keys (`<<: *base`, `<<: [*a, *b]`) anywhere, as docker_auth's YAML reader does:
+        // the mapping's own keys win, then the merged mappings in order.
+        if let Err(e) = root.apply_merge() {
+            self.issue(
+                "",
+                format!(
+                    "a merge key `<<` must name a mapping or a list of mappings (`<<: *base`, \
+                     `<<: [*a, *b]`): {e}"
+                ),
+            );
+            return None;
+        }
         let map = match root {
             Value::Mapping(m) => m,
             Value::Null => {

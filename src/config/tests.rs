@@ -767,3 +767,36 @@ fn with_one_cost_unknown_and_known_users_cost_one_bcrypt_at_that_cost() {
         );
     }
 }
+
+#[test]
+fn yaml_merge_keys_work_anywhere_as_in_docker_auth() {
+    let d = Dir::new().with_keys();
+    let h = hash();
+    let c = d
+        .load(&format!(
+            "{TOKEN}users:\n  alice: &user\n    password: \"{h}\"\n    labels: {{team: [dev]}}\n  \
+             bob:\n    <<: *user\n    labels: {{team: [ops]}}\n\
+             acl:\n  - match: &dev {{labels: {{team: dev}}}}\n    actions: &rw [pull, push]\n  \
+             - match:\n      <<: [*dev, {{name: \"x/*\"}}]\n    actions: *rw\n"
+        ))
+        .unwrap();
+    // bob has alice's password through the merge and his own labels (own keys win).
+    let bob = c.authn.lookup("bob", std::time::SystemTime::now()).unwrap();
+    assert_eq!(bob.labels.get("team").unwrap(), ["ops"]);
+    assert_eq!(
+        c.acl_entries[1]
+            .matches
+            .labels
+            .get("team")
+            .map(String::as_str),
+        Some("dev")
+    );
+    assert_eq!(c.acl_entries[1].matches.name.as_deref(), Some("x/*"));
+    let i = issues(d.load(&format!(
+        "{TOKEN}users: {{\"\": {{}}}}\nacl:\n  - match: {{<<: 3}}\n    actions: [pull]\n"
+    )));
+    assert!(
+        i.iter().any(|i| i.message.contains("merge key `<<`")),
+        "{i:#?}"
+    );
+}
