@@ -83,17 +83,21 @@ impl ExtAuthz {
             .map_err(|e| ExtAuthzError::Contract(format!("cannot encode the request: {e}")))?;
         let answer = self.program.run(&json).await?;
         match answer.code {
-            0 if answer.stdout.iter().all(u8::is_ascii_whitespace) => {
-                Ok(Some(req.actions.to_vec()))
-            }
-            0 => {
-                let out: Output = serde_json::from_slice(&answer.stdout).map_err(|e| {
-                    ExtAuthzError::Contract(format!(
-                        "exit 0 with output that is not `{{\"actions\": [...]}}` JSON: {e}"
-                    ))
-                })?;
-                Ok(Some(super::requested_subset(req.actions, &out.actions)))
-            }
+            // docker_auth grants every requested action on exit 0 whatever the program prints;
+            // only a JSON object with an `actions` list (ours) narrows the grant.
+            0 => match serde_json::from_slice::<Output>(&answer.stdout) {
+                Ok(out) => Ok(Some(super::requested_subset(req.actions, &out.actions))),
+                Err(_) => {
+                    if !answer.stdout.iter().all(u8::is_ascii_whitespace) {
+                        tracing::debug!(
+                            backend = "ext_authz",
+                            "exit 0 with output that is not `{{\"actions\": [...]}}`: ignored, \
+                             as docker_auth does (every requested action)"
+                        );
+                    }
+                    Ok(Some(req.actions.to_vec()))
+                }
+            },
             1 => Ok(Some(Vec::new())),
             2 => Ok(None),
             code => Err(ExtAuthzError::Contract(format!(
@@ -145,6 +149,7 @@ case "$input" in
   *'"Name":"none"'*) exit 1 ;;
   *'"Name":"pass"'*) exit 2 ;;
   *'"Name":"junk"'*) echo junk; exit 0 ;;
+  *'"Name":"wrongtype"'*) echo '{"actions": "pull"}'; exit 0 ;;
   *) exit 9 ;;
 esac"#);
         assert_eq!(
@@ -155,7 +160,15 @@ esac"#);
         assert_eq!(ask(&e, "some").await.unwrap(), Some(vec!["pull".into()]));
         assert_eq!(ask(&e, "none").await.unwrap(), Some(vec![]));
         assert_eq!(ask(&e, "pass").await.unwrap(), None);
-        assert!(ask(&e, "junk").await.is_err());
+        // Output that is not `{"actions": [...]}` is ignored on exit 0, as docker_auth ignores
+        // stdout: every requested action.
+        for ignored in ["junk", "wrongtype"] {
+            assert_eq!(
+                ask(&e, ignored).await.unwrap(),
+                Some(vec!["pull".into(), "push".into()]),
+                "{ignored}"
+            );
+        }
         assert!(ask(&e, "other").await.is_err());
     }
 
