@@ -790,3 +790,25 @@ async fn oversized_bodies_are_413_in_json_and_broken_ones_400() {
     assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.json);
     assert_eq!(r.json["error"], "invalid_request");
 }
+
+#[tokio::test]
+async fn the_index_without_web_logins_names_the_issuer_like_docker_auth() {
+    let app = app();
+    let resp = app
+        .app
+        .clone()
+        .oneshot(
+            Request::builder()
+                .uri("/")
+                .header(header::HOST, HOST)
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let body = to_bytes(resp.into_body(), 1 << 20).await.unwrap();
+    let text = String::from_utf8_lossy(&body);
+    assert!(text.contains("<code>/auth</code>"), "{text}");
+    assert!(text.contains("<h1>Test issuer</h1>"), "{text}");
+}

@@ -647,8 +647,9 @@ fn cases() -> Vec<Case> {
         "GET * HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
         OneOf(&[400, 404]),
     ));
+    // The index names the issuer (docker_auth's `/`), even without web logins.
+    c.push(case("GET /".to_owned(), get("/", ""), Status(200)));
     for path in [
-        "/",
         "/auth/../../etc/passwd",
         "//auth",
         "/auth%00",

@@ -135,6 +135,17 @@ pub fn index(issuer: &str, links: &[LoginLink<'_>]) -> Response {
     page(StatusCode::OK, "Sign in", &body)
 }
 
+/// The index of a server without web logins (docker_auth answers `/` with its name too).
+pub fn server_index(issuer: &str, token_path: &str) -> Response {
+    let body = format!(
+        "<h1>{}</h1>\n<p>A token server for a container registry. Registry clients get their \
+         tokens from <code>{}</code>; there is nothing to sign in to here.</p>\n",
+        escape(issuer),
+        escape(token_path)
+    );
+    page(StatusCode::OK, "Registry token server", &body)
+}
+
 /// What the result page shows.
 #[derive(Debug)]
 pub struct ResultPage<'a> {

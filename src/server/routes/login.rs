@@ -1,6 +1,7 @@
 //! The web-login routes under `server.path_prefix`:
 //!
-//! * `GET /` — the index: the configured logins;
+//! * `GET /` — the index: the configured logins, or (none configured) a page naming the issuer
+//!   and the token endpoint, as docker_auth's index;
 //! * `GET /github_auth`, `/google_auth`, `/oidc_auth`, `/gitlab_auth` — without `code`: start
 //!   the login (sealed cookie, redirect to the provider); with `code` and `state`: the
 //!   callback (check the state against the cookie, exchange the code, mint a password, show the
@@ -56,10 +57,11 @@ fn index_path(inner: &Inner) -> String {
 
 async fn index(State(state): State<AppState>) -> Response {
     let inner = state.current();
-    let Some(logins) = &inner.config.web_logins else {
-        return not_found();
-    };
     let prefix = &inner.config.server.path_prefix;
+    let Some(logins) = &inner.config.web_logins else {
+        // docker_auth's index: a small page naming the issuer, not a 404.
+        return pages::server_index(&inner.config.token.issuer, &format!("{prefix}/auth"));
+    };
     let links: Vec<LoginLink<'_>> = logins
         .providers()
         .iter()
