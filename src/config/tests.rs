@@ -583,11 +583,21 @@ fn tls_unix_and_proxy_settings() {
     assert_eq!(c.server.client_ip.trusted_proxies.len(), 2);
     assert_eq!(c.server.metrics_addr.as_deref(), Some("0.0.0.0:9090"));
     let i = issues(d.load(&format!(
-        "server: {{trusted_proxies: [not-a-net], real_ip_header: X-Custom, real_ip_pos: 1}}\n{tail}"
+        "server: {{trusted_proxies: [not-a-net], real_ip_header: \"X Custom\", real_ip_pos: 1}}\n{tail}"
     )));
     find(&i, "server.trusted_proxies[0]");
     find(&i, "server.real_ip_header");
     find(&i, "server.real_ip_pos");
+    // Any header name, as in docker_auth (CDNs write their own).
+    let c = d
+        .load(&format!(
+            "server: {{trusted_proxies: [10.0.0.0/8], real_ip_header: CF-Connecting-IP}}\n{tail}"
+        ))
+        .unwrap();
+    assert_eq!(
+        c.server.client_ip.header.as_deref(),
+        Some("cf-connecting-ip")
+    );
     // docker_auth's keys without trusted_proxies: every peer is believed, as docker_auth did.
     let c = d
         .load(&format!(

@@ -33,8 +33,9 @@ const MAX_QUOTED: usize = 40;
     "cannot read the client address forwarded by a trusted proxy: the {header} header {reason}"
 )]
 pub struct Unreadable {
-    /// The header, as usually spelled (`X-Forwarded-For`, `Forwarded`, `X-Real-IP`).
-    pub header: &'static str,
+    /// The header, as usually spelled (`X-Forwarded-For`, `Forwarded`, `X-Real-IP`), or as
+    /// configured in `server.real_ip_header` (lower-cased) for any other.
+    pub header: String,
     /// What is wrong with it.
     pub reason: String,
 }
@@ -51,17 +52,17 @@ pub fn client_ip(
     {
         return Ok(Some(canonical(p)));
     }
-    let mut found: Option<(&'static str, IpAddr)> = None;
+    let mut found: Option<(String, IpAddr)> = None;
     let names: &[&str] = match settings.header.as_deref() {
         Some(h) => &[h][..],
         None => &DEFAULT_HEADERS[..],
     };
     for name in names {
         let display = display_name(name);
-        let Some(hops) = forwarded_hops(headers, name, display)? else {
+        let Some(hops) = forwarded_hops(headers, name, &display)? else {
             continue;
         };
-        let ip = pick(settings, &hops, display)?;
+        let ip = pick(settings, &hops, &display)?;
         match found {
             Some((first, other)) if other != ip => {
                 return Err(Unreadable {
@@ -109,11 +110,7 @@ fn is_trusted(settings: &ClientIpSettings, ip: IpAddr) -> bool {
 
 /// The client among `hops` (oldest first, never empty): at `real_ip_pos`, or the right-most
 /// address that is not a trusted proxy (the left-most when all are).
-fn pick(
-    settings: &ClientIpSettings,
-    hops: &[IpAddr],
-    header: &'static str,
-) -> Result<IpAddr, Unreadable> {
+fn pick(settings: &ClientIpSettings, hops: &[IpAddr], header: &str) -> Result<IpAddr, Unreadable> {
     let chosen = match settings.position {
         Some(pos) => {
             let back = usize::try_from(pos.unsigned_abs()).unwrap_or(usize::MAX);
@@ -126,7 +123,7 @@ fn pick(
             .or_else(|| hops.first()),
     };
     chosen.map(|ip| canonical(*ip)).ok_or_else(|| Unreadable {
-        header,
+        header: header.to_owned(),
         reason: format!(
             "holds {} address(es), too few for `server.real_ip_pos: {}`",
             hops.len(),
@@ -140,10 +137,10 @@ fn pick(
 fn forwarded_hops(
     headers: &HeaderMap,
     name: &str,
-    display: &'static str,
+    display: &str,
 ) -> Result<Option<Vec<IpAddr>>, Unreadable> {
     let unreadable = |reason: String| Unreadable {
-        header: display,
+        header: display.to_owned(),
         reason,
     };
     let mut hops = Vec::new();
@@ -210,13 +207,16 @@ fn parse_addr(s: &str) -> Option<IpAddr> {
     s.rsplit_once(':').and_then(|(ip, _)| ip.parse().ok())
 }
 
-/// The usual spelling of a (lower-case) forwarding header, for messages.
-fn display_name(lower: &str) -> &'static str {
+/// The usual spelling of a (lower-case) forwarding header, for messages; any other header
+/// (`server.real_ip_header: CF-Connecting-IP`) as configured, lower-cased.
+fn display_name(lower: &str) -> String {
     match lower {
         "forwarded" => "Forwarded",
         "x-real-ip" => "X-Real-IP",
-        _ => "X-Forwarded-For",
+        "x-forwarded-for" => "X-Forwarded-For",
+        other => other,
     }
+    .to_owned()
 }
 
 /// A bounded, quoted excerpt of a header value (visible ASCII already) for a message.

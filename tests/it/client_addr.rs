@@ -351,6 +351,28 @@ fn docker_auth_real_ip_header_is_required_and_real_ip_pos_zero_is_the_default() 
     let short = srv.token(None, &[("X-Forwarded-For", "198.51.100.7")]);
     assert_eq!(short.status, 400, "{short:?}");
     assert!(short.text().contains("real_ip_pos: -2"), "{short:?}");
+    drop(srv);
+
+    // Any header a CDN or proxy writes, as docker_auth accepts (read like X-Forwarded-For).
+    let srv = Srv::start(
+        "ra-it-addr-cdn",
+        IP_ACL,
+        "  trusted_proxies: [127.0.0.1/32]\n  real_ip_header: CF-Connecting-IP\n",
+        "",
+    );
+    let ok = srv.token(None, &[("CF-Connecting-IP", "198.51.100.7")]);
+    assert_eq!(granted(&ok), ["push"], "{}", srv.server.log_tail(10));
+    for (headers, why) in [
+        (&[("X-Forwarded-For", "198.51.100.7")][..], "missing"),
+        (&[("CF-Connecting-IP", "nonsense")][..], "not an IP address"),
+    ] {
+        let r = srv.token(None, headers);
+        assert_eq!(r.status, 400, "{headers:?}: {r:?}");
+        assert!(
+            r.text().contains("cf-connecting-ip") && r.text().contains(why),
+            "{headers:?}: {r:?}"
+        );
+    }
 }
 
 #[test]

@@ -221,18 +221,20 @@ impl Loader {
         }
         let header = match header {
             None => None,
+            // Any header, as in docker_auth (`CF-Connecting-IP`, `True-Client-IP`,
+            // `X-Original-Forwarded-For`, …): a list of addresses like X-Forwarded-For, except
+            // `Forwarded`, which is read by its `for=` parameters.
             Some(h) => {
-                let lower = h.to_ascii_lowercase();
-                if matches!(
-                    lower.as_str(),
-                    "x-forwarded-for" | "forwarded" | "x-real-ip"
-                ) {
+                let lower = h.trim().to_ascii_lowercase();
+                if !lower.is_empty() && axum::http::HeaderName::from_bytes(lower.as_bytes()).is_ok()
+                {
                     Some(lower)
                 } else {
                     self.issue(
                         "server.real_ip_header",
                         format!(
-                            "{h:?} is not supported; use X-Forwarded-For, Forwarded or X-Real-IP"
+                            "{h:?} is not an HTTP header name; write the header your proxy \
+                             sets, e.g. X-Forwarded-For, X-Real-IP or CF-Connecting-IP"
                         ),
                     );
                     ok = false;
