@@ -394,8 +394,30 @@ impl Loader {
             server_spec.bcrypt_workers,
         );
         let session_secret_file = server_spec.session_secret_file.clone();
+        let server_pair = server_spec.certificate.clone().zip(server_spec.key.clone());
         let server = self.validate_server(server_spec);
         let token = match s.token {
+            // docker_auth's fallback: without a token key pair, tokens are signed with the
+            // server's TLS pair (whose certificate is then the registry's rootcertbundle).
+            Some(mut t)
+                if t.certificate.is_none()
+                    && t.key.is_none()
+                    && !t.generate
+                    && server_pair.is_some() =>
+            {
+                if let Some((certificate, key)) = server_pair {
+                    self.warnings.push(ConfigIssue::new(
+                        "token",
+                        "no `certificate`/`key`: tokens are signed with the server's TLS pair \
+                         (`server.certificate`/`server.key`), as docker_auth does; give tokens a \
+                         key of their own (`registry-auth gen-keys`) so that renewing the TLS \
+                         certificate does not change what the registry must trust",
+                    ));
+                    t.certificate = Some(certificate);
+                    t.key = Some(key);
+                }
+                self.validate_token(t)
+            }
             Some(t) => self.validate_token(t),
             None => {
                 self.issue(

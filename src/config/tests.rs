@@ -810,3 +810,26 @@ fn yaml_merge_keys_work_anywhere_as_in_docker_auth() {
         "{i:#?}"
     );
 }
+
+#[test]
+fn without_a_token_key_pair_tokens_are_signed_with_the_server_pair_as_in_docker_auth() {
+    let d = Dir::new().with_keys();
+    let c = d
+        .load(
+            "server: {certificate: cert.pem, key: key.pem}\ntoken: {issuer: Acme}\n\
+             users: {\"\": {}}\nacl: [{match: {}, actions: [pull]}]\n",
+        )
+        .unwrap();
+    assert_eq!(c.token.certificate, d.path().join("cert.pem"));
+    assert!(c.token.signing_key.is_some());
+    assert!(
+        c.warnings
+            .iter()
+            .any(|w| w.path == "token" && w.message.contains("server's TLS pair")),
+        "{:#?}",
+        c.warnings
+    );
+    // Without a server pair either, both keys are still required.
+    let i = issues(d.load("token: {issuer: Acme}\nusers: {\"\": {}}\n"));
+    find(&i, "token.certificate");
+}
