@@ -212,7 +212,10 @@ impl Loader {
         let mut root: Value = match serde_yaml_ng::from_str(text) {
             Ok(v) => v,
             Err(e) => {
-                self.issue("", format!("not valid YAML: {e}"));
+                match duplicate_key(text, &e) {
+                    Some((path, message)) => self.issue(path, message),
+                    None => self.issue("", format!("not valid YAML: {e}")),
+                }
                 return None;
             }
         };
@@ -701,4 +704,56 @@ fn suggestion<'a>(got: &str, candidates: &[&'a str]) -> Option<&'a str> {
         .filter(|(d, c)| *d <= 2.max(c.len() / 3))
         .min_by_key(|(d, _)| *d)
         .map(|(_, c)| c)
+}
+
+/// A repeated key, explained: both lines and the value docker_auth used (Go's yaml.v2 kept the
+/// last one silently; YAML 1.2 forbids repeating a key, so we refuse). `None` when `err` is not
+/// a duplicate key of a block mapping we can find in `text`.
+fn duplicate_key(text: &str, err: &serde_yaml_ng::Error) -> Option<(String, String)> {
+    let message = err.to_string();
+    let (path, rest) = match message.strip_prefix("duplicate entry with key \"") {
+        // The top-level mapping: no path, no location.
+        Some(rest) => ("", rest),
+        None => message.split_once(": duplicate entry with key \"")?,
+    };
+    let key = rest.split_once('"')?.0;
+    let (line, column) = err.location().map_or((1, 1), |l| (l.line(), l.column()));
+    let lines: Vec<&str> = text.lines().collect();
+    let start = line.checked_sub(1)?;
+    let indent = column.checked_sub(1)?;
+    let mut found = Vec::new();
+    for (i, line) in lines.iter().enumerate().skip(start) {
+        let content = line.trim_start();
+        if content.is_empty() || content.starts_with('#') {
+            continue;
+        }
+        let here = line.len() - content.len();
+        if i > start && here < indent {
+            break;
+        }
+        let is_key = here == indent
+            && content
+                .strip_prefix(key)
+                .or_else(|| content.strip_prefix(&format!("\"{key}\"")))
+                .is_some_and(|r| r.trim_start().starts_with(':'));
+        if is_key {
+            found.push(i + 1);
+        }
+    }
+    let (first, last) = (*found.first()?, *found.last()?);
+    if found.len() < 2 {
+        return None;
+    }
+    let full = if path.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{path}.{key}")
+    };
+    Some((
+        full,
+        format!(
+            "given twice (lines {first} and {last}); YAML forbids repeating a key, and docker_auth \
+             silently used the last one (line {last}): keep the one you mean and remove the other"
+        ),
+    ))
 }

@@ -833,3 +833,23 @@ fn without_a_token_key_pair_tokens_are_signed_with_the_server_pair_as_in_docker_
     let i = issues(d.load("token: {issuer: Acme}\nusers: {\"\": {}}\n"));
     find(&i, "token.certificate");
 }
+
+#[test]
+fn a_repeated_key_names_both_lines_and_the_value_docker_auth_used() {
+    let d = Dir::new().with_keys();
+    let i = issues(d.load(&format!(
+        "{TOKEN}ldap_auth:\n  addr: ldap.example.com:636\n  bind_dn: cn=a,dc=x\n  base: dc=x\n  \
+         filter: (uid=${{account}})\n  bind_dn: cn=b,dc=x\nusers: {{\"\": {{}}}}\n"
+    )));
+    let issue = find(&i, "ldap_auth.bind_dn");
+    assert!(
+        issue.message.contains("lines 4 and 7") && issue.message.contains("used the last one"),
+        "{}",
+        issue.message
+    );
+    let i = issues(d.load(&format!(
+        "{TOKEN}users: {{\"\": {{}}}}\nusers:\n  a: {{}}\n"
+    )));
+    let issue = find(&i, "users");
+    assert!(issue.message.contains("lines 2 and 3"), "{}", issue.message);
+}
