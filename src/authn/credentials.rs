@@ -82,6 +82,22 @@ impl Credentials {
     }
 }
 
+/// An account name folded the way directories compare names (caseIgnoreMatch): trimmed, every
+/// run of whitespace inside collapsed to one space, and lower-cased (Unicode). LDAP binds
+/// `ALICE`, ` alice` and `alice` as one account; the lockout keys on this form so they share a
+/// counter (folding more than a backend does only makes the lockout stricter for the spellings
+/// it merges), and `ldap_auth` uses it to find the typed spelling among an entry's values.
+pub fn fold_account(account: &str) -> String {
+    let mut out = String::with_capacity(account.len());
+    for word in account.split_whitespace() {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.extend(word.chars().flat_map(char::to_lowercase));
+    }
+    out
+}
+
 /// Where a login comes from, for backends that decide on more than the credentials
 /// (`http_auth` sends both to its webhook).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

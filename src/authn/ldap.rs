@@ -241,13 +241,7 @@ pub fn filter_account_attribute(filter: &str) -> Option<String> {
 /// Compares account spellings the way directories' usual matching rules for names do
 /// (caseIgnoreMatch: case and insignificant spaces are ignored).
 fn same_account(a: &str, b: &str) -> bool {
-    fn fold(s: &str) -> String {
-        s.split_whitespace()
-            .collect::<Vec<_>>()
-            .join(" ")
-            .to_lowercase()
-    }
-    fold(a) == fold(b)
+    super::fold_account(a) == super::fold_account(b)
 }
 
 /// Escapes a value for an LDAP filter (RFC 4515: `\ * ( )` and NUL, plus the operator

@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 pub use bcrypt_hash::{BcryptHashError, check_bcrypt_hash};
 pub use cache::{Authenticator, AuthnAnswer, CacheSettings, CacheStats};
-pub use credentials::{AuthnContext, Credentials, Labels, Secret};
+pub use credentials::{AuthnContext, Credentials, Labels, Secret, fold_account};
 pub use ext_auth::ExtAuth;
 pub use http_auth::{HttpAuth, Verdict};
 pub use ldap::LdapAuth;

@@ -8,7 +8,7 @@
 //! Counters are per replica and bounded in number (least recently used pairs are forgotten
 //! first), so spraying many names cannot exhaust memory.
 //!
-//! The account is keyed in a folded form ([`fold`]): backends such as LDAP treat `ALICE`,
+//! The account is keyed in a folded form ([`crate::authn::fold_account`]): backends such as LDAP treat `ALICE`,
 //! ` alice` and `alice` as one account, so those spellings must share one counter.
 
 use std::net::IpAddr;
@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use moka::sync::Cache;
 
+use crate::authn::fold_account;
 use crate::config::LockoutSettings;
 
 /// Most (account, IP) pairs tracked at once.
@@ -59,7 +60,7 @@ impl Lockout {
         if !self.settings.load().enabled || account.is_empty() {
             return None;
         }
-        let entry = self.pairs.get(&(fold(account), ip))?;
+        let entry = self.pairs.get(&(fold_account(account), ip))?;
         let entry = entry.lock().ok()?;
         entry
             .locked_until
@@ -73,7 +74,7 @@ impl Lockout {
         if !s.enabled || account.is_empty() {
             return false;
         }
-        let entry = self.pairs.get_with((fold(account), ip), || {
+        let entry = self.pairs.get_with((fold_account(account), ip), || {
             Arc::new(Mutex::new(Entry {
                 failures: 0,
                 window_start: now,
@@ -100,24 +101,9 @@ impl Lockout {
     /// A successful login clears the pair.
     pub fn success(&self, account: &str, ip: IpAddr) {
         if !account.is_empty() {
-            self.pairs.invalidate(&(fold(account), ip));
+            self.pairs.invalidate(&(fold_account(account), ip));
         }
     }
-}
-
-/// The account as the lockout keys it: trimmed, every run of whitespace inside collapsed to one
-/// space, and lower-cased (Unicode), so the spellings a case- and space-insensitive backend
-/// (LDAP) binds as one account are counted as one. Folding more than a backend does only makes
-/// the lockout stricter for the spellings it merges.
-pub fn fold(account: &str) -> String {
-    let mut out = String::with_capacity(account.len());
-    for word in account.split_whitespace() {
-        if !out.is_empty() {
-            out.push(' ');
-        }
-        out.extend(word.chars().flat_map(char::to_lowercase));
-    }
-    out
 }
 
 #[cfg(test)]
@@ -164,13 +150,13 @@ mod tests {
 
     #[test]
     fn spellings_of_one_account_share_a_counter() {
-        assert_eq!(fold("  ALICE \t"), "alice");
-        assert_eq!(fold("Jane\u{a0} \n Doe"), "jane doe");
-        assert_eq!(fold("ÉLODIE"), "élodie");
-        assert_eq!(fold("alice"), "alice");
-        assert_eq!(fold(" \t"), "");
-        assert_ne!(fold("alice"), fold("alice2"));
-        assert_ne!(fold("a lice"), fold("alice"));
+        assert_eq!(fold_account("  ALICE \t"), "alice");
+        assert_eq!(fold_account("Jane\u{a0} \n Doe"), "jane doe");
+        assert_eq!(fold_account("ÉLODIE"), "élodie");
+        assert_eq!(fold_account("alice"), "alice");
+        assert_eq!(fold_account(" \t"), "");
+        assert_ne!(fold_account("alice"), fold_account("alice2"));
+        assert_ne!(fold_account("a lice"), fold_account("alice"));
         let l = Lockout::new(settings(4));
         let t0 = Instant::now();
         for spelling in ["alice", "ALICE", " Alice"] {
