@@ -103,55 +103,20 @@ pub struct Metrics {
     pub cache: CacheStats,
 }
 
-/// Exports the process-wide bcrypt counter.
+/// Exports a process-wide counter kept outside the registry (the bcrypt, store and Casbin
+/// counters live in their modules, which know nothing of metrics).
 #[derive(Debug)]
-struct BcryptCollector;
-
-impl Collector for BcryptCollector {
-    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
-        let counter = ConstCounter::new(crate::authn::bcrypt_verifications());
-        let metric = encoder.encode_descriptor(
-            "bcrypt_verifications",
-            "bcrypt password verifications run.",
-            None,
-            counter.metric_type(),
-        )?;
-        counter.encode(metric)
-    }
+struct ProcessCounter {
+    name: &'static str,
+    help: &'static str,
+    read: fn() -> u64,
 }
 
-/// Exports the process-wide count of refused store records.
-#[derive(Debug)]
-struct StoreRejectedCollector;
-
-impl Collector for StoreRejectedCollector {
+impl Collector for ProcessCounter {
     fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
-        let counter = ConstCounter::new(crate::store::rejected_records());
-        let metric = encoder.encode_descriptor(
-            "store_records_rejected",
-            "Stored web-login records refused because their authentication check failed \
-             (forged, altered, copied to another id, or written before records were \
-             authenticated).",
-            None,
-            counter.metric_type(),
-        )?;
-        counter.encode(metric)
-    }
-}
-
-/// Exports the process-wide Casbin enforcement counter.
-#[derive(Debug)]
-struct CasbinCollector;
-
-impl Collector for CasbinCollector {
-    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
-        let counter = ConstCounter::new(crate::authz::casbin_enforcements());
-        let metric = encoder.encode_descriptor(
-            "casbin_enforcements",
-            "Casbin enforcements run by casbin_authz (one per requested action it could allow).",
-            None,
-            counter.metric_type(),
-        )?;
+        let counter = ConstCounter::new((self.read)());
+        let metric =
+            encoder.encode_descriptor(self.name, self.help, None, counter.metric_type())?;
         counter.encode(metric)
     }
 }
@@ -223,9 +188,28 @@ impl Metrics {
             })
             .set(1);
         registry.register("build_info", "Build information", build);
-        registry.register_collector(Box::new(BcryptCollector));
-        registry.register_collector(Box::new(StoreRejectedCollector));
-        registry.register_collector(Box::new(CasbinCollector));
+        for counter in [
+            ProcessCounter {
+                name: "bcrypt_verifications",
+                help: "bcrypt password verifications run.",
+                read: crate::authn::bcrypt_verifications,
+            },
+            ProcessCounter {
+                name: "store_records_rejected",
+                help: "Stored web-login records refused because their authentication check \
+                       failed (forged, altered, copied to another id, or written before records \
+                       were authenticated).",
+                read: crate::store::rejected_records,
+            },
+            ProcessCounter {
+                name: "casbin_enforcements",
+                help: "Casbin enforcements run by casbin_authz (one per requested action it \
+                       could allow).",
+                read: crate::authz::casbin_enforcements,
+            },
+        ] {
+            registry.register_collector(Box::new(counter));
+        }
         Self {
             registry,
             http_requests,
