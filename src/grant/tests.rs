@@ -611,6 +611,28 @@ fn vouched(source: &'static str, account: &str) -> AuthnOutcome {
     })
 }
 
+/// Grants `request` to the principal `vouched` names: the token's subject, the source and the
+/// actions granted for the first scope.
+async fn granted_to(
+    config: &Config,
+    issuer: &TokenIssuer,
+    request: &TokenRequest,
+    vouched: AuthnOutcome,
+) -> (String, &'static str, Vec<String>) {
+    match grant_authenticated(config, issuer, request, vouched, SystemTime::now())
+        .await
+        .unwrap()
+    {
+        GrantOutcome::Issued {
+            account,
+            source,
+            mut decisions,
+            ..
+        } => (account, source, decisions.swap_remove(0).granted),
+        GrantOutcome::Unauthorized { reason, .. } => panic!("unauthorized: {reason}"),
+    }
+}
+
 #[tokio::test]
 async fn a_federated_login_named_like_a_user_of_another_source_gets_none_of_their_grants() {
     let f = Fixture::new();
@@ -622,46 +644,16 @@ async fn a_federated_login_named_like_a_user_of_another_source_gets_none_of_thei
         vec![("github_auth", None)],
     ));
     let request = password_request("alice", "minted", false);
-    let now = SystemTime::now();
-    let outcome = grant_authenticated(
-        &config,
-        &issuer,
-        &request,
-        vouched("github_auth", "alice"),
-        now,
-    )
-    .await
-    .unwrap();
-    let GrantOutcome::Issued {
-        account,
-        source,
-        decisions,
-        ..
-    } = outcome
-    else {
-        panic!("issued");
-    };
+    let (account, source, granted) =
+        granted_to(&config, &issuer, &request, vouched("github_auth", "alice")).await;
     assert_eq!(account, "github_auth:alice");
     assert_eq!(source, "github_auth");
-    assert!(decisions[0].granted.is_empty(), "{decisions:?}");
+    assert!(granted.is_empty(), "{granted:?}");
     // The directory's alice keeps her entry, under her bare name.
-    let outcome = grant_authenticated(
-        &config,
-        &issuer,
-        &request,
-        vouched("ldap_auth", "alice"),
-        now,
-    )
-    .await
-    .unwrap();
-    let GrantOutcome::Issued {
-        account, decisions, ..
-    } = outcome
-    else {
-        panic!("issued");
-    };
+    let (account, _, granted) =
+        granted_to(&config, &issuer, &request, vouched("ldap_auth", "alice")).await;
     assert_eq!(account, "alice");
-    assert_eq!(decisions[0].granted, ["pull", "push"]);
+    assert_eq!(granted, ["pull", "push"]);
 }
 
 #[tokio::test]
@@ -669,23 +661,10 @@ async fn the_token_names_the_canonical_account_not_the_typed_one() {
     let f = Fixture::new();
     let (config, issuer) = f.default();
     let request = password_request("ALICE ", "whatever", false);
-    let outcome = grant_authenticated(
-        &config,
-        &issuer,
-        &request,
-        vouched("ldap_auth", "alice"),
-        SystemTime::now(),
-    )
-    .await
-    .unwrap();
-    let GrantOutcome::Issued {
-        account, decisions, ..
-    } = outcome
-    else {
-        panic!("issued");
-    };
+    let (account, _, granted) =
+        granted_to(&config, &issuer, &request, vouched("ldap_auth", "alice")).await;
     assert_eq!(account, "alice");
-    assert_eq!(decisions[0].granted, ["pull", "push"]);
+    assert_eq!(granted, ["pull", "push"]);
 }
 
 #[tokio::test]
