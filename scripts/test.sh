@@ -12,6 +12,16 @@ stage() { printf '\n==> %s\n' "$*" >&2; }
 
 stage "install test dependencies"
 scripts/install-test-deps.sh
+# Tools no Debian package provides, cached in one folder (scripts/tools/lib.sh) that the next
+# run on this machine reuses. Each script is quick when its tool is already there.
+# shellcheck source=scripts/tools/lib.sh
+. scripts/tools/lib.sh
+for tool in scripts/tools/install-*.sh; do
+  [ -e "$tool" ] || continue
+  t0=$(date +%s)
+  "$tool"
+  echo "$(basename "$tool"): $(( $(date +%s) - t0 )) s" >&2
+done
 
 stage "cargo fmt --check"
 cargo fmt --check

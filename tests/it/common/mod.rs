@@ -14,4 +14,5 @@ pub mod registry;
 pub mod scenario;
 pub mod server;
 pub mod stack;
+pub mod tools;
 pub mod webstack;
