@@ -34,6 +34,7 @@ mod client_addr;
 mod config_errors;
 mod faults;
 mod full_disk;
+mod helm;
 mod identity_tokens;
 mod key_modes;
 mod ldap;

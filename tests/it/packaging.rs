@@ -1,14 +1,14 @@
 //! Packaging: the container image (Dockerfile, .dockerignore, deploy/config.yaml), the Helm chart
 //! (charts/registry-auth), the GitHub workflows and the deployment docs, checked without a
-//! container engine or helm (neither runs here):
+//! container engine (helm renders the chart in tests/it/helm.rs):
 //!
 //! * the Dockerfile is parsed, and what the image would run is run with the real binary: its
 //!   CMD (`serve --config …`) with a copy of the image's config whose /data is a temp dir, then
 //!   its HEALTHCHECK command against that server;
 //! * the chart's `values.schema.json` is regenerated from the config types
 //!   (`UPDATE_SCHEMA=1` rewrites it), `values.yaml` is validated against it (python3-jsonschema,
-//!   draft-07 as Helm does), its default `config` passes `check-config`, templates only read
-//!   values that exist, and yamllint passes on every plain YAML file;
+//!   draft-07 as Helm does), templates only read values that exist, and yamllint passes on every
+//!   plain YAML file (the chart rendered by the real helm: tests/it/helm.rs);
 //! * the docs' mirror scenario grants what the docs say (`acl explain`).
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -943,97 +943,10 @@ fn every_shipped_config_validates_against_the_config_schema() {
     assert!(files.len() >= 5, "{files:?}");
 }
 
-/// Strings in a YAML tree, with their paths.
-fn strings(value: &Yaml, path: String, out: &mut Vec<(String, String)>) {
-    match value {
-        Yaml::String(s) => out.push((path, s.clone())),
-        Yaml::Sequence(seq) => {
-            for (i, v) in seq.iter().enumerate() {
-                strings(v, format!("{path}[{i}]"), out);
-            }
-        }
-        Yaml::Mapping(map) => {
-            for (k, v) in map {
-                let key = k.as_str().unwrap_or("?");
-                strings(v, format!("{path}.{key}"), out);
-            }
-        }
-        _ => {}
-    }
-}
-
-fn rewrite_paths(value: &mut Yaml, from: &str, to: &str) {
-    match value {
-        Yaml::String(s) if s.starts_with(from) => *s = format!("{to}{}", &s[from.len()..]),
-        Yaml::Sequence(seq) => seq.iter_mut().for_each(|v| rewrite_paths(v, from, to)),
-        Yaml::Mapping(map) => map.iter_mut().for_each(|(_, v)| rewrite_paths(v, from, to)),
-        _ => {}
-    }
-}
-
-/// The chart's default `config` is a valid registry-auth config once its secret files exist
-/// (made here the way the chart's README says), and every file it reads under /secrets/NAME/
-/// comes from a `secrets.NAME` entry.
-#[test]
-fn chart_default_config_passes_check_config() {
-    let values = yaml(&format!("{CHART}/values.yaml"));
-    let mut config = get(&values, &["config"]).expect("values.config").clone();
-    let secret_names: BTreeSet<String> = get(&values, &["secrets"])
-        .and_then(Yaml::as_mapping)
-        .map(|m| {
-            m.keys()
-                .filter_map(|k| k.as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default();
-    let mut paths = Vec::new();
-    strings(&config, "config".to_owned(), &mut paths);
-    for (at, p) in &paths {
-        if let Some(rest) = p.strip_prefix("/secrets/") {
-            let name = rest.split('/').next().unwrap_or_default();
-            assert!(
-                secret_names.contains(name),
-                "{at} = {p}, but values.yaml has no secrets.{name} to mount at /secrets/{name}/"
-            );
-        }
-    }
-
-    let tmp = stack::tempdir("ra-it-chart");
-    let secrets = tmp.path().join("secrets");
-    let token = secrets.join("token");
-    let out = run_cli(&[
-        "gen-keys",
-        "--key",
-        &token.join("tls.key").to_string_lossy(),
-        "--certificate",
-        &token.join("tls.crt").to_string_lossy(),
-    ]);
-    assert!(out.success(), "{}", out.describe());
-    rewrite_paths(&mut config, "/secrets/", &format!("{}/", secrets.display()));
-    rewrite_paths(
-        &mut config,
-        "/data/",
-        &format!("{}/data/", tmp.path().display()),
-    );
-    let file = tmp.path().join("config.yaml");
-    fs::write(&file, serde_yaml_ng::to_string(&config).expect("YAML")).expect("write");
-    let check = run_cli(&["check-config", &file.to_string_lossy()]);
-    assert!(
-        check.success(),
-        "the chart's default config (values.yaml `config`, secret files created) fails \
-         check-config:\n{}",
-        check.describe()
-    );
-    assert!(
-        !check.combined().to_lowercase().contains("warning"),
-        "check-config warns about the chart's default config:\n{}",
-        check.describe()
-    );
-}
-
-/// Every `.Values.a.b` a template reads exists in values.yaml (typos would silently render
-/// nothing), except under `config` (read with `dig`, any key may be absent) and `global`; and
-/// every `{{ if/range/with/define }}` is closed.
+/// Every `.Values.a.b` a template reads exists in values.yaml, except under `config` (read with
+/// `dig`, any key may be absent) and `global`: helm renders a misspelt value as nothing, even
+/// with `helm lint --strict`, so this is the one template check helm does not do (rendering,
+/// validation and the rendered config are tested with the real helm in tests/it/helm.rs).
 #[test]
 fn chart_templates_read_only_values_that_exist() {
     let values = yaml(&format!("{CHART}/values.yaml"));
@@ -1063,68 +976,8 @@ fn chart_templates_read_only_values_that_exist() {
             );
             checked += 1;
         }
-        // Block balance.
-        let mut opened = 0i32;
-        let mut closed = 0i32;
-        for action in text.split("{{").skip(1) {
-            let inner = action
-                .split("}}")
-                .next()
-                .unwrap_or_default()
-                .trim_start_matches('-')
-                .trim();
-            let word = inner.split_whitespace().next().unwrap_or_default();
-            match word {
-                "if" | "range" | "with" | "define" | "block" => opened += 1,
-                "end" => closed += 1,
-                _ => {}
-            }
-        }
-        assert_eq!(
-            opened, closed,
-            "{name}: {opened} blocks opened, {closed} `end`s"
-        );
     }
     assert!(checked > 30, "only {checked} .Values references found");
-    for required in [
-        "Chart.yaml",
-        "values.yaml",
-        "values.schema.json",
-        "README.md",
-        "templates/deployment.yaml",
-        "templates/service.yaml",
-        "templates/ingress.yaml",
-        "templates/servicemonitor.yaml",
-        "templates/pdb.yaml",
-        "templates/configmap.yaml",
-        "templates/secret.yaml",
-    ] {
-        assert!(
-            chart_file(required).is_file(),
-            "{CHART}/{required} is missing"
-        );
-    }
-    // The probes and the scrape path stay at the root, whatever path_prefix says.
-    let deployment = fs::read_to_string(chart_file("templates/deployment.yaml")).expect("read");
-    for probe in ["path: /healthz", "path: /readyz"] {
-        assert!(deployment.contains(probe), "deployment.yaml: no `{probe}`");
-    }
-    for needle in [
-        "readOnlyRootFilesystem",
-        "checksum/config",
-        "imagePullSecrets",
-        "/data",
-    ] {
-        let text = deployment.clone() + read(&format!("{CHART}/values.yaml")).as_str();
-        assert!(text.contains(needle), "the chart does not set {needle}");
-    }
-    let monitor = fs::read_to_string(chart_file("templates/servicemonitor.yaml")).expect("read");
-    assert!(monitor.contains("path: /metrics"));
-    let configmap = fs::read_to_string(chart_file("templates/configmap.yaml")).expect("read");
-    assert!(
-        configmap.contains("toYaml .Values.config"),
-        "the ConfigMap must be rendered from values.config with toYaml"
-    );
 }
 
 /// yamllint (with the repository's .yamllint) on the chart's plain YAML files, the deploy
