@@ -39,6 +39,7 @@ mod identity_tokens;
 mod key_modes;
 mod ldap;
 mod ldap_identity;
+mod lints;
 mod ops;
 mod packaging;
 mod principals;
