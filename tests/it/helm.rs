@@ -198,6 +198,7 @@ fn rendered_manifests_validate_against_kubernetes_1_31_and_1_34() {
         "Ingress",
         "PersistentVolumeClaim",
         "PodDisruptionBudget",
+        "PrometheusRule",
         "Secret",
         "Service",
         "ServiceAccount",
@@ -613,6 +614,8 @@ fn ci_values_cover_every_backend_and_feature() {
         "ServiceMonitor",
         "PodDisruptionBudget",
         "Ingress",
+        "PrometheusRule",
+        "Grafana dashboard",
     ];
     let missing: Vec<&str> = want.iter().copied().filter(|w| !on.contains(*w)).collect();
     assert!(

@@ -204,7 +204,7 @@ impl Slapd {
         self.guard = Some(guard);
     }
 
-    fn stop(&mut self) {
+    pub(crate) fn stop(&mut self) {
         if let Some(mut g) = self.guard.take() {
             g.stop();
         }
