@@ -371,8 +371,8 @@ fn materialize(docs: &[Yaml], dir: &Path) -> (Vec<String>, String, Vec<String>) 
 }
 
 /// Test files for what the config reads from Secrets the chart does not render (they exist in
-/// the cluster): key pairs made by `gen-keys`, certificates (a CA bundle) copied from one, other
-/// files (passwords, HMAC secrets) random text.
+/// the cluster): key pairs made by `gen-keys`, certificates (a CA bundle) made the same way,
+/// `url_file`s a loopback database URL, other files (passwords, HMAC secrets) random text.
 fn fill_external_secrets(config: &Yaml, external: &[String], dir: &Path) {
     let mut paths = Vec::new();
     strings(config, "", &mut paths);
@@ -425,6 +425,20 @@ fn fill_external_secrets(config: &Yaml, external: &[String], dir: &Path) {
                 &file.to_string_lossy(),
             ]);
             assert!(out.success(), "{}", out.describe());
+        } else if k.ends_with("url_file") {
+            // A database URL (with its password) kept in a Secret: a local one of the kind
+            // the section names (check-config does not connect).
+            let section = k.rsplit_once('.').map_or("", |(s, _)| s);
+            let redis = by_key.get(format!("{section}.type").as_str()) == Some(&"redis");
+            let url = if redis {
+                "redis://:password@127.0.0.1:6379/0".to_owned()
+            } else {
+                format!(
+                    "postgres://registry_auth:{}@127.0.0.1:5432/registry",
+                    crate::common::image::random_hex(16)
+                )
+            };
+            fs::write(&file, url).expect("write a URL file");
         } else {
             fs::write(&file, random_secret()).expect("write a secret file");
         }
