@@ -266,11 +266,10 @@ fn strings(value: &Yaml, path: &str, out: &mut Vec<(String, String)>) {
 fn rewrite_paths(value: &mut Yaml, mounts: &[String], under: &Path) {
     match value {
         Yaml::String(s) => {
-            if let Some(m) = mounts
+            if mounts
                 .iter()
-                .find(|m| s.as_str() == m.as_str() || s.starts_with(&format!("{m}/")))
+                .any(|m| s.as_str() == m.as_str() || s.starts_with(&format!("{m}/")))
             {
-                let _ = m;
                 *s = format!("{}{s}", under.display());
             }
         }
@@ -284,7 +283,7 @@ fn rewrite_paths(value: &mut Yaml, mounts: &[String], under: &Path) {
 
 /// The file systems of the rendered pod under `dir`: every volume mount of the Deployment's
 /// container with its content (ConfigMap keys, rendered Secret keys, an empty folder for
-/// emptyDir and PersistentVolumeClaim volumes). Returns (mount path → kind of volume, the
+/// emptyDir and PersistentVolumeClaim volumes). Returns (the mount paths, the
 /// container's `--config` path, the Secret mounts whose Secret is not rendered).
 fn materialize(docs: &[Yaml], dir: &Path) -> (Vec<String>, String, Vec<String>) {
     let deployment = docs
