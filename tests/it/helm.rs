@@ -265,13 +265,12 @@ fn strings(value: &Yaml, path: &str, out: &mut Vec<(String, String)>) {
 /// Moves every string that is a path under one of `mounts` below `under`.
 fn rewrite_paths(value: &mut Yaml, mounts: &[String], under: &Path) {
     match value {
-        Yaml::String(s) => {
+        Yaml::String(s)
             if mounts
                 .iter()
-                .any(|m| s.as_str() == m.as_str() || s.starts_with(&format!("{m}/")))
-            {
-                *s = format!("{}{s}", under.display());
-            }
+                .any(|m| s.as_str() == m.as_str() || s.starts_with(&format!("{m}/"))) =>
+        {
+            *s = format!("{}{s}", under.display());
         }
         Yaml::Sequence(seq) => seq.iter_mut().for_each(|v| rewrite_paths(v, mounts, under)),
         Yaml::Mapping(map) => map
