@@ -101,7 +101,6 @@ impl Registry {
     }
 
     /// [`Registry::start`] for either registry, trusting `spec.rootcertbundle`.
-    #[allow(dead_code)] // the shared API for tests that start a registry by hand
     pub fn start_kind(kind: RegistryKind, dir: &Path, spec: &RegistrySpec) -> Self {
         Self::start_with(dir, spec, &RegistryOptions::new(kind))
     }
@@ -153,6 +152,16 @@ impl Registry {
                 if let Ok(r) = http::try_request("GET", &format!("http://{addr}/v2/"), &[])
                     && r.status == 401
                 {
+                    // The right program answered (not some other registry on PATH).
+                    if opts.kind == RegistryKind::V3 {
+                        let text = fs::read_to_string(&log).unwrap_or_default();
+                        assert!(
+                            text.contains("version=v3.1.1"),
+                            "{} does not log version=v3.1.1:\n{}",
+                            bin.display(),
+                            tail(&log, 10)
+                        );
+                    }
                     return Ok(Self {
                         kind: opts.kind,
                         addr,
@@ -225,18 +234,21 @@ impl Registry {
         lines[lines.len().saturating_sub(10)..].join("\n")
     }
 
-    /// The info lines in which the registry refused a token (v3: `failed to verify token: …`),
-    /// for the tests that assert the reason.
+    /// The info lines in which the registry refused a token (`token …`, v3's `failed to verify
+    /// token: …`), for the tests that assert the reason, or that there was none.
     pub fn token_refusals(&self) -> Vec<String> {
         let text = fs::read_to_string(&self.log).unwrap_or_default();
-        let prefix = self.kind.refusal_prefix();
         text.lines()
             .filter(|l| l.contains("level=info"))
-            .filter(|l| match self.kind {
-                RegistryKind::V3 => l.contains(prefix),
-                RegistryKind::V2 => {
-                    l.contains("msg=\"token") || l.contains("untrusted") || l.contains("unable")
-                }
+            .filter(|l| {
+                [
+                    "msg=\"token",
+                    "msg=\"failed to verify token",
+                    "untrusted",
+                    "unable",
+                ]
+                .iter()
+                .any(|k| l.contains(k))
             })
             .map(str::to_owned)
             .collect()
