@@ -243,3 +243,136 @@ fn v3_x5c_jwks_only_refused() {
         "x509: certificate signed by unknown authority",
     );
 }
+
+/// `check-config` and `serve` say that a config without `signing_header` (so `kid-libtrust`)
+/// needs our JWK Set on registry v3, with both fixes; an explicit header is silent.
+#[test]
+fn default_kid_libtrust_warns_about_registry_v3_in_check_config_and_serve() {
+    let tmp = crate::common::stack::tempdir("ra-v3warn");
+    let keys = crate::common::keys::KeyFiles::write(KeySetup::EcKid, &tmp.path().join("keys"));
+    let explicit = crate::common::stack::config_yaml(&keys, &[User::new("alice")], true, ACL);
+    assert!(
+        explicit.contains("  signing_header: kid-libtrust\n"),
+        "{explicit}"
+    );
+    let implicit = explicit.replace("  signing_header: kid-libtrust\n", "");
+    let (with, without) = (
+        tmp.path().join("implicit.yml"),
+        tmp.path().join("explicit.yml"),
+    );
+    std::fs::write(&with, &implicit).expect("write");
+    std::fs::write(&without, &explicit).expect("write");
+    // Only this warning is looked at (the test's key file is 0644, a warning of its own).
+    let fixes = [
+        "registry v3",
+        "`registry-auth jwks --config FILE`",
+        "auth.token.jwks",
+        "`signing_header: x5c`",
+        "`kid-thumbprint`",
+    ];
+    let out = crate::common::server::run_cli(&["check-config", &with.to_string_lossy()]);
+    assert!(out.success(), "{}", out.describe());
+    let line = out
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("warning: token.signing_header"))
+        .unwrap_or_else(|| panic!("no token.signing_header warning:\n{}", out.describe()));
+    for f in fixes {
+        assert!(line.contains(f), "{f:?} missing from: {line}");
+    }
+    let out = crate::common::server::run_cli(&["check-config", &without.to_string_lossy()]);
+    assert!(
+        out.success() && !out.stdout.contains("token.signing_header"),
+        "an explicit signing_header must not warn:\n{}",
+        out.describe()
+    );
+    let log = tmp.path().join("serve.log");
+    let mut server = crate::common::server::AuthServer::start(&with, &log);
+    server.stop();
+    let text = crate::common::proc::strip_ansi(&std::fs::read_to_string(&log).unwrap_or_default());
+    let line = text
+        .lines()
+        .find(|l| l.contains("WARN") && l.contains("auth.token.jwks"))
+        .unwrap_or_else(|| panic!("serve logged no registry v3 warning:\n{text}"));
+    for f in fixes {
+        assert!(line.contains(f), "{f:?} missing from: {line}");
+    }
+}
+
+/// The README's registry v3 `config.yml` block, as shipped, works with registry v3.1.1 both
+/// with `kid-libtrust` (our JWK Set in its `jwks`) and with `x5c` (its `rootcertbundle`).
+#[test]
+fn readme_registry_v3_config_works() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("read README.md");
+    let marker = "<!-- registry v3 config.yml";
+    let after = &readme[readme
+        .find(marker)
+        .unwrap_or_else(|| panic!("README.md has no `{marker}` block"))..];
+    let from = after.find("```yaml\n").expect("```yaml after the marker") + "```yaml\n".len();
+    let end = from + after[from..].find("```").expect("end of the yaml block");
+    // The block sits in a list item (indented by two).
+    let block: String = after[from..end]
+        .lines()
+        .map(|l| format!("{}\n", l.strip_prefix("  ").unwrap_or(l)))
+        .collect();
+    for setup in [KeySetup::RsaKid, KeySetup::EcCertX5c] {
+        let mut stack = start(Trust::bundle(V3), setup);
+        let jwks = crate::common::stack::write_jwks(
+            &stack.server.config,
+            &stack.registry.dir.with_file_name("readme-jwks.json"),
+        );
+        let mut auth = block.clone();
+        for (from, to) in [
+            (
+                "https://registry.example.com/auth".to_owned(),
+                stack.server.realm(),
+            ),
+            (
+                "service: registry\n".to_owned(),
+                format!("service: {SERVICE:?}\n"),
+            ),
+            (
+                "issuer: registry-auth\n".to_owned(),
+                format!("issuer: {ISSUER:?}\n"),
+            ),
+            (
+                "/certs/token.crt".to_owned(),
+                stack.keys.bundle.to_string_lossy().into_owned(),
+            ),
+            (
+                "/certs/jwks.json".to_owned(),
+                jwks.to_string_lossy().into_owned(),
+            ),
+        ] {
+            assert!(
+                auth.contains(&from),
+                "{from:?} not in the README block:\n{block}"
+            );
+            auth = auth.replacen(&from, &to, 1);
+        }
+        stack.registry.stop();
+        let registry = Registry::start_with_auth_yaml(
+            V3,
+            &stack.registry.dir.with_file_name("readme-registry"),
+            &auth,
+        );
+        stack.clients.registry = registry.addr.clone();
+        stack.registry = registry;
+        let table = steps(json!([
+            {"name": "alice pushes alice/app:v1", "op": "push", "user": "alice", "repo": "alice/app", "tag": "v1", "expect": "ok"},
+            {"name": "alice pulls alice/app:v1", "op": "pull", "user": "alice", "repo": "alice/app", "tag": "v1", "expect": "ok"},
+            {"name": "anonymous pulls alice/app:v1", "op": "pull", "user": null, "repo": "alice/app", "tag": "v1", "expect": "denied"},
+        ]));
+        scenario::run(
+            &stack,
+            &format!("the README's registry v3 config.yml, {setup:?}"),
+            &table,
+        );
+        assert!(
+            stack.registry.token_refusals().is_empty(),
+            "{}",
+            stack.diagnostics()
+        );
+    }
+}

@@ -118,7 +118,19 @@ impl Registry {
         spec: &RegistrySpec,
         opts: &RegistryOptions,
     ) -> Result<Self, String> {
-        let bin = opts.kind.program();
+        let auth = auth_yaml(spec, opts);
+        Self::try_start_config(opts.kind, dir, &auth)
+    }
+
+    /// Starts `kind` with this `auth:` block (top-level YAML, e.g. a documented example) after
+    /// the test's storage, log and `http` settings; panics with the log when it does not come up.
+    pub fn start_with_auth_yaml(kind: RegistryKind, dir: &Path, auth: &str) -> Self {
+        Self::try_start_config(kind, dir, auth)
+            .unwrap_or_else(|e| panic!("could not start registry {}: {e}", kind.version()))
+    }
+
+    fn try_start_config(kind: RegistryKind, dir: &Path, auth: &str) -> Result<Self, String> {
+        let bin = kind.program();
         fs::create_dir_all(dir.join("data")).expect("mkdir registry data");
         let log = dir.join("registry.log");
         let mut last_err = String::new();
@@ -126,7 +138,7 @@ impl Registry {
             let port = free_port();
             let addr = format!("127.0.0.1:{port}");
             let config = dir.join("config.yml");
-            fs::write(&config, config_yaml(dir, &addr, spec, opts)).expect("write registry config");
+            fs::write(&config, config_yaml(dir, &addr, auth)).expect("write registry config");
             let logf = File::create(&log).expect("create registry.log");
             let mut cmd = Command::new(&bin);
             cmd.arg("serve")
@@ -153,7 +165,7 @@ impl Registry {
                     && r.status == 401
                 {
                     // The right program answered (not some other registry on PATH).
-                    if opts.kind == RegistryKind::V3 {
+                    if kind == RegistryKind::V3 {
                         let text = fs::read_to_string(&log).unwrap_or_default();
                         assert!(
                             text.contains("version=v3.1.1"),
@@ -163,7 +175,7 @@ impl Registry {
                         );
                     }
                     return Ok(Self {
-                        kind: opts.kind,
+                        kind,
                         addr,
                         dir: dir.to_owned(),
                         log,
@@ -259,23 +271,33 @@ impl Registry {
     }
 }
 
-fn config_yaml(dir: &Path, addr: &str, spec: &RegistrySpec, opts: &RegistryOptions) -> String {
-    let mut trust = String::new();
+/// The `auth:` block of [`RegistrySpec`] and [`RegistryOptions`].
+fn auth_yaml(spec: &RegistrySpec, opts: &RegistryOptions) -> String {
+    let mut s = format!(
+        "auth:\n  token:\n    realm: {}\n    service: {}\n    issuer: {}\n",
+        yaml_str(&spec.realm),
+        yaml_str(&spec.service),
+        yaml_str(&spec.issuer),
+    );
     if opts.bundle {
-        trust += &format!(
+        s += &format!(
             "    rootcertbundle: {}\n",
             yaml_str(&spec.rootcertbundle.to_string_lossy())
         );
     }
     if let Some(j) = &opts.jwks {
-        trust += &format!("    jwks: {}\n", yaml_str(&j.to_string_lossy()));
+        s += &format!("    jwks: {}\n", yaml_str(&j.to_string_lossy()));
     }
     if !opts.signingalgorithms.is_empty() {
-        trust += "    signingalgorithms:\n";
+        s += "    signingalgorithms:\n";
         for a in &opts.signingalgorithms {
-            trust += &format!("      - {}\n", yaml_str(a));
+            s += &format!("      - {}\n", yaml_str(a));
         }
     }
+    s
+}
+
+fn config_yaml(dir: &Path, addr: &str, auth: &str) -> String {
     format!(
         "version: 0.1
 log:
@@ -294,15 +316,7 @@ storage:
 http:
   addr: {addr}
   secret: registry-auth-it-not-secret
-auth:
-  token:
-    realm: {realm}
-    service: {service}
-    issuer: {issuer}
-{trust}",
+{auth}",
         data = yaml_str(&dir.join("data").to_string_lossy()),
-        realm = yaml_str(&spec.realm),
-        service = yaml_str(&spec.service),
-        issuer = yaml_str(&spec.issuer),
     )
 }
