@@ -38,7 +38,8 @@ impl Dir {
     }
 }
 
-const TOKEN: &str = "token: {issuer: Acme, certificate: cert.pem, key: key.pem}\n";
+const TOKEN: &str =
+    "token: {issuer: Acme, certificate: cert.pem, key: key.pem, signing_header: kid-libtrust}\n";
 
 fn hash() -> String {
     bcrypt::hash("pw", 4).unwrap()

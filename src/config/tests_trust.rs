@@ -175,8 +175,60 @@ fn short_ec_coordinate_warns_only_in_kid_thumbprint_mode() {
         .find(|w| w.path == "token.key")
         .unwrap_or_else(|| panic!("no warning: {:#?}", c.warnings));
     assert!(w.message.contains("gen-keys"), "{}", w.message);
+    // The `jwks` file carries our `kid`, so it is a fix too (registry v3.1 uses it as written).
+    assert!(
+        w.message.contains("registry-auth jwks") && w.message.contains("auth.token.jwks"),
+        "{}",
+        w.message
+    );
     for other in ["x5c", "kid-libtrust"] {
         let c = load_in(d.path(), &format!(", signing_header: {other}")).unwrap();
         assert!(c.warnings.is_empty(), "{other}: {:#?}", c.warnings);
+    }
+}
+
+#[test]
+fn signing_header_left_out_warns_that_registry_v3_needs_the_jwks() {
+    let d = tempfile::tempdir().unwrap();
+    let k = crate::token::generate_self_signed(crate::token::KeyKind::EcP256, "t", 30).unwrap();
+    fs::write(d.path().join("cert.pem"), &k.cert_pem).unwrap();
+    fs::write(d.path().join("key.pem"), &k.key_pem).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(d.path().join("key.pem"), fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    // Left out: kid-libtrust by default, which registry v3 refuses without our JWK Set.
+    let c = load_in(d.path(), "").unwrap();
+    assert_eq!(c.token.header_mode, HeaderMode::KidLibtrust);
+    let w = c
+        .warnings
+        .iter()
+        .find(|w| w.path == "token.signing_header")
+        .unwrap_or_else(|| panic!("no warning: {:#?}", c.warnings));
+    // Both fixes: publish the JWK Set as v3's jwks, or another header.
+    for needle in [
+        "registry v3",
+        "registry-auth jwks --config",
+        "auth.token.jwks",
+        "signing_header: x5c",
+        "kid-thumbprint",
+        "signing_header: kid-libtrust",
+    ] {
+        assert!(
+            w.message.contains(needle),
+            "{needle:?} missing: {}",
+            w.message
+        );
+    }
+    // Chosen explicitly (kid-libtrust included) or through docker_auth's switch: no warning.
+    for extra in [
+        ", signing_header: kid-libtrust",
+        ", signing_header: x5c",
+        ", signing_header: kid-thumbprint",
+        ", disable_legacy_key_id: true",
+    ] {
+        let c = load_in(d.path(), extra).unwrap();
+        assert!(c.warnings.is_empty(), "{extra}: {:#?}", c.warnings);
     }
 }

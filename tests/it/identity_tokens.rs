@@ -25,9 +25,10 @@ use crate::common::dockerd::{self, Dockerd};
 use crate::common::image;
 use crate::common::keys::{KeyFiles, KeySetup};
 use crate::common::proc::{self, CmdOutput, require_tool, strip_ansi};
+use crate::common::registry::RegistryKind;
 use crate::common::scenario::{self, steps};
 use crate::common::server::run_cli;
-use crate::common::stack::{self, Stack, User, config_yaml};
+use crate::common::stack::{self, Stack, Trust, User, config_yaml};
 
 const ACL: &str = r#"  - match: {account: alice, name: "public/*"}
     actions: [pull, push]
@@ -60,9 +61,18 @@ struct Env {
 
 impl Env {
     fn start(refresh: bool, users: &[User]) -> Self {
+        Self::start_on(RegistryKind::V2, refresh, users)
+    }
+
+    /// On registry 2.8.2 with `kid-libtrust`, or on v3 with `x5c` and the CA in its bundle.
+    fn start_on(kind: RegistryKind, refresh: bool, users: &[User]) -> Self {
         let tmp = stack::tempdir("ra-it-idt");
         let root = tmp.path().to_owned();
-        let keys = KeyFiles::write(KeySetup::EcKid, &root.join("keys"));
+        let setup = match kind {
+            RegistryKind::V2 => KeySetup::EcKid,
+            RegistryKind::V3 => KeySetup::EcLeafX5c,
+        };
+        let keys = KeyFiles::write(setup, &root.join("keys"));
         let mut yaml = config_yaml(&keys, users, true, ACL);
         if refresh {
             // 48 random characters; the server needs at least 32 bytes.
@@ -83,7 +93,8 @@ impl Env {
             .iter()
             .map(|u| (u.name.clone(), u.password.clone()))
             .collect();
-        let mut stack = Stack::start_with_config(tmp, keys, config.clone(), passwords);
+        let mut stack =
+            Stack::start_with_config_on(Trust::bundle(kind), tmp, keys, config.clone(), passwords);
         // The daemon steps below use the same shared dockerd; this puts its log tail in the
         // diagnostics.
         stack.clients.use_dockerd();
@@ -376,7 +387,17 @@ fn users() -> Vec<User> {
 /// refresh grant, and the ACL still applies.
 #[test]
 fn docker_login_stores_identity_token_used_by_dockerd() {
-    let env = Env::start(true, &users());
+    identity_token_used_by_dockerd(RegistryKind::V2);
+}
+
+/// (a) against registry v3 (`x5c`).
+#[test]
+fn docker_login_stores_identity_token_used_by_dockerd_registry_v3() {
+    identity_token_used_by_dockerd(RegistryKind::V3);
+}
+
+fn identity_token_used_by_dockerd(kind: RegistryKind) {
+    let env = Env::start_on(kind, true, &users());
     seed(&env, &[("alice", "alice/docker")]);
     let pw = env.stack.password("alice").to_owned();
     let alice = DockerCli::new(&env, "alice");

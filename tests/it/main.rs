@@ -1,5 +1,6 @@
-//! End-to-end tests: a real CNCF distribution registry 2.8.2 (`docker-registry`) with
-//! `auth.token` pointed at a `registry-auth serve` child process, driven by real clients
+//! End-to-end tests: a real CNCF distribution registry 2.8.2 (`docker-registry`) or v3.1.1
+//! (`registry-v3`, built by `scripts/tools/install-registry-v3.sh`) with `auth.token` pointed
+//! at a `registry-auth serve` child process, driven by real clients
 //! (skopeo, podman, the docker CLI and a private dockerd) plus a raw HTTP client.
 //!
 //! Everything listens on 127.0.0.1 only. Each test owns its temp directory, ports and
@@ -46,6 +47,7 @@ mod packaging;
 mod principals;
 mod props;
 mod reference_fixture;
+mod registry_v3;
 mod reload;
 mod robots;
 mod rotation;

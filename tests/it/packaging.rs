@@ -22,6 +22,7 @@ use serde_json::{Value as Json, json};
 use serde_yaml_ng::Value as Yaml;
 
 use crate::common::proc::{self, ChildGuard, StopMode, require_tool, strip_ansi, tail};
+use crate::common::registry::RegistryKind;
 use crate::common::server::{binary, run_cli};
 use crate::common::stack;
 
@@ -1314,7 +1315,18 @@ fn start_registry(
     config: &str,
     env: &[(String, String)],
 ) -> RunningRegistry {
-    let bin = require_tool("docker-registry");
+    start_registry_kind(RegistryKind::V2, dir, name, config, env)
+}
+
+/// [`start_registry`] with 2.8.2 or v3.1.1.
+fn start_registry_kind(
+    kind: RegistryKind,
+    dir: &Path,
+    name: &str,
+    config: &str,
+    env: &[(String, String)],
+) -> RunningRegistry {
+    let bin = kind.program();
     assert!(
         config.contains("addr: :5000"),
         "{name}: no `addr: :5000` to replace"
@@ -1342,9 +1354,12 @@ fn start_registry(
             }
         }
         cmd.envs(env.iter().map(|(k, v)| (k, v)));
+        // v3 exports traces by OTLP to localhost:4318 unless told not to.
+        cmd.env("OTEL_TRACES_EXPORTER", "none")
+            .env("OTEL_SDK_DISABLED", "true");
         let mut guard = ChildGuard::new(
-            format!("docker-registry ({name})"),
-            cmd.spawn().expect("spawn docker-registry"),
+            format!("registry {} ({name})", kind.version()),
+            cmd.spawn().expect("spawn the registry"),
             StopMode::Kill,
         );
         let deadline = Instant::now() + Duration::from_secs(15);
@@ -1442,6 +1457,17 @@ fn compose_registry_environment_is_understood_by_the_registry() {
 /// the team registry, and skopeo as the client.
 #[test]
 fn mirror_scenario_works_end_to_end() {
+    mirror_scenario(RegistryKind::V2);
+}
+
+/// The same with registry v3.1.1 as the mirror and the team registry (the files say "2.8 or
+/// v3"; "Docker Hub" stays a 2.8.2 without auth).
+#[test]
+fn mirror_scenario_works_end_to_end_registry_v3() {
+    mirror_scenario(RegistryKind::V3);
+}
+
+fn mirror_scenario(kind: RegistryKind) {
     use crate::common::clients::{Clients, Outcome};
     use crate::common::http;
     use crate::common::image;
@@ -1504,11 +1530,12 @@ fn mirror_scenario_works_end_to_end() {
         "https://registry-1.docker.io",
         &format!("http://{}", upstream.addr),
     );
-    let mirror = start_registry(dir, "mirror", &mirror_config, &[]);
+    let mirror = start_registry_kind(kind, dir, "mirror", &mirror_config, &[]);
     assert!(challenge(&mirror).contains("service=\"mirror\""));
     let m = Clients::new(&dir.join("c-mirror"), &mirror.addr, img.clone());
     // The team registry: deploy/registry-team.yml.
-    let team = start_registry(
+    let team = start_registry_kind(
+        kind,
         dir,
         "team",
         &adapt(read("deploy/registry-team.yml"), "team"),

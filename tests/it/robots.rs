@@ -16,9 +16,10 @@ use serde_yaml_ng::Value as Yaml;
 use crate::common::jwt;
 use crate::common::keys::{KeyFiles, KeySetup};
 use crate::common::proc::strip_ansi;
+use crate::common::registry::RegistryKind;
 use crate::common::scenario::{self, steps};
 use crate::common::server::run_cli;
-use crate::common::stack::{self, ISSUER, SERVICE, Stack, User, config_yaml};
+use crate::common::stack::{self, ISSUER, SERVICE, Stack, Trust, User, config_yaml};
 
 const CI_SCOPE: &str = "repository:ci/**:pull,push";
 
@@ -112,8 +113,9 @@ fn create_robot(name: &str, args: &[&str]) -> Created {
     Created { secret, yaml }
 }
 
-#[test]
-fn robots_with_skopeo_podman_docker() {
+/// Creates the robots `ci` (a day) and `old` (expired), writes them into a config as printed,
+/// checks it, and starts a stack on `trust` with `setup`'s keys.
+fn robot_stack(trust: Trust, setup: KeySetup) -> (Stack, Created) {
     // ci: valid for a day (a duration), default bcrypt cost, as an operator would run it.
     let ci = create_robot("ci", &["--scope", CI_SCOPE, "--expires", "1d"]);
     let doc: Yaml = serde_yaml_ng::from_str(&ci.yaml).expect("ci yaml");
@@ -141,7 +143,7 @@ fn robots_with_skopeo_podman_docker() {
 
     let users = [User::new("alice"), User::new("admin")];
     let tmp = stack::tempdir("ra-it-robot");
-    let keys = KeyFiles::write(KeySetup::EcKid, &tmp.path().join("keys"));
+    let keys = KeyFiles::write(setup, &tmp.path().join("keys"));
     let mut yaml = config_yaml(&keys, &users, true, ACL);
     // Both robots, as printed (the second without its own `robots:` line).
     yaml.push_str(&ci.yaml);
@@ -160,8 +162,36 @@ fn robots_with_skopeo_podman_docker() {
         .collect();
     secrets.insert("robot$ci".to_owned(), ci.secret.clone());
     secrets.insert("robot$old".to_owned(), old.secret.clone());
-    let stack = Stack::start_with_config(tmp, keys, config, secrets);
+    let stack = Stack::start_with_config_on(trust, tmp, keys, config, secrets);
+    (stack, ci)
+}
 
+/// Robots against registry v3 (`x5c`, the CA in its bundle), with skopeo.
+#[test]
+fn robots_with_skopeo_registry_v3() {
+    let (stack, _ci) = robot_stack(Trust::bundle(RegistryKind::V3), KeySetup::EcLeafX5c);
+    let table = steps(json!([
+        {"name": "admin pushes other/app:v1", "op": "push", "user": "admin", "repo": "other/app", "tag": "v1", "expect": "ok"},
+        {"name": "robot$ci pushes ci/team/app:v1", "op": "push", "user": "robot$ci", "repo": "ci/team/app", "tag": "v1", "expect": "ok"},
+        {"name": "robot$ci pulls ci/team/app:v1", "op": "pull", "user": "robot$ci", "repo": "ci/team/app", "tag": "v1", "expect": "ok"},
+        {"name": "robot$ci lists tags of ci/team/app", "op": "tags", "user": "robot$ci", "repo": "ci/team/app", "expect": "ok", "contains": ["v1"]},
+        {"name": "robot$ci pulls other/app:v1 (ACL would allow)", "op": "pull", "user": "robot$ci", "repo": "other/app", "tag": "v1", "expect": "denied"},
+        {"name": "robot$ci deletes ci/team/app:v1 (no delete scope)", "op": "delete", "user": "robot$ci", "repo": "ci/team/app", "tag": "v1", "expect": "denied"},
+        {"name": "robot$ci, wrong secret, pulls ci/team/app:v1", "op": "pull", "user": "robot$ci", "password": "wrong-secret-r3", "repo": "ci/team/app", "tag": "v1", "expect": "unauthorized"},
+        {"name": "robot$old (expired) pulls ci/team/app:v1", "op": "pull", "user": "robot$old", "repo": "ci/team/app", "tag": "v1", "expect": "unauthorized"},
+    ]));
+    scenario::run(&stack, "robots, registry v3.1.1", &table);
+    assert!(
+        stack.registry.token_refusals().is_empty(),
+        "registry v3 refused tokens:\n{}",
+        stack.diagnostics()
+    );
+    stack.assert_log_secrecy();
+}
+
+#[test]
+fn robots_with_skopeo_podman_docker() {
+    let (stack, ci) = robot_stack(Trust::bundle(RegistryKind::V2), KeySetup::EcKid);
     let table = steps(json!([
         // Users still go through the ACL.
         {"name": "admin pushes other/app:v1", "op": "push", "user": "admin", "repo": "other/app", "tag": "v1", "expect": "ok"},

@@ -1,9 +1,11 @@
-//! Key rotation against a registry 2.8.2 that is never restarted:
+//! Key rotation, the README's two procedures, against a registry that is never restarted
+//! (2.8.2 and v3.1.1):
 //! * `x5c` with only a CA in the registry's `rootcertbundle`: leaf A, then (our server restarted)
 //!   leaf B issued by the same CA;
-//! * `kid-libtrust` with the registry's bundle taken from our `GET /rootcertbundle.pem` while
-//!   key B is published as an extra certificate: signer A, then signer B (A published as the
-//!   extra); and a key that is not in the bundle is refused by the registry.
+//! * `kid-libtrust` with the registry's bundle taken from our `GET /rootcertbundle.pem` (2.8) or
+//!   its `jwks` written by `registry-auth jwks --config FILE --output F` (v3) while key B is
+//!   published as an extra certificate: signer A, then signer B (A published as the extra); and
+//!   a key that is in neither is refused by the registry.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -18,9 +20,10 @@ use crate::common::clients::Outcome;
 use crate::common::http;
 use crate::common::jwt;
 use crate::common::keys::{KeyFiles, KeySetup, libtrust_kid, pem_certs, spki_der, yaml_str};
+use crate::common::registry::RegistryKind;
 use crate::common::scenario::{self, steps};
 use crate::common::server::AuthServer;
-use crate::common::stack::{self, Stack, User};
+use crate::common::stack::{self, Stack, Trust, User};
 
 const ACL: &str = r#"  - match: {account: alice, name: "alice/*"}
     actions: [pull, push]
@@ -97,6 +100,15 @@ fn restart(stack: &mut Stack) {
 
 #[test]
 fn x5c_leaf_replaced_under_the_same_ca_without_touching_the_registry() {
+    x5c_leaf_rotation(RegistryKind::V2);
+}
+
+#[test]
+fn x5c_leaf_replaced_under_the_same_ca_without_touching_registry_v3() {
+    x5c_leaf_rotation(RegistryKind::V3);
+}
+
+fn x5c_leaf_rotation(kind: RegistryKind) {
     let tmp = stack::tempdir("ra-rot-x5c");
     let dir = tmp.path().join("keys");
     fs::create_dir_all(&dir).expect("mkdir keys");
@@ -124,7 +136,8 @@ fn x5c_leaf_replaced_under_the_same_ca_without_touching_the_registry() {
     let people = [User::new("alice")];
     let config = tmp.path().join("registry-auth.yml");
     fs::write(&config, stack::config_yaml(&keys, &people, false, ACL)).expect("write config");
-    let mut stack = Stack::start_with_config(tmp, keys, config, users(&people));
+    let mut stack =
+        Stack::start_with_config_on(Trust::bundle(kind), tmp, keys, config, users(&people));
     let bundle_before = fs::read(&stack.keys.bundle).expect("read bundle");
 
     // Our bundle holds the leaf and the CA (what the registry needs if it trusted only us).
@@ -172,6 +185,16 @@ fn x5c_leaf_replaced_under_the_same_ca_without_touching_the_registry() {
 
 #[test]
 fn kid_libtrust_rotation_through_the_published_bundle() {
+    kid_libtrust_rotation(RegistryKind::V2);
+}
+
+/// Registry v3 does not look libtrust `kid`s up in its bundle: it gets `registry-auth jwks`.
+#[test]
+fn kid_libtrust_rotation_through_the_published_jwks_registry_v3() {
+    kid_libtrust_rotation(RegistryKind::V3);
+}
+
+fn kid_libtrust_rotation(kind: RegistryKind) {
     let tmp = stack::tempdir("ra-rot-kid");
     let dir = tmp.path().join("keys");
     fs::create_dir_all(&dir).expect("mkdir keys");
@@ -243,7 +266,16 @@ fn kid_libtrust_rotation_through_the_published_bundle() {
         "rootcertbundle.pem = A, B"
     );
     let bundle_before = fs::read(&keys.bundle).expect("read bundle");
-    let mut stack = Stack::start_with_config(tmp, keys, config.clone(), users(&people));
+    // 2.8: the bundle above; v3: `registry-auth jwks` of this config (A and B), at its start.
+    let trust = match kind {
+        RegistryKind::V2 => Trust::bundle(kind),
+        RegistryKind::V3 => Trust {
+            kind,
+            bundle: false,
+            jwks: true,
+        },
+    };
+    let mut stack = Stack::start_with_config_on(trust, tmp, keys, config.clone(), users(&people));
 
     let header = alice_header(&stack);
     assert_eq!(header["alg"], "ES256");

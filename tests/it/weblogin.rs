@@ -12,6 +12,8 @@ use crate::common::clients::Outcome;
 use crate::common::http;
 use crate::common::idp::{Browserless, FakeGithub, FakeGitlab, GhUser, query_param};
 use crate::common::keys::yaml_str;
+use crate::common::proc::free_port;
+use crate::common::registry::RegistryKind;
 use crate::common::server::assert_log_has_no_secrets;
 use crate::common::stack::SERVICE;
 use crate::common::webstack::{
@@ -51,10 +53,16 @@ fn github_users(gh: &FakeGithub) {
 }
 
 fn github_stack(gh: &FakeGithub, extra: &str, registry: bool) -> WebStack {
+    github_stack_on(gh, extra, registry.then_some(RegistryKind::V2))
+}
+
+fn github_stack_on(gh: &FakeGithub, extra: &str, registry: Option<RegistryKind>) -> WebStack {
     let web = gh.web();
     let api = gh.api();
     let extra = extra.to_owned();
-    let stack = WebStack::start(
+    let stack = WebStack::start_with_registry(
+        free_port(),
+        "",
         move |dir, registry_addr| {
             format!(
                 "github_auth:\n  organization: acme\n  client_id: {CLIENT_ID}\n  \
@@ -68,6 +76,62 @@ fn github_stack(gh: &FakeGithub, extra: &str, registry: bool) -> WebStack {
     );
     gh.set_redirect_uri(&format!("{}/github_auth", stack.base()));
     stack
+}
+
+/// A minted password against registry v3 (`x5c`): pushes, the ACL's labels, sign-out.
+#[test]
+fn github_minted_password_with_registry_v3() {
+    let gh = FakeGithub::start(CLIENT_ID, CLIENT_SECRET, "unset");
+    github_users(&gh);
+    let s = github_stack_on(&gh, "", Some(RegistryKind::V3));
+    let base = s.base();
+    let alice = login_at_fake(&base, "github_auth", "alice");
+    let bob = login_at_fake(&base, "github_auth", "bob");
+    let c = s.clients();
+    let push = c.skopeo_push(Some(("alice", &alice.password)), "platform/app", "v1", None);
+    assert_eq!(
+        push.outcome,
+        Outcome::Ok,
+        "{}\n{}",
+        push.log,
+        s.diagnostics()
+    );
+    let pull = c.skopeo_pull(Some(("bob", &bob.password)), "platform/app", "v1");
+    assert_eq!(
+        pull.outcome,
+        Outcome::Ok,
+        "{}\n{}",
+        pull.log,
+        s.diagnostics()
+    );
+    let push = c.skopeo_push(Some(("bob", &bob.password)), "platform/app", "v2", None);
+    assert_eq!(
+        push.outcome,
+        Outcome::Denied,
+        "{}\n{}",
+        push.log,
+        s.diagnostics()
+    );
+    let out = sign_out(&base, &bob.password);
+    assert_eq!(out.status, 200, "{}", out.body);
+    let pull = c.skopeo_pull(Some(("bob", &bob.password)), "platform/app", "v1");
+    assert_eq!(pull.outcome, Outcome::Unauthorized, "{}", pull.log);
+    let registry = s.registry.as_ref().expect("registry");
+    assert_eq!(registry.kind, RegistryKind::V3);
+    assert!(
+        registry.token_refusals().is_empty(),
+        "registry v3 refused tokens:\n{}",
+        s.diagnostics()
+    );
+    assert_log_has_no_secrets(
+        &s.server.log,
+        &[
+            ("alice".to_owned(), alice.password),
+            ("bob".to_owned(), bob.password),
+            ("x".to_owned(), CLIENT_SECRET.to_owned()),
+        ],
+        &[],
+    );
 }
 
 #[test]

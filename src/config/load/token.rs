@@ -84,6 +84,9 @@ impl Loader {
                 }
             },
         };
+        if t.signing_header.is_none() {
+            self.warnings.push(default_kid_libtrust_warning());
+        }
         let header_mode = match t.signing_header.unwrap_or(SigningHeaderSpec::KidLibtrust) {
             SigningHeaderSpec::KidLibtrust => HeaderMode::KidLibtrust,
             SigningHeaderSpec::X5c => HeaderMode::X5c,
@@ -305,17 +308,38 @@ impl Loader {
 }
 
 /// With `kid-thumbprint`, an EC signing key whose `x` or `y` starts with a zero byte gets
-/// another `kid` from registry v3.1 (which drops leading zeros) than the RFC 7638 one we send.
+/// another `kid` from registry v3.1 (which drops leading zeros) than the RFC 7638 one we send,
+/// when it computes the `kid` from the certificate in its `rootcertbundle`. Keys it reads from its
+/// `jwks` file keep the `kid` written there, so `registry-auth jwks` output works.
 pub(super) fn short_coordinate_warning(t: &TokenConfig) -> Option<ConfigIssue> {
     let key = t.signing_key.as_ref()?;
     (t.header_mode == HeaderMode::KidThumbprint && key.public_key().params().has_short_coordinate())
         .then(|| {
             ConfigIssue::new(
                 "token.key",
-                "this EC key has a coordinate starting with a zero byte, so registry v3.1 computes \
-             a different JWK thumbprint than the `kid` we send and refuses the tokens; create \
-             a new key with `registry-auth gen-keys` (it never makes such keys), or use \
-             `signing_header: x5c`",
+                "this EC key has a coordinate starting with a zero byte, so registry v3.1 \
+                 computes a different JWK thumbprint from the certificate in its \
+                 rootcertbundle than the `kid` we send and refuses the tokens; give it the \
+                 output of `registry-auth jwks --config FILE` as its auth.token.jwks (that file \
+                 carries our `kid`), create a new key with `registry-auth gen-keys` (it never \
+                 makes such keys), or use `signing_header: x5c`",
             )
         })
+}
+
+/// `signing_header` left out means `kid-libtrust` (docker_auth's tokens): registry 2.8 takes
+/// them, registry v3 refuses them unless its `auth.token.jwks` lists our libtrust `kid`s (v3
+/// keys the certificates of its `rootcertbundle` by JWK thumbprint only). Setting the header
+/// explicitly, `kid-libtrust` included, is the operator's answer and silences the warning.
+fn default_kid_libtrust_warning() -> ConfigIssue {
+    ConfigIssue::new(
+        "token.signing_header",
+        "not set, so tokens carry docker_auth's libtrust `kid` (`kid-libtrust`): registry 2.8 \
+         accepts them, but registry v3 (`registry:3`) refuses them unless it is given our keys \
+         as a JWK Set; for v3, either publish the output of `registry-auth jwks --config FILE` \
+         (or GET /.well-known/jwks.json) as the registry's auth.token.jwks, or set \
+         `signing_header: x5c` (registry 2.8 and v3, nothing else to publish) or \
+         `kid-thumbprint` (v3 only); set `signing_header: kid-libtrust` to keep these tokens \
+         and silence this warning",
+    )
 }

@@ -10,7 +10,7 @@ use super::idp::{Answer, Browserless, element_text};
 use super::image;
 use super::keys::{KeyFiles, KeySetup, yaml_str};
 use super::proc::free_port;
-use super::registry::{Registry, RegistrySpec};
+use super::registry::{Registry, RegistryKind, RegistrySpec};
 use super::server::AuthServer;
 use super::stack::{ISSUER, SERVICE, tempdir};
 
@@ -66,12 +66,30 @@ impl WebStack {
         acl: &str,
         registry: bool,
     ) -> Self {
+        let kind = registry.then_some(RegistryKind::V2);
+        Self::start_with_registry(port, server_extra, sections, acl, kind)
+    }
+
+    /// [`WebStack::start_full`] with the registry of `kind` (none for `None`): 2.8.2 with
+    /// `kid-libtrust`, v3 with `x5c` and the CA in its `rootcertbundle`.
+    pub fn start_with_registry(
+        port: u16,
+        server_extra: &str,
+        sections: impl FnOnce(&std::path::Path, &str) -> String,
+        acl: &str,
+        kind: Option<RegistryKind>,
+    ) -> Self {
         let tmp = tempdir("ra-web");
         let dir = tmp.path().to_path_buf();
-        let keys = KeyFiles::write(KeySetup::EcKid, &dir.join("keys"));
+        let setup = match kind {
+            Some(RegistryKind::V3) => KeySetup::EcLeafX5c,
+            _ => KeySetup::EcKid,
+        };
+        let keys = KeyFiles::write(setup, &dir.join("keys"));
         let addr = format!("127.0.0.1:{port}");
-        let registry = registry.then(|| {
-            Registry::start(
+        let registry = kind.map(|kind| {
+            Registry::start_kind(
+                kind,
                 &dir.join("registry"),
                 &RegistrySpec {
                     realm: format!("http://{addr}/auth"),
