@@ -7,14 +7,17 @@
 #   postgresql (tests/it/sql.rs initdb's and starts its own cluster in a temp dir, as `postgres`),
 #   redis-server (tests/it/weblogin_stores.rs), chromium and fonts-dejavu-core (the headless
 #   browser test, tests/it/weblogin_browser.rs), and node + npm when missing; then the node
-#   tools of tests/js (oidc-provider, puppeteer-core, axe-core) with `npm ci`.
+#   tools of tests/js (oidc-provider, puppeteer-core, axe-core) with `npm ci`; nginx (the ingress
+#   of tests/it/ingress.rs, run as the test's own process) and debootstrap (the local base images
+#   of the container build, scripts/tools/install-base-images.sh).
 # Idempotent and quick when everything is present (no apt-get at all then).
 # apt is kept from starting the packages' services (the registry would listen on :5000 on all
 # interfaces, docker.io would start a system dockerd) with a temporary /usr/sbin/policy-rc.d.
 set -euo pipefail
 
 PKGS=(docker-registry skopeo podman docker.io curl ca-certificates uidmap wrk yamllint
-  python3-jsonschema slapd ldap-utils postgresql redis-server chromium fonts-dejavu-core)
+  python3-jsonschema slapd ldap-utils postgresql redis-server chromium fonts-dejavu-core nginx
+  debootstrap)
 # Node 18 or later (Debian's, or one already installed, e.g. from NodeSource).
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
   PKGS+=(nodejs npm)
@@ -47,7 +50,7 @@ fi
 
 # Every program the tests call must now be on PATH.
 for bin in docker-registry skopeo podman dockerd docker curl wrk yamllint slapd slapadd ldapadd \
-  redis-server redis-cli chromium node npm; do
+  redis-server redis-cli chromium node npm nginx debootstrap; do
   if ! command -v "$bin" >/dev/null 2>&1; then
     echo "install-test-deps.sh: $bin is still missing after installing ${PKGS[*]}" >&2
     exit 1

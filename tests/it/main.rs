@@ -35,6 +35,7 @@ mod config_errors;
 mod faults;
 mod full_disk;
 mod identity_tokens;
+mod image;
 mod key_modes;
 mod ldap;
 mod ldap_identity;
