@@ -36,6 +36,7 @@ mod faults;
 mod full_disk;
 mod identity_tokens;
 mod image;
+mod ingress;
 mod key_modes;
 mod ldap;
 mod ldap_identity;

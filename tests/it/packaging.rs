@@ -1454,16 +1454,16 @@ fn mirror_example_grants_what_the_docs_say() {
     }
 }
 
-/// A docker-registry 2.8.2 child process.
-struct RunningRegistry {
-    addr: String,
-    log: PathBuf,
+/// A docker-registry 2.8.2 child process (also the mirror of tests/it/ingress.rs).
+pub(crate) struct RunningRegistry {
+    pub(crate) addr: String,
+    pub(crate) log: PathBuf,
     _guard: ChildGuard,
 }
 
 /// Starts docker-registry 2.8.2 with `config`, whose `addr: :5000` becomes a free loopback port,
 /// with `env` (REGISTRY_* variables override the file); waits until `/v2/` answers.
-fn start_registry(
+pub(crate) fn start_registry(
     dir: &Path,
     name: &str,
     config: &str,
