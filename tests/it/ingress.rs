@@ -517,7 +517,7 @@ fn nginx_tls_mirror_redis_and_docker_through_the_shipped_configs() {
 
     // docker CLI + dockerd through nginx: anonymous pulls only in library/, login, pulls of
     // anything for alice; the mirror refuses pushes whatever the token says.
-    let mut clients = Clients::new(&dir.join("clients"), &public, img.clone());
+    let mut clients = Clients::new(&dir.join("clients"), &public, img);
     clients.use_dockerd();
     let dd = |what: &str, log: &str| {
         format!(
