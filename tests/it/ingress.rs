@@ -577,3 +577,42 @@ fn deployment_guide_shows_the_ingress_files() {
         );
     }
 }
+
+/// The chart's ingress-nginx annotations (`ingress.nginx.enabled`) are the settings of
+/// deploy/nginx/registry.conf, which the end-to-end test runs.
+#[test]
+fn chart_ingress_nginx_annotations_match_the_nginx_config() {
+    let conf = shipped("deploy/nginx/registry.conf");
+    let template = shipped("charts/registry-auth/templates/ingress.yaml");
+    for (directive, annotation) in [
+        (
+            "client_max_body_size 0;",
+            r#""nginx.ingress.kubernetes.io/proxy-body-size" "0""#,
+        ),
+        (
+            "proxy_request_buffering off;",
+            r#""nginx.ingress.kubernetes.io/proxy-request-buffering" "off""#,
+        ),
+        (
+            "proxy_buffering off;",
+            r#""nginx.ingress.kubernetes.io/proxy-buffering" "off""#,
+        ),
+        (
+            "proxy_read_timeout 900s;",
+            r#""nginx.ingress.kubernetes.io/proxy-read-timeout" "900""#,
+        ),
+        (
+            "proxy_http_version 1.1;",
+            r#""nginx.ingress.kubernetes.io/proxy-http-version" "1.1""#,
+        ),
+    ] {
+        assert!(
+            conf.contains(directive),
+            "deploy/nginx/registry.conf lost `{directive}`"
+        );
+        assert!(
+            template.contains(annotation),
+            "the chart's Ingress must set {annotation} (deploy/nginx/registry.conf: {directive})"
+        );
+    }
+}
