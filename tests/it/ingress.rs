@@ -407,6 +407,7 @@ fn nginx_tls_mirror_redis_and_docker_through_the_shipped_configs() {
             &*format!("{PREFIX}/auth?service=registry.example.com"),
             "200",
         ),
+        (&*format!("{PREFIX}/.well-known/jwks.json"), "200"),
     ] {
         let out = curl(&[
             "--cacert",
@@ -419,6 +420,14 @@ fn nginx_tls_mirror_redis_and_docker_through_the_shipped_configs() {
         ]);
         assert_eq!(out.stdout, want, "{path}:\n{}\n{}", out.describe(), diag());
     }
+
+    // The login pages under the prefix (none configured: the index names the token endpoint).
+    let index = curl(&["--cacert", &ca, &format!("https://{public}{PREFIX}/")]);
+    assert!(
+        index.success() && index.stdout.contains(&format!("{PREFIX}/auth")),
+        "the index page under {PREFIX}/ through nginx:\n{}",
+        index.describe()
+    );
 
     // The client's address through nginx: the `ip` rule grants internal/* to 127.0.0.2 only,
     // and a forged X-Forwarded-For from 127.0.0.1 does not pass for it.
