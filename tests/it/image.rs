@@ -362,6 +362,8 @@ fn image_builds_and_serves_a_registry_as_the_chart_runs_it() {
         "effective capabilities"
     );
     assert_eq!(proc_status_field(&pid, "NoNewPrivs"), "1");
+    // A seccomp filter (the chart's `seccompProfile: RuntimeDefault`; podman's default profile).
+    assert_eq!(proc_status_field(&pid, "Seccomp"), "2", "seccomp mode");
     let mountinfo = fs::read_to_string(format!("/proc/{pid}/mountinfo")).expect("mountinfo");
     let mount_opts = |target: &str| -> Option<String> {
         mountinfo.lines().find_map(|l| {
