@@ -2,10 +2,10 @@
 # The base images of the container build (Dockerfile), made locally the way a mirror would,
 # because no image registry is reachable here (tests/it/image.rs builds and runs the image):
 #
-#   localhost/registry-auth-base/bookworm:12   a minimal Debian bookworm (debootstrap
+#   localhost/registry-auth-base/bookworm:12-KEY   a minimal Debian bookworm (debootstrap
 #       --variant=minbase from the Debian mirror): the base of the Dockerfile's `prebuilt` stage,
 #       which stands in for the `rust:…-bookworm` builder (BUILDER_IMAGE).
-#   localhost/registry-auth-base/cc-nonroot:12   the equivalent of
+#   localhost/registry-auth-base/cc-nonroot:12-KEY   the equivalent of
 #       gcr.io/distroless/cc-debian12:nonroot (RUNTIME_IMAGE): the files of the same Debian
 #       packages (libc6, libgcc-s1, libstdc++6, libgomp1, libssl3, the CA bundle of
 #       ca-certificates, tzdata, netbase, base-files' os-release), /etc/passwd and /etc/group with
@@ -13,17 +13,30 @@
 #       package manager; USER 65532:65532, WORKDIR /home/nonroot, PATH and SSL_CERT_FILE as
 #       distroless sets them.
 #
-# Cache ($RA_TOOLS/base-images/v1): the debootstrap result (bookworm-rootfs.tar) and the two
+# Cache ($RA_TOOLS/base-images/KEY, KEY = the start of this script's sha256): the debootstrap result (bookworm-rootfs.tar) and the two
 # images as `podman save` archives. A second run only loads the archives into podman's storage
 # when an image is missing there (storage may not survive between runs); nothing at all when
 # both are present. Needs root (debootstrap, rootful podman), like scripts/install-test-deps.sh.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
-cache="$RA_TOOLS/base-images/v1"
-bookworm=localhost/registry-auth-base/bookworm:12
-runtime=localhost/registry-auth-base/cc-nonroot:12
+# The cache and the image tags are keyed by this script's content, so a change here rebuilds
+# them (tests/it/image.rs computes the same key).
+key=$(sha256sum "$0" | cut -c1-12)
+cache="$RA_TOOLS/base-images/$key"
+bookworm=localhost/registry-auth-base/bookworm:12-$key
+runtime=localhost/registry-auth-base/cc-nonroot:12-$key
 mkdir -p "$cache"
+# Earlier versions' caches and images.
+for old in "$RA_TOOLS"/base-images/*; do
+  if [ "$old" != "$cache" ]; then rm -rf "$old"; fi
+done
+podman images --format '{{.Repository}}:{{.Tag}}' | while IFS= read -r image; do
+  case "$image" in
+    localhost/registry-auth-base/*-"$key") ;;
+    localhost/registry-auth-base/*) podman rmi "$image" >/dev/null || true ;;
+  esac
+done
 
 # Loads a cached archive when podman's storage lacks the image.
 ensure_loaded() { # image archive

@@ -28,8 +28,7 @@ use crate::common::registry::{Registry, RegistrySpec};
 use crate::common::stack::tempdir;
 use crate::common::{http, image, server, tools};
 
-pub const BUILDER_BASE: &str = "localhost/registry-auth-base/bookworm:12";
-pub const RUNTIME_BASE: &str = "localhost/registry-auth-base/cc-nonroot:12";
+const BASE_SCRIPT: &str = "scripts/tools/install-base-images.sh";
 /// The user of distroless `nonroot` and of the chart's `podSecurityContext`.
 const NONROOT: &str = "65532:65532";
 
@@ -52,18 +51,36 @@ fn podman_ok(args: &[&str], timeout: Duration) -> CmdOutput {
     out
 }
 
+/// The local base images (builder, runtime) as the install script names them: keyed by the
+/// start of the script's sha256, like its cache folder.
+struct Bases {
+    builder: String,
+    runtime: String,
+    cache: PathBuf,
+}
+
+fn bases() -> Bases {
+    let script = fs::read(repo_root().join(BASE_SCRIPT)).expect("read the base-image script");
+    let key = &image::sha256_hex(&script)[..12];
+    Bases {
+        builder: format!("localhost/registry-auth-base/bookworm:12-{key}"),
+        runtime: format!("localhost/registry-auth-base/cc-nonroot:12-{key}"),
+        cache: tools::dir().join("base-images").join(key),
+    }
+}
+
 /// The base images in podman's storage, loaded from the tool cache when missing (podman's
 /// storage may not survive between runs; the cache does).
-pub fn ensure_base_images() {
-    let cache = tools::dir().join("base-images/v1");
+fn ensure_base_images() -> Bases {
+    let b = bases();
     for (image, archive) in [
-        (BUILDER_BASE, "bookworm.oci.tar"),
-        (RUNTIME_BASE, "cc-nonroot.oci.tar"),
+        (&b.builder, "bookworm.oci.tar"),
+        (&b.runtime, "cc-nonroot.oci.tar"),
     ] {
         if podman(&["image", "exists", image], Duration::from_secs(60)).success() {
             continue;
         }
-        let path = cache.join(archive);
+        let path = b.cache.join(archive);
         assert!(
             path.is_file(),
             "{} is missing: run scripts/tools/install-base-images.sh (scripts/test.sh runs it \
@@ -75,6 +92,7 @@ pub fn ensure_base_images() {
             Duration::from_secs(300),
         );
     }
+    b
 }
 
 /// Removes what the test made in podman's storage, whatever happens.
@@ -101,7 +119,7 @@ impl Drop for PodmanCleanup {
 }
 
 /// Builds the Dockerfile with the local bases and the test command's binary; returns the tag.
-fn build_image(dir: &Path, tag: &str) -> CmdOutput {
+fn build_image(dir: &Path, bases: &Bases, tag: &str) -> CmdOutput {
     let ctx = dir.join("prebuilt-binary");
     fs::create_dir_all(ctx.join("data")).expect("mkdir prebuilt data");
     let strip = proc::run(
@@ -127,9 +145,9 @@ fn build_image(dir: &Path, tag: &str) -> CmdOutput {
             "-f",
             &dockerfile.to_string_lossy(),
             "--build-arg",
-            &format!("BUILDER_IMAGE={BUILDER_BASE}"),
+            &format!("BUILDER_IMAGE={}", bases.builder),
             "--build-arg",
-            &format!("RUNTIME_IMAGE={RUNTIME_BASE}"),
+            &format!("RUNTIME_IMAGE={}", bases.runtime),
             "--build-arg",
             "BINARY_STAGE=prebuilt",
             "--build-context",
@@ -177,7 +195,7 @@ fn proc_status_field(pid: &str, field: &str) -> String {
 #[test]
 fn image_builds_and_serves_a_registry_as_the_chart_runs_it() {
     require_tool("skopeo");
-    ensure_base_images();
+    let bases = ensure_base_images();
     let tmp = tempdir("ra-img");
     let dir = tmp.path();
     let nonce = image::random_hex(6);
@@ -187,7 +205,7 @@ fn image_builds_and_serves_a_registry_as_the_chart_runs_it() {
 
     // 1. Build.
     let t0 = Instant::now();
-    let built = build_image(dir, &tag);
+    let built = build_image(dir, &bases, &tag);
     // The stages' images (`--> ID` lines; the last one is the tagged image) go at the end too.
     // (`--layers=false` would not keep them, but podman 4.3 then fails on the alias stage.)
     cleanup.images.extend(
