@@ -282,8 +282,6 @@ fn image_builds_and_serves_a_registry_as_the_chart_runs_it() {
     // privilege escalation, /config/config.yaml mounted read-only, /data a (new, named) volume.
     let password = image::random_hex(8);
     let cfg = dir.join("config.yaml");
-    let port = free_port();
-    let realm = format!("http://127.0.0.1:{port}/auth");
     fs::write(
         &cfg,
         format!(
@@ -303,32 +301,47 @@ fn image_builds_and_serves_a_registry_as_the_chart_runs_it() {
     cleanup.containers.push(name.clone());
     let mount_cfg = format!("{}:/config/config.yaml:ro", cfg.display());
     let mount_data = format!("{volume}:/data");
-    let publish = format!("127.0.0.1:{port}:5001");
-    let started = podman_run(
-        &[
-            "-d",
-            "--name",
-            &name,
-            "--user",
-            NONROOT,
-            "--read-only",
-            // As in Kubernetes: no tmpfs on /tmp, /run, … either.
-            "--read-only-tmpfs=false",
-            "--cap-drop",
-            "ALL",
-            "--security-opt",
-            "no-new-privileges",
-            "-v",
-            &mount_cfg,
-            "-v",
-            &mount_data,
-            "-p",
-            &publish,
-            &tag,
-        ],
-        Duration::from_secs(120),
-    );
-    assert!(started.success(), "podman run:\n{}", started.describe());
+    // The published port is free when picked; another test may take it before podman binds it.
+    let mut attempts = 0;
+    let port = loop {
+        let port = free_port();
+        let publish = format!("127.0.0.1:{port}:5001");
+        let started = podman_run(
+            &[
+                "-d",
+                "--name",
+                &name,
+                "--user",
+                NONROOT,
+                "--read-only",
+                // As in Kubernetes: no tmpfs on /tmp, /run, … either.
+                "--read-only-tmpfs=false",
+                "--cap-drop",
+                "ALL",
+                "--security-opt",
+                "no-new-privileges",
+                "-v",
+                &mount_cfg,
+                "-v",
+                &mount_data,
+                "-p",
+                &publish,
+                &tag,
+            ],
+            Duration::from_secs(120),
+        );
+        if started.success() {
+            break port;
+        }
+        attempts += 1;
+        assert!(
+            attempts < 3 && started.combined().contains("address already in use"),
+            "podman run:\n{}",
+            started.describe()
+        );
+        let _ = podman(&["rm", "-f", &name], Duration::from_secs(60));
+    };
+    let realm = format!("http://127.0.0.1:{port}/auth");
     let logs = || {
         podman(&["logs", &name], Duration::from_secs(30))
             .combined()
