@@ -18,9 +18,18 @@
 # The toolchain the project is tested with (Cargo.toml's rust-version is the minimum). Debian
 # bookworm, so the binary's glibc matches the runtime image's.
 ARG RUST_VERSION=1.95
+# The two base images, replaceable by copies from a mirror (`--build-arg RUNTIME_IMAGE=…`).
+# tests/it/image.rs builds with local equivalents (scripts/tools/install-base-images.sh).
+ARG BUILDER_IMAGE=rust:${RUST_VERSION}-bookworm
+ARG RUNTIME_IMAGE=gcr.io/distroless/cc-debian12:nonroot
+# Where the binary comes from: `build` compiles it (the default); `prebuilt` takes one compiled
+# outside for Debian bookworm's glibc, from the build context named `prebuilt-binary` (a folder
+# with `registry-auth` and an empty `data/`):
+#   podman build --build-arg BINARY_STAGE=prebuilt --build-context prebuilt-binary=DIR .
+ARG BINARY_STAGE=build
 
 # ---------------------------------------------------------------------------------------------
-FROM rust:${RUST_VERSION}-bookworm AS build
+FROM ${BUILDER_IMAGE} AS build
 WORKDIR /src
 # Only what the build needs (.dockerignore keeps the rest out of the context).
 COPY Cargo.toml Cargo.lock ./
@@ -37,19 +46,30 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     && install -D -m 0755 target/release/registry-auth /out/registry-auth \
     && mkdir -p /out/data
 
+# The binary compiled elsewhere (BINARY_STAGE=prebuilt; unused otherwise, so never pulled).
+FROM ${BUILDER_IMAGE} AS prebuilt
+# `prebuilt-binary` is a build context (--build-context), not a stage.
+# hadolint ignore=DL3022
+COPY --from=prebuilt-binary registry-auth /out/registry-auth
+# hadolint ignore=DL3022
+COPY --from=prebuilt-binary data /out/data
+
+FROM ${BINARY_STAGE} AS binary
+
 # ---------------------------------------------------------------------------------------------
 # Runtime: distroless cc (glibc, libgcc, CA certificates; no shell, no package manager) rather
 # than debian:bookworm-slim: the binary needs nothing else (aws-lc is linked in statically), the
-# image is about a third of the size, and there is next to nothing in it to exploit or patch. Its `nonroot` variant already has the user 65532. Debug with
+# image is about a third of the size, and there is next to nothing in it to exploit or patch. Its
+# `nonroot` variant already has the user 65532. Debug with
 # `docker run --entrypoint registry-auth IMAGE check-config /config/config.yaml`, or use the
 # `:debug-nonroot` tag, which adds a busybox shell.
-FROM gcr.io/distroless/cc-debian12:nonroot
+FROM ${RUNTIME_IMAGE}
 
-COPY --from=build /out/registry-auth /usr/local/bin/registry-auth
+COPY --from=binary /out/registry-auth /usr/local/bin/registry-auth
 COPY deploy/config.yaml /config/config.yaml
 # The volume's mount point must belong to the user: a new named volume copies this directory
 # (and its owner) from the image.
-COPY --from=build --chown=65532:65532 /out/data /data
+COPY --from=binary --chown=65532:65532 /out/data /data
 
 # Numeric, so Kubernetes' `runAsNonRoot: true` can check it without a passwd lookup.
 USER 65532:65532

@@ -37,6 +37,8 @@ mod faults;
 mod full_disk;
 mod helm;
 mod identity_tokens;
+mod image;
+mod ingress;
 mod key_modes;
 mod ldap;
 mod ldap_identity;

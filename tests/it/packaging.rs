@@ -277,19 +277,27 @@ fn dockerfile_builds_locked_in_a_rust_stage_and_runs_as_non_root() {
         runtime.all("RUN").is_empty() || runtime.from.starts_with("debian:"),
         "distroless has no shell: the runtime stage cannot RUN anything"
     );
-    // The binary comes from the build stage, onto PATH.
+    // The binary comes from the build stage (by default: through the `binary` alias stage, which
+    // `--build-arg BINARY_STAGE=prebuilt` points elsewhere; tests/it/image.rs), onto PATH.
     let build_name = build
         .name
         .as_deref()
         .expect("the build stage is named (AS …)");
+    let resolves_to_build = |from: &str| {
+        from == build_name
+            || df.stages.iter().any(|s| {
+                s.name.as_deref() == Some(from) && s.instructions.is_empty() && s.from == build_name
+            })
+    };
     assert!(
         runtime.all("COPY").iter().any(|c| {
             let (flags, sources, dest) = copy_parts(c);
-            flag(&flags, "from") == Some(build_name)
+            flag(&flags, "from").is_some_and(resolves_to_build)
                 && sources.iter().any(|s| s.ends_with("/registry-auth"))
                 && dest == "/usr/local/bin/registry-auth"
         }),
-        "the runtime stage must COPY --from={build_name} the binary to /usr/local/bin/registry-auth"
+        "the runtime stage must COPY --from={build_name} (by default) the binary to \
+         /usr/local/bin/registry-auth"
     );
 }
 
@@ -1300,16 +1308,16 @@ fn mirror_example_grants_what_the_docs_say() {
     }
 }
 
-/// A docker-registry 2.8.2 child process.
-struct RunningRegistry {
-    addr: String,
-    log: PathBuf,
+/// A docker-registry 2.8.2 child process (also the mirror of tests/it/ingress.rs).
+pub(crate) struct RunningRegistry {
+    pub(crate) addr: String,
+    pub(crate) log: PathBuf,
     _guard: ChildGuard,
 }
 
 /// Starts docker-registry 2.8.2 with `config`, whose `addr: :5000` becomes a free loopback port,
 /// with `env` (REGISTRY_* variables override the file); waits until `/v2/` answers.
-fn start_registry(
+pub(crate) fn start_registry(
     dir: &Path,
     name: &str,
     config: &str,
