@@ -5,7 +5,8 @@
 #   python3-jsonschema (tests/it/packaging.rs: the Helm chart's YAML and values.schema.json),
 #   slapd and ldap-utils (tests/it/ldap.rs starts its own OpenLDAP on a loopback port),
 #   postgresql (tests/it/sql.rs initdb's and starts its own cluster in a temp dir, as `postgres`),
-#   redis-server (tests/it/weblogin_stores.rs), chromium and fonts-dejavu-core (the headless
+#   redis-server (tests/it/weblogin_stores.rs), nginx (tests/it/replicas.rs: the round-robin
+#   proxy in front of three replicas), chromium and fonts-dejavu-core (the headless
 #   browser test, tests/it/weblogin_browser.rs), and node + npm when missing; then the node
 #   tools of tests/js (oidc-provider, puppeteer-core, axe-core) with `npm ci`.
 # Idempotent and quick when everything is present (no apt-get at all then).
@@ -14,7 +15,7 @@
 set -euo pipefail
 
 PKGS=(docker-registry skopeo podman docker.io curl ca-certificates uidmap wrk yamllint
-  python3-jsonschema slapd ldap-utils postgresql redis-server chromium fonts-dejavu-core)
+  python3-jsonschema slapd ldap-utils postgresql redis-server nginx chromium fonts-dejavu-core)
 # Node 18 or later (Debian's, or one already installed, e.g. from NodeSource).
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
   PKGS+=(nodejs npm)
@@ -47,7 +48,7 @@ fi
 
 # Every program the tests call must now be on PATH.
 for bin in docker-registry skopeo podman dockerd docker curl wrk yamllint slapd slapadd ldapadd \
-  redis-server redis-cli chromium node npm; do
+  redis-server redis-cli nginx chromium node npm; do
   if ! command -v "$bin" >/dev/null 2>&1; then
     echo "install-test-deps.sh: $bin is still missing after installing ${PKGS[*]}" >&2
     exit 1

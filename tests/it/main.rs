@@ -44,6 +44,7 @@ mod principals;
 mod props;
 mod reference_fixture;
 mod reload;
+mod replicas;
 mod robots;
 mod rotation;
 mod soak;
