@@ -467,6 +467,17 @@ fn a_redis_outage_under_load_fails_refresh_closed_and_falls_back_to_local_lockou
             count(back, far, 503),
             answers.len()
         ));
+        if *name == "valid" {
+            let first = answers
+                .iter()
+                .filter(|(s, _, st)| *s >= back && *st == 200)
+                .map(|(_, e, _)| e.duration_since(back))
+                .min();
+            figures.push_str(&format!(
+                "valid: first 200 {:?} after Redis accepted connections again\n",
+                first
+            ));
+        }
         let statuses: Vec<u16> = answers.iter().map(|a| a.2).collect();
         match *name {
             // Never accepted, whatever the store's state.
