@@ -474,8 +474,7 @@ fn a_redis_outage_under_load_fails_refresh_closed_and_falls_back_to_local_lockou
                 .map(|(_, e, _)| e.duration_since(back))
                 .min();
             figures.push_str(&format!(
-                "valid: first 200 {:?} after Redis accepted connections again\n",
-                first
+                "valid: first 200 {first:?} after Redis accepted connections again\n"
             ));
         }
         let statuses: Vec<u16> = answers.iter().map(|a| a.2).collect();
