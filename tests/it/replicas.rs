@@ -10,8 +10,8 @@
 //! * a web login (fake GitHub) started through the proxy, so begun and finished on different
 //!   replicas, mints a password that works on each replica; signing out on one ends it on all.
 //!
-//! And through a store outage under load (Redis killed with SIGKILL and started again, no
-//! restart of registry-auth): a revoked refresh token is never accepted (the refresh grant fails
+//! And through a store outage under load (Redis, then PostgreSQL, killed with SIGKILL and
+//! started again, no restart of registry-auth): a revoked refresh token is never accepted (the refresh grant fails
 //! closed with 503 + Retry-After while the store is down), password logins keep working with
 //! the lockout counting per replica (the fallback metric grows), and everything is normal again
 //! once the store is back.
@@ -371,13 +371,56 @@ fn three_replicas_behind_nginx_share_postgres() {
 /// Answers of one probe during the outage run: (start, end, status).
 type Answers = Arc<Mutex<Vec<(Instant, Instant, u16)>>>;
 
+/// A store the outage run kills and starts again.
+trait Killable {
+    /// The `store:` section.
+    fn yaml(&self) -> String;
+    /// SIGKILL.
+    fn kill(&mut self);
+    /// Started again on the same data; returns once it accepts connections.
+    fn restart(&mut self);
+}
+
+impl Killable for Redis {
+    fn yaml(&self) -> String {
+        format!("store:\n  type: redis\n  url: {}\n", yaml_str(&self.url()))
+    }
+    fn kill(&mut self) {
+        Redis::kill(self);
+    }
+    fn restart(&mut self) {
+        self.launch();
+    }
+}
+
+impl Killable for crate::sql::Postgres {
+    fn yaml(&self) -> String {
+        format!(
+            "store:\n  type: postgres\n  url: {}\n",
+            yaml_str(&self.url())
+        )
+    }
+    fn kill(&mut self) {
+        self.kill_all();
+    }
+    fn restart(&mut self) {
+        crate::sql::Postgres::restart(self);
+    }
+}
+
 #[test]
 fn a_redis_outage_under_load_fails_refresh_closed_and_falls_back_to_local_lockout() {
-    let mut redis = Redis::start(Persistence::AofAlways);
-    let replicas = Replicas::start(
-        &format!("store:\n  type: redis\n  url: {}\n", yaml_str(&redis.url())),
-        None,
-    );
+    outage(&mut Redis::start(Persistence::AofAlways), "Redis");
+}
+
+#[test]
+fn a_postgres_outage_under_load_fails_refresh_closed_and_falls_back_to_local_lockout() {
+    outage(&mut crate::sql::Postgres::init(), "PostgreSQL");
+}
+
+/// The shared store killed under load: see the module doc.
+fn outage(store: &mut dyn Killable, what: &str) {
+    let replicas = Replicas::start(&store.yaml(), None);
     let bases = replicas.bases();
     let revoked = refresh_token(&bases[0], "alice", ALICE_PASSWORD);
     revoke(&replicas.configs[0], &[&revoked]);
@@ -419,7 +462,7 @@ fn a_redis_outage_under_load_fails_refresh_closed_and_falls_back_to_local_lockou
     }
     sleep(Duration::from_secs(2));
     let killed = Instant::now();
-    redis.kill();
+    store.kill();
     sleep(Duration::from_millis(1500));
     // While the store is down: the lockout counts on each replica (3 failures lock bob on the
     // replica that saw them).
@@ -436,7 +479,7 @@ fn a_redis_outage_under_load_fails_refresh_closed_and_falls_back_to_local_lockou
         429
     );
     sleep(Duration::from_millis(1500));
-    redis.launch();
+    store.restart();
     let back = Instant::now();
     sleep(Duration::from_secs(3));
     stop.store(true, Ordering::Relaxed);
@@ -474,7 +517,7 @@ fn a_redis_outage_under_load_fails_refresh_closed_and_falls_back_to_local_lockou
                 .map(|(_, e, _)| e.duration_since(back))
                 .min();
             figures.push_str(&format!(
-                "valid: first 200 {first:?} after Redis accepted connections again\n"
+                "valid: first 200 {first:?} after {what} accepted connections again\n"
             ));
         }
         let statuses: Vec<u16> = answers.iter().map(|a| a.2).collect();
@@ -495,7 +538,7 @@ fn a_redis_outage_under_load_fails_refresh_closed_and_falls_back_to_local_lockou
             _ => assert!(statuses.iter().all(|s| *s == 200), "{figures}"),
         }
     }
-    eprintln!("{figures}");
+    eprintln!("{what}:\n{figures}");
     // The fallback is counted.
     let metrics = http::get(&format!("{}/metrics", bases[2]), &[]).text();
     let fallbacks: u64 = metrics
