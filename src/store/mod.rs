@@ -1,4 +1,5 @@
-//! The store of minted registry passwords (web logins): `store:` at top level.
+//! The store of minted registry passwords (web logins) and, on Redis or PostgreSQL, of the
+//! replicas' shared state (refresh-token revocations, lockout counters): `store:` at top level.
 //!
 //! A browser login mints a random, high-entropy password for the user. Only its SHA-256 is kept
 //! (a slow hash buys nothing for 256 random bits), as the key of a record holding the user,

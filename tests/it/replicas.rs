@@ -478,6 +478,10 @@ fn outage(store: &mut dyn Killable, what: &str) {
         password_grant(&bases[2], "bob", BOB_PASSWORD, false).status,
         429
     );
+    // /readyz says so (these replicas have no web login: the store is there for shared state).
+    let ready = http::get(&format!("{}/readyz", bases[2]), &[]).json();
+    assert_eq!(ready["backends"]["store"]["status"], "down", "{ready}");
+    assert_eq!(ready["status"], "degraded", "{ready}");
     sleep(Duration::from_millis(1500));
     store.restart();
     let back = Instant::now();
@@ -551,5 +555,7 @@ fn outage(store: &mut dyn Killable, what: &str) {
     for base in &bases {
         assert_eq!(refresh_grant(base, &revoked).status, 401);
         assert_eq!(refresh_grant(base, &valid).status, 200);
+        let ready = http::get(&format!("{base}/readyz"), &[]).json();
+        assert_eq!(ready["backends"]["store"]["status"], "up", "{ready}");
     }
 }
