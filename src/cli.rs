@@ -140,7 +140,9 @@ pub enum Command {
 #[derive(Debug, Subcommand)]
 pub enum TokensCommand {
     /// Revoke one refresh token (by id, or the token itself) or every refresh token of a user
-    /// issued until now. Writes `token.refresh.revocations_file`; running servers pick it up.
+    /// issued until now. Writes the Redis or PostgreSQL `store` when the config has one (every
+    /// replica checks it at each refresh), else `token.refresh.revocations_file`; running
+    /// servers pick it up.
     Revoke {
         /// The YAML config file.
         #[arg(long, short = 'c')]

@@ -126,6 +126,10 @@ pub enum GrantError {
     /// `acl_sql` or `casbin_authz` could not decide.
     #[error(transparent)]
     AuthzBackend(#[from] crate::authz::AuthzBackendError),
+    /// The shared store (`store`, Redis or PostgreSQL) could not say whether a refresh token
+    /// is revoked: refused with a 503 rather than risk accepting a revoked token.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
     /// The synchronous entry point was used with a configuration that needs external
     /// authorizers (a programming error: use the async functions).
     #[error("this configuration has external authorizers; use the async grant functions")]
@@ -140,6 +144,7 @@ impl GrantError {
             Self::Authz(_) => Some("ext_authz"),
             Self::Webhook(e) => Some(e.name),
             Self::AuthzBackend(e) => Some(e.backend),
+            Self::Store(_) => Some("store"),
             _ => None,
         }
     }
@@ -494,7 +499,7 @@ fn admit(
 }
 
 /// Handles `grant_type=refresh_token`: the token must be authentic, unexpired, for this
-/// service and not revoked, and its subject must still exist with the same credential. The
+/// service and not revoked (neither in `revocations_file` nor in a shared `store`), and its subject must still exist with the same credential. The
 /// subject's current labels and the current ACL (or robot scopes) apply. No new refresh token is
 /// issued.
 pub async fn grant_refresh(
@@ -531,7 +536,15 @@ pub async fn grant_refresh(
             return unauthorized("invalid refresh token");
         }
     };
-    let (revoked, reload_problem) = refresh.revocations.check(&claims);
+    let (mut revoked, reload_problem) = refresh.revocations.check(&claims);
+    // Both sources apply: the file (a GitOps list) and the shared store. A store that cannot
+    // answer fails the grant (503): a token that may have been revoked is never accepted.
+    if !revoked && let Some(shared) = &config.shared_state {
+        revoked = shared
+            .store()
+            .refresh_revoked(&claims.id, &claims.sub, claims.iat)
+            .await?;
+    }
     if revoked {
         return Ok((
             GrantOutcome::Unauthorized {

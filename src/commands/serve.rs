@@ -123,6 +123,16 @@ async fn check_backends(state: AppState) {
     }
     if let Some(web) = &config.web_logins {
         web.check_store().await;
+    } else if let Some(shared) = &config.shared_state {
+        match shared.store().check().await {
+            Ok(()) => info!(store = %shared.description(), "shared store ready"),
+            Err(e) => warn!(
+                store = %shared.description(),
+                error = %e,
+                "the shared store is not reachable yet; refresh grants get a 503 and the lockout \
+                 counts on this replica alone until it is"
+            ),
+        }
     }
 }
 

@@ -22,10 +22,53 @@ pub(crate) fn revoke(path: &Path, user: Option<&str>, token: Option<&str>) -> Re
     let Some(refresh) = &config.token.refresh else {
         bail!("refresh tokens are not enabled in {}", path.display());
     };
+    let target = match (user, token) {
+        (Some(user), _) => Target::User(user),
+        (None, Some(token)) => {
+            // A whole token, or just its id.
+            Target::Token(unverified_token_id(token).unwrap_or_else(|| token.to_owned()))
+        }
+        (None, None) => bail!("give a token id or --user NAME"),
+    };
+    // A Redis or PostgreSQL store is the replicas' shared state: every replica reads it at each
+    // refresh grant. Without one, the revocation file (which every replica must mount).
+    if let Some(shared) = &config.shared_state {
+        let store = shared
+            .store_for_command()
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let now = registry_auth::store::unix_now();
+        // Kept while a token issued until now can live (an hour of margin for clocks).
+        let keep_until = now
+            .saturating_add(refresh.codec.lifetime().as_secs())
+            .saturating_add(3600);
+        let what = super::runtime()?.block_on(async {
+            match &target {
+                Target::User(user) => {
+                    let at = store.revoke_refresh_subject(user, now, keep_until).await?;
+                    Ok::<_, registry_auth::store::StoreError>(format!(
+                        "every refresh token of user {user:?} issued until {}",
+                        rfc3339(at)?
+                    ))
+                }
+                Target::Token(id) => {
+                    store.revoke_refresh_token(id, now, keep_until).await?;
+                    Ok(format!("refresh token {id}"))
+                }
+            }
+        });
+        let what = what.map_err(|e| anyhow::anyhow!("{e} (nothing was revoked)"))?;
+        writeln!(
+            io::stdout(),
+            "revoked {what} (written to the {} store; every replica refuses it at the next \
+             refresh)",
+            shared.description()
+        )?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let Some(file) = refresh.revocations.path() else {
         bail!(
-            "set token.refresh.revocations_file in {} (a file every replica can read) to revoke \
-             tokens",
+            "set token.refresh.revocations_file in {} (a file every replica can read), or a \
+             Redis or PostgreSQL `store` (shared by the replicas), to revoke tokens",
             path.display()
         );
     };
@@ -35,8 +78,8 @@ pub(crate) fn revoke(path: &Path, user: Option<&str>, token: Option<&str>) -> Re
         Err(e) if e.kind() == io::ErrorKind::NotFound => RevocationList::default(),
         Err(e) => return Err(e).with_context(|| format!("while reading {}", file.display())),
     };
-    let what = match (user, token) {
-        (Some(user), _) => {
+    let what = match target {
+        Target::User(user) => {
             let now = OffsetDateTime::now_utc()
                 .replace_nanosecond(0)
                 .unwrap_or_else(|_| OffsetDateTime::now_utc())
@@ -45,13 +88,11 @@ pub(crate) fn revoke(path: &Path, user: Option<&str>, token: Option<&str>) -> Re
             list.users.insert(user.to_owned(), now.clone());
             format!("every refresh token of user {user:?} issued until {now}")
         }
-        (None, Some(token)) => {
-            // A whole token, or just its id.
-            let id = unverified_token_id(token).unwrap_or_else(|| token.to_owned());
-            list.tokens.insert(id.clone());
-            format!("refresh token {id}")
+        Target::Token(id) => {
+            let what = format!("refresh token {id}");
+            list.tokens.insert(id);
+            what
         }
-        (None, None) => bail!("give a token id or --user NAME"),
     };
     // A new file renamed over the old one: a full disk or a crash leaves the old list intact.
     let tmp = file.with_extension("tmp-revoke");
@@ -72,6 +113,24 @@ pub(crate) fn revoke(path: &Path, user: Option<&str>, token: Option<&str>) -> Re
         file.display()
     )?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// What `tokens revoke` revokes.
+enum Target<'a> {
+    User(&'a str),
+    Token(String),
+}
+
+/// `unix` as RFC 3339.
+fn rfc3339(unix: u64) -> Result<String, registry_auth::store::StoreError> {
+    i64::try_from(unix)
+        .ok()
+        .and_then(|t| OffsetDateTime::from_unix_timestamp(t).ok())
+        .and_then(|t| t.format(&Rfc3339).ok())
+        .ok_or_else(|| registry_auth::store::StoreError {
+            backend: "store",
+            message: format!("{unix} is not a time"),
+        })
 }
 
 pub(crate) fn robot_create(

@@ -456,7 +456,10 @@ impl Loader {
         let web_keys = s.web.configured_authn();
         let web = self.validate_web(s.web, session_secret_file);
         let web_links = web::chain_links(&web_keys, web.as_ref());
-        let web_logins = web.and_then(|w| w.logins);
+        let (web_logins, shared_state) = match web {
+            Some(w) => (w.logins, w.shared),
+            None => (None, None),
+        };
         let other_authn = ext_auth.is_some() || ldap_auth.is_some() || http_auth.is_some();
         let other_authn = other_authn || web_has_authn || s.sql.has_authn();
         let other_authz_sql = s.sql.has_authz();
@@ -533,6 +536,7 @@ impl Loader {
             acl_entries,
             warnings,
             web_logins,
+            shared_state,
             namespaces: namespaces?,
         })
     }

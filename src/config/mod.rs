@@ -71,6 +71,9 @@ pub struct Config {
     /// The web logins (`github_auth`, `google_auth`, `oidc_auth`, `gitlab_auth`) with the
     /// password store, when any is configured.
     pub web_logins: Option<Arc<crate::weblogin::WebLogins>>,
+    /// A Redis or PostgreSQL `store`: the replicas' shared state (refresh-token revocations,
+    /// lockout counters), with or without web logins.
+    pub shared_state: Option<crate::store::SharedState>,
     /// Which names each configured source can produce: who ACL entries without
     /// `match.source` are for, and each principal's subject.
     pub namespaces: Arc<authn::principal::Namespaces>,

@@ -87,7 +87,9 @@ struct ConfigFile {
     /// CI identities: trusted issuers whose OIDC ID tokens (GitHub Actions, GitLab CI) are
     /// accepted as passwords of a fixed user name (`oidc`).
     oidc_tokens: Option<Vec<OidcTokenSpec>>,
-    /// Where minted web-login passwords are kept: `embedded` (default), `redis` or `postgres`.
+    /// Where minted web-login passwords are kept: `embedded` (default), `redis` or `postgres`;
+    /// `redis` and `postgres` also share refresh-token revocations and lockout counters between
+    /// replicas.
     store: Option<StoreSpec>,
     /// Folder for generated files (the embedded store, the session secret); default `data`
     /// next to the config file.

@@ -5,21 +5,67 @@
 //! same user from another address) are never slowed, unlike a per-account lock, as long as the
 //! client IP is the client's (behind a proxy that is not in `server.trusted_proxies`, every
 //! client shares the proxy's address and so its counters). A successful login clears the pair.
-//! Counters are per replica and bounded in number (least recently used pairs are forgotten
-//! first), so spraying many names cannot exhaust memory.
+//!
+//! With a Redis or PostgreSQL `store` the counters live there ([`crate::store::Store`]'s
+//! `lockout_*`), so failures spread over the replicas count once. While the store cannot be
+//! reached, each replica counts in memory instead (a warning at most every
+//! [`FALLBACK_WARN_EVERY`], and `registry_auth_lockout_store_fallbacks_total`): logins keep
+//! working, and an attacker gets at most `max_failures` tries per replica during the outage.
+//! A pair locked in memory stays locked after the store is back, until its cooldown ends.
+//! In-memory counters are bounded in number (least recently used pairs are forgotten first),
+//! so spraying many names cannot exhaust memory.
 //!
 //! The account is keyed in a folded form ([`crate::authn::fold_account`]): backends such as LDAP treat `ALICE`,
 //! ` alice` and `alice` as one account, so those spellings must share one counter.
 
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwap;
 use moka::sync::Cache;
+use tracing::warn;
 
 use crate::authn::fold_account;
 use crate::config::LockoutSettings;
+use crate::store::{LockoutRules, Store, StoreError};
+
+/// Lockout operations that fell back to in-memory counters because the store failed.
+static FALLBACKS: AtomicU64 = AtomicU64::new(0);
+/// When the last fallback warning was logged (ms since the Unix epoch).
+static LAST_WARNING: AtomicU64 = AtomicU64::new(0);
+/// At most one fallback warning this often.
+pub const FALLBACK_WARN_EVERY: Duration = Duration::from_secs(10);
+
+/// How many lockout operations fell back to in-memory counters because the shared store failed
+/// (`registry_auth_lockout_store_fallbacks_total`).
+pub fn store_fallbacks() -> u64 {
+    FALLBACKS.load(Ordering::Relaxed)
+}
+
+fn fell_back(e: &StoreError) {
+    FALLBACKS.fetch_add(1, Ordering::Relaxed);
+    let now = crate::store::unix_now().saturating_mul(1000);
+    let last = LAST_WARNING.load(Ordering::Relaxed);
+    let every = u64::try_from(FALLBACK_WARN_EVERY.as_millis()).unwrap_or(u64::MAX);
+    if now.saturating_sub(last) >= every
+        && LAST_WARNING
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    {
+        warn!(
+            error = %e,
+            "lockout: the shared store failed; counting failed logins on this replica alone \
+             until it answers again (registry_auth_lockout_store_fallbacks_total)"
+        );
+    }
+}
+
+/// The name of an (account, IP) pair in the shared store.
+fn pair_name(account: &str, ip: IpAddr) -> String {
+    format!("{}\0{ip}", fold_account(account))
+}
 
 /// Most (account, IP) pairs tracked at once.
 const MAX_PAIRS: u64 = 100_000;
@@ -102,6 +148,86 @@ impl Lockout {
     pub fn success(&self, account: &str, ip: IpAddr) {
         if !account.is_empty() {
             self.pairs.invalidate(&(fold_account(account), ip));
+        }
+    }
+}
+
+/// Whether a pair had a counter when it was checked (a success clears it only then).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Checked {
+    /// Time left while the pair is locked out.
+    pub locked_for: Option<Duration>,
+    counting: bool,
+}
+
+impl Lockout {
+    /// [`Lockout::check`], with the counters in `store` when one is shared. A pair locked in
+    /// memory (while the store was down) stays locked.
+    pub async fn check_shared(&self, store: Option<&Store>, account: &str, ip: IpAddr) -> Checked {
+        let local = self.check(account, ip, Instant::now());
+        let Some(store) = store.filter(|_| self.settings.load().enabled && !account.is_empty())
+        else {
+            return Checked {
+                locked_for: local,
+                counting: true,
+            };
+        };
+        match store
+            .lockout_state(&pair_name(account, ip), SystemTime::now())
+            .await
+        {
+            Ok(state) => Checked {
+                locked_for: local.max(state.locked_for),
+                counting: state.counting || self.pairs.contains_key(&(fold_account(account), ip)),
+            },
+            Err(e) => {
+                fell_back(&e);
+                Checked {
+                    locked_for: local,
+                    counting: true,
+                }
+            }
+        }
+    }
+
+    /// [`Lockout::failure`], counted in `store` when one is shared (in memory while it fails).
+    pub async fn failure_shared(&self, store: Option<&Store>, account: &str, ip: IpAddr) -> bool {
+        let s = **self.settings.load();
+        let Some(store) = store.filter(|_| s.enabled && !account.is_empty()) else {
+            return self.failure(account, ip, Instant::now());
+        };
+        let rules = LockoutRules {
+            max_failures: s.max_failures,
+            window: s.window,
+            cooldown: s.cooldown,
+        };
+        match store
+            .lockout_failure(&pair_name(account, ip), rules, SystemTime::now())
+            .await
+        {
+            Ok(locked) => locked,
+            Err(e) => {
+                fell_back(&e);
+                self.failure(account, ip, Instant::now())
+            }
+        }
+    }
+
+    /// [`Lockout::success`], in `store` too when one is shared and the pair was counting.
+    pub async fn success_shared(
+        &self,
+        store: Option<&Store>,
+        checked: Checked,
+        account: &str,
+        ip: IpAddr,
+    ) {
+        self.success(account, ip);
+        if let Some(store) = store
+            && checked.counting
+            && !account.is_empty()
+            && let Err(e) = store.lockout_clear(&pair_name(account, ip)).await
+        {
+            fell_back(&e);
         }
     }
 }

@@ -202,6 +202,12 @@ impl Metrics {
                 read: crate::store::rejected_records,
             },
             ProcessCounter {
+                name: "lockout_store_fallbacks",
+                help: "Lockout checks and counts that used this replica's in-memory counters \
+                       because the shared store failed.",
+                read: super::lockout::store_fallbacks,
+            },
+            ProcessCounter {
                 name: "casbin_enforcements",
                 help: "Casbin enforcements run by casbin_authz (one per requested action it \
                        could allow).",

@@ -408,3 +408,5 @@ mod tests;
 mod tests_keys;
 #[cfg(test)]
 mod tests_ops;
+#[cfg(test)]
+mod tests_shared;

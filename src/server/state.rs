@@ -67,6 +67,9 @@ pub enum StateError {
     /// The web logins' session secret cannot be read or created.
     #[error("web logins: {0}")]
     WebLogins(String),
+    /// The session secret that authenticates the shared state cannot be read or created.
+    #[error("store: {0}")]
+    SharedState(String),
 }
 
 /// Generates the key and certificate when `token.generate` is set and they do not exist yet,
@@ -109,6 +112,9 @@ impl Inner {
         if let Some(web) = &config.web_logins {
             // Read (or generate) the session secret now, so a problem stops the start.
             web.prepare().map_err(StateError::WebLogins)?;
+        }
+        if let Some(shared) = &config.shared_state {
+            shared.prepare().map_err(StateError::SharedState)?;
         }
         let published = PublishedKeys::new(&key, &config.token.extra_certificates);
         let keys = KeyDocuments::new(&published, config.token.header_mode)?;

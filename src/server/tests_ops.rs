@@ -17,12 +17,12 @@ use super::{AppState, ops_router, router};
 use crate::config;
 use crate::token::{self, KeyKind};
 
-struct Fixture {
+pub(super) struct Fixture {
     dir: tempfile::TempDir,
 }
 
 impl Fixture {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let key = token::generate_self_signed(KeyKind::EcP256, "test", 30).unwrap();
         token::write_key_files(
@@ -34,13 +34,13 @@ impl Fixture {
         Self { dir }
     }
 
-    fn path(&self) -> PathBuf {
+    pub(super) fn path(&self) -> PathBuf {
         self.dir.path().join("config.yml")
     }
 
     /// Writes a config with users alice and reader (passwords `alicepass`/`readerpass`) and the
     /// given extra top-level YAML and ACL.
-    fn write(&self, extra: &str, acl: &str) -> PathBuf {
+    pub(super) fn write(&self, extra: &str, acl: &str) -> PathBuf {
         let alice = bcrypt::hash("alicepass", 4).unwrap();
         let reader = bcrypt::hash("readerpass", 4).unwrap();
         let yaml = format!(
@@ -56,13 +56,13 @@ impl Fixture {
     }
 }
 
-const ACL: &str = "  - match: {account: \"/.+/\"}\n    actions: [pull]\n  - match: {account: \"\", name: \"public/*\"}\n    actions: [pull]";
+pub(super) const ACL: &str = "  - match: {account: \"/.+/\"}\n    actions: [pull]\n  - match: {account: \"\", name: \"public/*\"}\n    actions: [pull]";
 
-fn app(state: &AppState, peer: [u8; 4]) -> Router {
+pub(super) fn app(state: &AppState, peer: [u8; 4]) -> Router {
     router(state.clone()).layer(MockConnectInfo(SocketAddr::from((peer, 40000))))
 }
 
-async fn get(
+pub(super) async fn get(
     app: &Router,
     uri: &str,
     headers: &[(&str, &str)],
@@ -84,7 +84,7 @@ async fn get(
     (status, String::from_utf8_lossy(&body).into_owned(), headers)
 }
 
-fn basic(user: &str, password: &str) -> String {
+pub(super) fn basic(user: &str, password: &str) -> String {
     format!("Basic {}", STANDARD.encode(format!("{user}:{password}")))
 }
 

@@ -1,4 +1,5 @@
-//! The store of minted registry passwords (web logins): `store:` at top level.
+//! The store of minted registry passwords (web logins) and, on Redis or PostgreSQL, of the
+//! replicas' shared state (refresh-token revocations, lockout counters): `store:` at top level.
 //!
 //! A browser login mints a random, high-entropy password for the user. Only its SHA-256 is kept
 //! (a slow hash buys nothing for 256 random bits), as the key of a record holding the user,
@@ -10,7 +11,9 @@
 //! * `postgres`: `postgres://user:password@host:port/db[?sslmode=verify-full]`; one table,
 //!   created when missing.
 //!
-//! Redis and PostgreSQL let several replicas share the passwords. Connections are opened on
+//! Redis and PostgreSQL let several replicas share the passwords, and are the replicas' shared
+//! state with or without web logins ([`SharedState`]: refresh-token revocations and lockout
+//! counters, in `shared`). Connections are opened on
 //! first use, so `check-config` never touches them; a store that cannot be reached makes the
 //! requests that need it fail with a 5xx (never a 401).
 //!
@@ -27,7 +30,10 @@
 
 mod auth;
 mod redis;
+mod shared;
 mod sql;
+
+pub use shared::{LockoutRules, LockoutState};
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -145,8 +151,12 @@ struct Inner {
 enum Backend {
     Sql(sql::SqlStore),
     Redis(redis::Redis),
-    /// In memory, for tests: the stored bytes, as a server would hold them.
-    Memory(Mutex<HashMap<String, Vec<u8>>>),
+    /// In memory, for tests: the stored bytes, as a server would hold them; the shared state
+    /// apart, with its expiry (seconds since the Unix epoch).
+    Memory(
+        Mutex<HashMap<String, Vec<u8>>>,
+        Mutex<HashMap<String, (Vec<u8>, u64)>>,
+    ),
 }
 
 /// Records refused by the authentication check since the start of the process.
@@ -188,7 +198,10 @@ impl Store {
 
     /// A store in memory (tests).
     pub fn memory() -> Self {
-        Self::with_backend(Backend::Memory(Mutex::new(HashMap::new())))
+        Self::with_backend(Backend::Memory(
+            Mutex::new(HashMap::new()),
+            Mutex::new(HashMap::new()),
+        ))
     }
 
     /// Derives the key that authenticates the records from the session secret. Every read and
@@ -214,7 +227,7 @@ impl Store {
         match &self.0.backend {
             Backend::Sql(s) => s.backend(),
             Backend::Redis(_) => "redis",
-            Backend::Memory(_) => "memory",
+            Backend::Memory(..) => "memory",
         }
     }
 
@@ -257,7 +270,7 @@ impl Store {
                     .await?
             }
             Backend::Redis(r) => r.insert(id, &value, ttl(record)).await?,
-            Backend::Memory(m) => {
+            Backend::Memory(m, _) => {
                 let mut m = lock(m);
                 if m.contains_key(id) {
                     false
@@ -306,7 +319,7 @@ impl Store {
                     .await
             }
             Backend::Redis(r) => r.update(id, &seen.revision, &value, ttl(record)).await,
-            Backend::Memory(m) => {
+            Backend::Memory(m, _) => {
                 let mut m = lock(m);
                 match m.get_mut(id) {
                     Some(v) if *v == seen.revision => {
@@ -323,7 +336,7 @@ impl Store {
         match &self.0.backend {
             Backend::Sql(s) => s.get(id).await,
             Backend::Redis(r) => r.get(id).await,
-            Backend::Memory(m) => Ok(lock(m).get(id).cloned()),
+            Backend::Memory(m, _) => Ok(lock(m).get(id).cloned()),
         }
     }
 
@@ -401,7 +414,7 @@ impl Store {
                 }
                 out
             }
-            Backend::Memory(m) => lock(m)
+            Backend::Memory(m, _) => lock(m)
                 .iter()
                 .map(|(id, v)| (id.clone(), v.clone()))
                 .collect(),
@@ -442,8 +455,65 @@ impl Store {
         match &self.0.backend {
             Backend::Sql(s) => s.delete(id).await,
             Backend::Redis(r) => r.delete(id).await,
-            Backend::Memory(m) => Ok(lock(m).remove(id).is_some()),
+            Backend::Memory(m, _) => Ok(lock(m).remove(id).is_some()),
         }
+    }
+}
+
+/// The store as the replicas' shared state (a Redis or PostgreSQL `store`, with or without web
+/// logins): refresh-token revocations and lockout counters (see `shared`). Its records are
+/// authenticated with the session secret, which every replica must share.
+#[derive(Debug, Clone)]
+pub struct SharedState {
+    store: Store,
+    description: String,
+    secret_path: PathBuf,
+    generate_secret: bool,
+}
+
+impl SharedState {
+    /// `store` (the same one the web logins use, when configured) with the session secret's
+    /// file; `generate_secret` when it is the default one in `data_dir`.
+    pub fn new(
+        store: Store,
+        description: String,
+        secret_path: PathBuf,
+        generate_secret: bool,
+    ) -> Self {
+        Self {
+            store,
+            description,
+            secret_path,
+            generate_secret,
+        }
+    }
+
+    /// Reads (or creates, for the default file) the session secret now, so a problem stops the
+    /// start.
+    pub fn prepare(&self) -> Result<(), String> {
+        let secret =
+            crate::weblogin::seal::load_or_create(&self.secret_path, self.generate_secret)?;
+        self.store.set_secret(&secret);
+        Ok(())
+    }
+
+    /// The store, ready for a command (`tokens revoke`): the session secret must exist (it is
+    /// never generated here).
+    pub fn store_for_command(&self) -> Result<&Store, String> {
+        let secret = crate::weblogin::seal::load_or_create(&self.secret_path, false)
+            .map_err(|e| format!("the session secret authenticates the shared state: {e}"))?;
+        self.store.set_secret(&secret);
+        Ok(&self.store)
+    }
+
+    /// The store (its secret set by [`SharedState::prepare`]).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// For logs: `redis (host:port)` or `postgres`.
+    pub fn description(&self) -> &str {
+        &self.description
     }
 }
 
@@ -589,7 +659,7 @@ mod tests {
         let (_, other) = mint_password();
         store.insert(&id, &record("alice", 3600)).await.unwrap();
         let raw = store.raw_get(&id).await.unwrap().unwrap();
-        let Backend::Memory(m) = &store.0.backend else {
+        let Backend::Memory(m, _) = &store.0.backend else {
             unreachable!()
         };
         // Copied under another id, and a plain JSON record (forged, or from an older version).
@@ -610,7 +680,7 @@ mod tests {
         assert_eq!(lock(m).len(), 3);
         // Another session secret: nothing verifies.
         let again = Store(Arc::new(Inner {
-            backend: Backend::Memory(Mutex::new(lock(m).clone())),
+            backend: Backend::Memory(Mutex::new(lock(m).clone()), Mutex::default()),
             health: Health::default(),
             key: OnceLock::new(),
         }));

@@ -1,6 +1,8 @@
 //! The Redis store: a small RESP2 client (`AUTH`, `SELECT`, `SET … NX EX`, `GET`, `DEL`, `SCAN`,
 //! `EVAL` for compare-and-set) over plain TCP with a handful of pooled connections. Records live under
-//! `registry-auth:minted:<id>` and expire with the password (Redis drops them itself).
+//! `registry-auth:minted:<id>` and expire with the password (Redis drops them itself). The
+//! `*_key` functions do the same on a key the caller names whole (the replicas' shared state,
+//! `registry-auth:shared:…`; see `shared`); every command and script touches one key.
 
 use std::time::Duration;
 
@@ -246,6 +248,70 @@ impl Redis {
                 return Ok(ids);
             }
             cursor = next;
+        }
+    }
+
+    /// `SET key value NX EX ttl` on a whole key (the shared state: revocations, lockout
+    /// counters, under keys the caller names): false when the key exists already.
+    pub(super) async fn insert_key(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl: u64,
+    ) -> Result<bool, StoreError> {
+        let ttl = ttl.to_string();
+        match self
+            .command(&[b"SET", key.as_bytes(), value, b"NX", b"EX", ttl.as_bytes()])
+            .await?
+        {
+            Reply::Simple(s) if s == "OK" => Ok(true),
+            Reply::Bulk(None) => Ok(false),
+            other => Err(err(format!("SET answered {}", describe(&other)))),
+        }
+    }
+
+    /// [`Redis::update`] on a whole key: [`CAS_SCRIPT`] (one key, so one Cluster slot).
+    pub(super) async fn update_key(
+        &self,
+        key: &str,
+        seen: &[u8],
+        value: &[u8],
+        ttl: u64,
+    ) -> Result<bool, StoreError> {
+        let ttl = ttl.to_string();
+        match self
+            .command(&[
+                b"EVAL",
+                CAS_SCRIPT.as_bytes(),
+                b"1",
+                key.as_bytes(),
+                seen,
+                value,
+                ttl.as_bytes(),
+            ])
+            .await?
+        {
+            Reply::Int(n) => Ok(n == 1),
+            other => Err(err(format!(
+                "EVAL (compare-and-set) answered {}",
+                describe(&other)
+            ))),
+        }
+    }
+
+    /// `GET` of a whole key.
+    pub(super) async fn get_key(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        match self.command(&[b"GET", key.as_bytes()]).await? {
+            Reply::Bulk(v) => Ok(v),
+            other => Err(err(format!("GET answered {}", describe(&other)))),
+        }
+    }
+
+    /// `DEL` of a whole key; true when it existed.
+    pub(super) async fn delete_key(&self, key: &str) -> Result<bool, StoreError> {
+        match self.command(&[b"DEL", key.as_bytes()]).await? {
+            Reply::Int(n) => Ok(n > 0),
+            other => Err(err(format!("DEL answered {}", describe(&other)))),
         }
     }
 

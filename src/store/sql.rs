@@ -8,6 +8,11 @@
 //!     expires_at BIGINT NOT NULL,   -- seconds since the Unix epoch
 //!     record TEXT NOT NULL          -- v1.<HMAC tag>.<JSON> (see `auth`)
 //! );
+//! CREATE TABLE registry_auth_shared_state (   -- the replicas' shared state (see `shared`)
+//!     name TEXT PRIMARY KEY,        -- e.g. `revoked-user:<hash>`, `lockout:<hash>`
+//!     expires_at BIGINT NOT NULL,
+//!     record TEXT NOT NULL          -- v1.<HMAC tag>.<JSON>
+//! );
 //! ```
 //!
 //! A small pool, connected on first use; broken connections are replaced, so a database that
@@ -27,6 +32,7 @@ use crate::breaker::Breaker;
 use crate::sql::{Guarded, guarded};
 
 const TABLE: &str = "registry_auth_minted_passwords";
+const SHARED_TABLE: &str = "registry_auth_shared_state";
 /// Time allowed for connecting and for one query.
 const TIMEOUT: Duration = Duration::from_secs(5);
 /// Delete expired rows at most this often (seconds).
@@ -185,10 +191,16 @@ impl SqlStore {
             "CREATE TABLE IF NOT EXISTS {TABLE} (id TEXT PRIMARY KEY, username TEXT NOT NULL, \
              expires_at BIGINT NOT NULL, record TEXT NOT NULL)"
         );
+        let create_shared = format!(
+            "CREATE TABLE IF NOT EXISTS {SHARED_TABLE} (name TEXT PRIMARY KEY, \
+             expires_at BIGINT NOT NULL, record TEXT NOT NULL)"
+        );
         match pool {
             Pool::Sqlite(p) => {
-                self.timed("cannot create the table", sqlx::query(&create).execute(p))
-                    .await?;
+                for sql in [&create, &create_shared] {
+                    self.timed("cannot create the table", sqlx::query(sql).execute(p))
+                        .await?;
+                }
             }
             Pool::Postgres(p) => {
                 // Replicas starting together would race on the catalog: serialise them.
@@ -200,11 +212,13 @@ impl SqlStore {
                         .execute(&mut *tx),
                 )
                 .await?;
-                self.timed(
-                    "cannot create the table",
-                    sqlx::query(&create).execute(&mut *tx),
-                )
-                .await?;
+                for sql in [&create, &create_shared] {
+                    self.timed(
+                        "cannot create the table",
+                        sqlx::query(sql).execute(&mut *tx),
+                    )
+                    .await?;
+                }
                 self.timed("cannot commit", tx.commit()).await?;
             }
         }
@@ -281,11 +295,13 @@ impl SqlStore {
         if now.saturating_sub(self.last_sweep.load(Ordering::Relaxed)) >= SWEEP_EVERY {
             self.last_sweep.store(now, Ordering::Relaxed);
             let now = i64::try_from(now).unwrap_or(i64::MAX);
-            let sql = format!("DELETE FROM {TABLE} WHERE expires_at <= $1");
-            on_pool!(pool, p => self
-                .timed("cannot delete expired passwords", sqlx::query(&sql).bind(now).execute(p))
-                .await
-                .map(|_| ())?);
+            for table in [TABLE, SHARED_TABLE] {
+                let sql = format!("DELETE FROM {table} WHERE expires_at <= $1");
+                on_pool!(pool, p => self
+                    .timed("cannot delete expired rows", sqlx::query(&sql).bind(now).execute(p))
+                    .await
+                    .map(|_| ())?);
+            }
         }
         Ok(())
     }
@@ -323,6 +339,101 @@ impl SqlStore {
         let sql = format!("DELETE FROM {TABLE} WHERE id = $1");
         let done = on_pool!(pool, p => self
             .timed("cannot delete a password", sqlx::query(&sql).bind(id).execute(p))
+            .await?
+            .rows_affected());
+        Ok(done > 0)
+    }
+}
+
+/// The shared state (`registry_auth_shared_state`): the same operations as on the minted
+/// passwords, on rows named by the caller.
+impl SqlStore {
+    /// A new row; false when the name exists (and has not expired) already.
+    pub(super) async fn shared_insert(
+        &self,
+        name: &str,
+        value: &[u8],
+        expires_at: u64,
+    ) -> Result<bool, StoreError> {
+        let pool = self.pool().await?;
+        let record = std::str::from_utf8(value)
+            .map_err(|_| StoreError::new(self.backend, "a record is not UTF-8"))?;
+        let expires = i64::try_from(expires_at).unwrap_or(i64::MAX);
+        let now = i64::try_from(unix_now()).unwrap_or(i64::MAX);
+        // An expired row counts as absent: replaced in the same statement.
+        let sql = format!(
+            "INSERT INTO {SHARED_TABLE} (name, expires_at, record) VALUES ($1, $2, $3) \
+             ON CONFLICT (name) DO UPDATE SET expires_at = excluded.expires_at, \
+             record = excluded.record WHERE {SHARED_TABLE}.expires_at <= $4"
+        );
+        let done = on_pool!(pool, p => self
+            .timed(
+                "cannot store shared state",
+                sqlx::query(&sql).bind(name).bind(expires).bind(record).bind(now).execute(p),
+            )
+            .await?
+            .rows_affected());
+        self.sweep(pool).await?;
+        Ok(done == 1)
+    }
+
+    /// Compare-and-set on a shared row (unexpired); false when it changed or is gone.
+    pub(super) async fn shared_update(
+        &self,
+        name: &str,
+        seen: &[u8],
+        value: &[u8],
+        expires_at: u64,
+    ) -> Result<bool, StoreError> {
+        let pool = self.pool().await?;
+        let utf8 = |v| {
+            std::str::from_utf8(v)
+                .map_err(|_| StoreError::new(self.backend, "a record is not UTF-8"))
+        };
+        let (seen, record) = (utf8(seen)?, utf8(value)?);
+        let expires = i64::try_from(expires_at).unwrap_or(i64::MAX);
+        let now = i64::try_from(unix_now()).unwrap_or(i64::MAX);
+        let sql = format!(
+            "UPDATE {SHARED_TABLE} SET expires_at = $1, record = $2 \
+             WHERE name = $3 AND record = $4 AND expires_at > $5"
+        );
+        let done = on_pool!(pool, p => self
+            .timed(
+                "cannot update shared state",
+                sqlx::query(&sql)
+                    .bind(expires)
+                    .bind(record)
+                    .bind(name)
+                    .bind(seen)
+                    .bind(now)
+                    .execute(p),
+            )
+            .await?
+            .rows_affected());
+        Ok(done == 1)
+    }
+
+    /// The unexpired row's record.
+    pub(super) async fn shared_get(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let pool = self.pool().await?;
+        let now = i64::try_from(unix_now()).unwrap_or(i64::MAX);
+        let sql = format!("SELECT record FROM {SHARED_TABLE} WHERE name = $1 AND expires_at > $2");
+        let row: Option<(String,)> = on_pool!(pool, p => self
+            .timed(
+                "cannot read shared state",
+                sqlx::query_as(&sql).bind(name).bind(now).fetch_optional(p),
+            )
+            .await?);
+        Ok(row.map(|(r,)| r.into_bytes()))
+    }
+
+    /// Deletes a row; true when there was an unexpired one.
+    pub(super) async fn shared_delete(&self, name: &str) -> Result<bool, StoreError> {
+        let pool = self.pool().await?;
+        let now = i64::try_from(unix_now()).unwrap_or(i64::MAX);
+        let sql = format!("DELETE FROM {SHARED_TABLE} WHERE name = $1 AND expires_at > $2");
+        let done = on_pool!(pool, p => self
+            .timed("cannot delete shared state", sqlx::query(&sql).bind(name).bind(now).execute(p))
             .await?
             .rows_affected());
         Ok(done > 0)

@@ -51,6 +51,7 @@ mod props;
 mod reference_fixture;
 mod registry_v3;
 mod reload;
+mod replicas;
 mod robots;
 mod rotation;
 mod soak;

@@ -7,12 +7,14 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 /// `store:`: where minted web-login passwords are kept (configured once, shared by every web
-/// login).
+/// login); a Redis or PostgreSQL store is also the replicas' shared state (refresh-token
+/// revocations, lockout counters), with or without web logins.
 #[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StoreSpec {
     /// `embedded` (default: a SQLite file in `data_dir`, no server, one host), `redis` or
-    /// `postgres` (several replicas share the passwords).
+    /// `postgres` (several replicas share the passwords, refresh-token revocations and lockout
+    /// counters).
     #[serde(rename = "type")]
     pub kind: Option<StoreKindSpec>,
     /// `embedded`: the database file (default `<data_dir>/passwords.db`).

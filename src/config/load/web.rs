@@ -1,5 +1,6 @@
 //! Validating the web logins (`github_auth`, `google_auth`, `oidc_auth`, `gitlab_auth`), the
-//! CI identities (`oidc_tokens`), the password `store` and `data_dir`.
+//! CI identities (`oidc_tokens`), the `store` (minted passwords; with Redis or PostgreSQL also the
+//! replicas' shared state, web logins or not) and `data_dir`.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -18,7 +19,7 @@ use crate::config::file::{
 };
 use crate::config::{AuthnBackend, ConfigIssue};
 use crate::oidc::{Issuer, http_client};
-use crate::store::{self, Store, StoreSettings};
+use crate::store::{self, SharedState, Store, StoreSettings};
 use crate::weblogin::{
     Common, DEFAULT_HTTP_TIMEOUT, DEFAULT_PASSWORD_LIFETIME, DEFAULT_REVALIDATE_AFTER, Github,
     Gitlab, OidcLogin, Provider, ProviderKind, WebLoginBackend, WebLogins,
@@ -74,6 +75,8 @@ impl WebSections {
 pub(super) struct WebBackends {
     /// The web logins with their store.
     pub(super) logins: Option<Arc<WebLogins>>,
+    /// A Redis or PostgreSQL store: the replicas' shared state.
+    pub(super) shared: Option<SharedState>,
     /// The chain links, in docker_auth's order (name, backend).
     pub(super) authn: Vec<(&'static str, AuthnBackend)>,
 }
@@ -165,11 +168,17 @@ impl Loader {
         let web_configured =
             w.github.is_some() || w.google.is_some() || w.oidc.is_some() || w.gitlab.is_some();
         let store = self.store_settings(w.store.as_ref(), &data_dir, &token_dbs, web_configured);
-        if w.store.is_some() && !web_configured {
+        let shared_store = matches!(
+            store,
+            Some(StoreSettings::Redis { .. } | StoreSettings::Postgres { .. })
+        );
+        if w.store.is_some() && !web_configured && !shared_store && store.is_some() {
             self.issue(
                 "store",
-                "no web login (github_auth, google_auth, oidc_auth, gitlab_auth) is configured, \
-                 so nothing would be stored; remove `store` or configure a web login",
+                "the embedded store only keeps web logins' passwords, and no web login \
+                 (github_auth, google_auth, oidc_auth, gitlab_auth) is configured; remove \
+                 `store`, or use `type: redis` or `type: postgres` to share revocations and \
+                 lockout counters between replicas",
             );
             ok = false;
         }
@@ -177,7 +186,7 @@ impl Loader {
             return None;
         }
         let mut out = WebBackends::default();
-        if web_configured {
+        if web_configured || shared_store {
             let settings = store?;
             let description = settings.describe();
             let (secret_path, generate) = match session_secret_file {
@@ -201,23 +210,46 @@ impl Loader {
                 self.issue("server.session_secret_file", e.to_string());
                 return None;
             }
-            let logins = Arc::new(WebLogins::new(
-                providers,
-                Store::new(&settings),
-                description,
-                secret_path,
-                generate,
-            ));
-            for p in logins.providers() {
-                out.authn.push((
-                    p.kind.key(),
-                    AuthnBackend::WebLogin(WebLoginBackend {
-                        logins: logins.clone(),
-                        kind: p.kind,
-                    }),
+            if shared_store && generate {
+                self.warnings.push(ConfigIssue::new(
+                    "server.session_secret_file",
+                    format!(
+                        "not set: this replica generates its own session secret in data_dir, \
+                         but the records it shares through the {description} store are \
+                         authenticated with it, so replicas with other secrets refuse them \
+                         (their revocations still count); give every replica the same file: \
+                         `head -c 48 /dev/urandom | base64 > FILE`"
+                    ),
                 ));
             }
-            out.logins = Some(logins);
+            let store = Store::new(&settings);
+            if shared_store {
+                out.shared = Some(SharedState::new(
+                    store.clone(),
+                    description.clone(),
+                    secret_path.clone(),
+                    generate,
+                ));
+            }
+            if web_configured {
+                let logins = Arc::new(WebLogins::new(
+                    providers,
+                    store,
+                    description,
+                    secret_path,
+                    generate,
+                ));
+                for p in logins.providers() {
+                    out.authn.push((
+                        p.kind.key(),
+                        AuthnBackend::WebLogin(WebLoginBackend {
+                            logins: logins.clone(),
+                            kind: p.kind,
+                        }),
+                    ));
+                }
+                out.logins = Some(logins);
+            }
         }
         if let Some(ci) = ci {
             out.authn.push(("oidc_tokens", AuthnBackend::CiTokens(ci)));
@@ -1055,8 +1087,11 @@ mod tests {
             "oidc_tokens: [{issuer: https://ci.example.com}]\n",
         );
         has(&i, "oidc_tokens[0].audience", "missing");
-        let i = issues(d.path(), "store: {type: redis}\n");
+        let i = issues(d.path(), "store: {type: embedded}\n");
         has(&i, "store", "no web login");
+        has(&i, "store", "type: redis");
+        let i = issues(d.path(), "store: {type: redis}\n");
+        has(&i, "store.url", "missing");
         let i = issues(
             d.path(),
             "github_auth: {client_id: a, client_secret: b}\nstore: {type: postgres, path: x}\n",
@@ -1078,6 +1113,83 @@ mod tests {
         );
         has(&i, "authn_order[0]", "oidc_auth");
         has(&i, "authn_order", "github_auth");
+    }
+
+    #[test]
+    fn a_shared_store_is_accepted_without_web_logins() {
+        let d = tempfile::tempdir().unwrap();
+        let secret = d.path().join("session.secret");
+        std::fs::write(&secret, "a shared session secret of at least 32 bytes\n").unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        for (store, described) in [
+            (
+                "store: {type: redis, url: \"redis://127.0.0.1:6379/1\"}\n",
+                "redis (127.0.0.1:6379)",
+            ),
+            (
+                "store: {type: postgres, url: \"postgres://ra@127.0.0.1/ra\"}\n",
+                "postgres",
+            ),
+        ] {
+            let c = load(
+                d.path(),
+                &format!(
+                    "{store}server: {{session_secret_file: session.secret}}\n\
+                     users: {{\"\": {{}}}}\n"
+                ),
+            )
+            .unwrap();
+            assert!(c.web_logins.is_none());
+            let shared = c.shared_state.expect("the shared state");
+            assert_eq!(shared.description(), described);
+            assert!(
+                !c.warnings
+                    .iter()
+                    .any(|w| w.path == "server.session_secret_file"),
+                "{:#?}",
+                c.warnings
+            );
+        }
+        // Without a shared secret file, each replica would generate its own: warned.
+        let c = load(
+            d.path(),
+            "store: {type: redis, url: \"redis://127.0.0.1\"}\nusers: {\"\": {}}\n",
+        )
+        .unwrap();
+        assert!(c.shared_state.is_some());
+        assert!(
+            c.warnings
+                .iter()
+                .any(|w| w.path == "server.session_secret_file"
+                    && w.message.contains("every replica the same file")),
+            "{:#?}",
+            c.warnings
+        );
+        // The embedded store (one host) and no store share nothing.
+        let c = load(
+            d.path(),
+            "github_auth: {client_id: a, client_secret: b}\nstore: {type: embedded}\n",
+        )
+        .unwrap();
+        assert!(c.shared_state.is_none() && c.web_logins.is_some());
+        assert!(
+            load(d.path(), "users: {\"\": {}}\n")
+                .unwrap()
+                .shared_state
+                .is_none()
+        );
+        // With web logins, one store serves both.
+        let c = load(
+            d.path(),
+            "github_auth: {client_id: a, client_secret: b}\n\
+             store: {type: redis, url: \"redis://127.0.0.1:6379/1\"}\n",
+        )
+        .unwrap();
+        assert!(c.shared_state.is_some() && c.web_logins.is_some());
     }
 
     #[test]

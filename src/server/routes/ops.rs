@@ -110,7 +110,8 @@ const PROBE_WAIT: Duration = Duration::from_secs(1);
 
 /// The external backends' state: `{name: {status: up|down|unknown, error, …}}`. The LDAP server
 /// is probed when its state is a few seconds old; webhooks, SQL databases (`sql_auth`,
-/// `acl_sql`) and the minted-password `store` report what their last call found.
+/// `acl_sql`) and the `store` (minted passwords, shared state) report what their last call
+/// found.
 async fn backend_health(config: &Config) -> serde_json::Map<String, serde_json::Value> {
     let mut out = serde_json::Map::new();
     for backend in &config.authn_order {
@@ -138,7 +139,10 @@ async fn backend_health(config: &Config) -> serde_json::Map<String, serde_json::
             _ => {}
         }
     }
-    if let Some(logins) = &config.web_logins {
+    // One store serves the web logins and the shared state (revocations, lockout counters).
+    if let Some(shared) = &config.shared_state {
+        out.insert("store".to_owned(), shared.store().health().report());
+    } else if let Some(logins) = &config.web_logins {
         out.insert("store".to_owned(), logins.store().health().report());
     }
     out

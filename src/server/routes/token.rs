@@ -339,7 +339,9 @@ async fn password_grant(
     let shared = state.shared();
     let account = request.credentials.account.as_str();
     let lock_ip = request.ip.unwrap_or(IpAddr::from([127, 0, 0, 1]));
-    if let Some(left) = shared.lockout.check(account, lock_ip, Instant::now()) {
+    let store = inner.config.shared_state.as_ref().map(|s| s.store());
+    let checked = shared.lockout.check_shared(store, account, lock_ip).await;
+    if let Some(left) = checked.locked_for {
         shared.metrics.decision("locked_out");
         info!(
             target: "audit",
@@ -385,7 +387,7 @@ async fn password_grant(
     .map_err(|e| grant_error(state, e))?;
     match &outcome {
         GrantOutcome::Unauthorized { .. } => {
-            if shared.lockout.failure(account, lock_ip, Instant::now()) {
+            if shared.lockout.failure_shared(store, account, lock_ip).await {
                 warn!(
                     account,
                     client_ip = %lock_ip,
@@ -393,7 +395,12 @@ async fn password_grant(
                 );
             }
         }
-        GrantOutcome::Issued { .. } => shared.lockout.success(account, lock_ip),
+        GrantOutcome::Issued { .. } => {
+            shared
+                .lockout
+                .success_shared(store, checked, account, lock_ip)
+                .await;
+        }
     }
     audit(
         state,
