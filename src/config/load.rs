@@ -68,34 +68,48 @@ const KNOWN_SECTIONS: &[&str] = &[
     "data_dir",
 ];
 
-/// docker_auth sections we do not implement (yet), with what to use instead.
-const UNSUPPORTED_SECTIONS: &[(&str, &str)] = &[
+/// docker_auth sections we do not implement, each with the feature, why, and what to use
+/// instead; `true` for authenticators, `false` for authorizers.
+const UNSUPPORTED_SECTIONS: &[(&str, bool, &str)] = &[
     (
         "mongo_auth",
-        "MongoDB users are not supported; export them to an htpasswd file and use `users_file`",
+        true,
+        "docker_auth's MongoDB users are not supported (registry-auth has no MongoDB driver; \
+         users live in files, SQL, LDAP or behind a webhook); export them to an htpasswd file \
+         for `users_file` or into `sql_auth`, or answer from MongoDB through `http_auth`",
     ),
     (
         "xorm_auth",
-        "docker_auth's xorm tables are not read; use `sql_auth: {url: …}` (PostgreSQL or SQLite, \
-         table registry_auth_users; the README shows the SQL that copies xorm_user rows into it)",
+        true,
+        "docker_auth's xorm tables are not read (their layout, labels as JSON in xorm_user, is \
+         xorm's); use `sql_auth: {url: …}` (PostgreSQL or SQLite, table registry_auth_users; \
+         the README shows the SQL that copies xorm_user rows into it)",
     ),
     (
         "plugin_authn",
-        "Go plugins cannot be loaded by registry-auth; use `users` or `users_file`",
+        true,
+        "docker_auth's Go plugins cannot be loaded (registry-auth is not a Go program); run the \
+         plugin's check as a webhook (`http_auth`) or a program (`ext_auth`)",
     ),
     (
         "acl_mongo",
-        "MongoDB ACLs are not supported; move the entries (sorted by `seq`) into the static `acl` list",
+        false,
+        "docker_auth's MongoDB ACL is not supported (registry-auth has no MongoDB driver); move \
+         the entries, sorted by `seq`, into the static `acl` list or `acl_sql`, or decide from \
+         MongoDB through `http_authz`",
     ),
     (
         "acl_xorm",
-        "docker_auth's xorm tables are not read; use `acl_sql: {url: …, cache_ttl: 30s}` \
-         (PostgreSQL or SQLite, table registry_auth_acl; the README shows the SQL that copies \
-         xorm_acl_entry rows into it)",
+        false,
+        "docker_auth's xorm tables are not read (xorm_acl_entry holds Go-named JSON); use \
+         `acl_sql: {url: …, cache_ttl: 30s}` (PostgreSQL or SQLite, table registry_auth_acl; \
+         the README shows the SQL that copies xorm_acl_entry rows into it)",
     ),
     (
         "plugin_authz",
-        "Go plugins cannot be loaded by registry-auth; use the static `acl` list",
+        false,
+        "docker_auth's Go plugins cannot be loaded (registry-auth is not a Go program); run the \
+         plugin's decision as a webhook (`http_authz`) or a program (`ext_authz`)",
     ),
 ];
 
@@ -141,6 +155,7 @@ fn parse_text(text: &str, file: &Path) -> Result<Config, ConfigError> {
         issues: Vec::new(),
         warnings: Vec::new(),
         private: RefCell::new(Vec::new()),
+        files: RefCell::new(Vec::new()),
     };
     let config = loader.load(text, file);
     match config {
@@ -159,6 +174,8 @@ struct Loader {
     warnings: Vec<ConfigIssue>,
     /// Files holding secrets (config key, path): a warning when group or others may read them.
     private: RefCell<Vec<(String, PathBuf)>>,
+    /// Every path the config names (config key, absolute path), in the order resolved.
+    files: RefCell<Vec<(String, PathBuf)>>,
 }
 
 #[derive(Default)]
@@ -180,6 +197,10 @@ struct Sections {
     http_authz: Option<HttpHookSpec>,
     web: web::WebSections,
     sql: sql::SqlSections,
+    /// An unsupported docker_auth authenticator (`mongo_auth`, …) was refused.
+    unsupported_authn: bool,
+    /// An unsupported docker_auth authorizer (`acl_mongo`, …) was refused.
+    unsupported_authz: bool,
 }
 
 impl Loader {
@@ -292,13 +313,24 @@ impl Loader {
                 "acl" => s.acl = self.acl_section(value),
                 other if web::KEYS.contains(&other) => self.web_section(other, value, &mut s.web),
                 other if sql::KEYS.contains(&other) => self.sql_section(other, value, &mut s.sql),
+                // Anchor holders (`x-defaults: &d {…}`, `.base: &b {…}`): docker_auth's YAML
+                // reader ignored every unknown top-level key, so files keep anchors there. Only
+                // these two spellings are ignored; any other unknown key stays an error.
+                other if is_anchor_holder(other) => {}
                 other => {
-                    if let Some((_, hint)) = UNSUPPORTED_SECTIONS.iter().find(|(k, _)| *k == other)
+                    if let Some((_, authn, hint)) =
+                        UNSUPPORTED_SECTIONS.iter().find(|(k, _, _)| *k == other)
                     {
                         self.issue(other, *hint);
+                        // Its replacement is named above; no "nothing configured" besides.
+                        if *authn {
+                            s.unsupported_authn = true;
+                        } else {
+                            s.unsupported_authz = true;
+                        }
                     } else {
                         let mut candidates: Vec<&str> = KNOWN_SECTIONS.to_vec();
-                        candidates.extend(UNSUPPORTED_SECTIONS.iter().map(|(k, _)| *k));
+                        candidates.extend(UNSUPPORTED_SECTIONS.iter().map(|(k, _, _)| *k));
                         self.issue(
                             other,
                             unknown_key_message(other, &candidates, KNOWN_SECTIONS),
@@ -379,7 +411,9 @@ impl Loader {
         )
     }
 
-    fn resolve(&self, path: &Path) -> PathBuf {
+    /// `path` (the value of config key `key`) resolved against the config file's folder,
+    /// recorded for `check-config`'s list of files.
+    fn resolve(&self, key: impl Into<String>, path: &Path) -> PathBuf {
         let resolved = if path.is_absolute() {
             path.to_path_buf()
         } else {
@@ -387,7 +421,18 @@ impl Loader {
         };
         // Fingerprinted now, before anything reads it (for change detection on reload).
         sources::note(&resolved);
+        self.note_file(key, &resolved);
         resolved
+    }
+
+    /// Records that config key `key` names `path` (for `check-config`'s list of files).
+    fn note_file(&self, key: impl Into<String>, path: &Path) {
+        let key = key.into();
+        let mut files = self.files.borrow_mut();
+        if !files.iter().any(|(k, _)| *k == key) {
+            let shown = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+            files.push((key, shown));
+        }
     }
 
     fn validate(&mut self, s: Sections, file: &Path) -> Option<Config> {
@@ -458,7 +503,7 @@ impl Loader {
         let web_links = web::chain_links(&web_keys, web.as_ref());
         let web_logins = web.and_then(|w| w.logins);
         let other_authn = ext_auth.is_some() || ldap_auth.is_some() || http_auth.is_some();
-        let other_authn = other_authn || web_has_authn || s.sql.has_authn();
+        let other_authn = other_authn || web_has_authn || s.sql.has_authn() || s.unsupported_authn;
         let other_authz_sql = s.sql.has_authz();
         let sql = self.validate_sql(s.sql);
         let authn = self.validate_users(s.users, s.users_file, robots, other_authn);
@@ -474,7 +519,8 @@ impl Loader {
         let lockout = self.validate_lockout(s.lockout.unwrap_or_default());
         let acl_entries: Vec<AclEntrySpec> = s.acl.iter().flatten().flatten().cloned().collect();
         let acl_configured = s.acl.is_some();
-        let other_authz = ext_authz.is_some() || http_authz.is_some() || other_authz_sql;
+        let other_authz =
+            ext_authz.is_some() || http_authz.is_some() || other_authz_sql || s.unsupported_authz;
         let acl = if acl_configured || !other_authz {
             self.validate_acl(s.acl)
         } else {
@@ -532,6 +578,7 @@ impl Loader {
             acl: Arc::new(acl?),
             acl_entries,
             warnings,
+            files: self.files.take(),
             web_logins,
             namespaces: namespaces?,
         })
@@ -583,6 +630,12 @@ impl Loader {
             }
         }
     }
+}
+
+/// A top-level key that only holds anchors for the rest of the file and is otherwise ignored:
+/// one starting with `x-` (as in Compose files) or `.` (as in GitLab CI files).
+fn is_anchor_holder(key: &str) -> bool {
+    key.starts_with("x-") || (key.starts_with('.') && key.len() > 1)
 }
 
 /// `robots.ci`, or `robots."odd name"`.
@@ -721,6 +774,44 @@ fn duplicate_key(text: &str, err: &serde_yaml_ng::Error) -> Option<(String, Stri
     let lines: Vec<&str> = text.lines().collect();
     let start = line.checked_sub(1)?;
     let indent = column.checked_sub(1)?;
+    let flow = lines
+        .get(start)
+        .and_then(|l| l.chars().nth(indent))
+        .is_some_and(|c| c == '{');
+    let found = if flow {
+        flow_key_lines(&lines, start, indent, key)
+    } else {
+        block_key_lines(&lines, start, indent, key)
+    };
+    let (first, last) = (*found.first()?, *found.last()?);
+    if found.len() < 2 {
+        return None;
+    }
+    let full = if path.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{path}.{key}")
+    };
+    let (where_, which) = if first == last {
+        (format!("on line {first}"), "the later one".to_owned())
+    } else {
+        (
+            format!("(lines {first} and {last})"),
+            format!("the last one (line {last})"),
+        )
+    };
+    Some((
+        full,
+        format!(
+            "given twice {where_}; YAML forbids repeating a key, and docker_auth silently used \
+             {which}: keep the one you mean and remove the other"
+        ),
+    ))
+}
+
+/// The lines (1-based) where `key` is a key of the block mapping starting at line `start`,
+/// column `indent` (0-based).
+fn block_key_lines(lines: &[&str], start: usize, indent: usize, key: &str) -> Vec<usize> {
     let mut found = Vec::new();
     for (i, line) in lines.iter().enumerate().skip(start) {
         let content = line.trim_start();
@@ -740,20 +831,83 @@ fn duplicate_key(text: &str, err: &serde_yaml_ng::Error) -> Option<(String, Stri
             found.push(i + 1);
         }
     }
-    let (first, last) = (*found.first()?, *found.last()?);
-    if found.len() < 2 {
-        return None;
+    found
+}
+
+/// The lines (1-based) where `key` is a key of the flow mapping (`{a: 1, b: 2}`) whose `{` is
+/// at line `start`, column `col` (0-based). Nested flow collections, quoted scalars and
+/// comments are skipped.
+fn flow_key_lines(lines: &[&str], start: usize, col: usize, key: &str) -> Vec<usize> {
+    let mut found = Vec::new();
+    let mut depth = 0usize;
+    // The text of the current entry at depth 1 up to its `:`, and the line it started on.
+    let mut entry: Option<(String, usize)> = None;
+    let mut quote: Option<char> = None;
+    for (i, line) in lines.iter().enumerate().skip(start) {
+        let skip = if i == start { col } else { 0 };
+        let mut chars = line.chars().skip(skip).peekable();
+        while let Some(c) = chars.next() {
+            if let Some(q) = quote {
+                if c == q {
+                    quote = None;
+                }
+                if let Some((text, _)) = entry.as_mut() {
+                    text.push(c);
+                }
+                continue;
+            }
+            match c {
+                '#' => break,
+                '"' | '\'' => {
+                    quote = Some(c);
+                    if let Some((text, at)) = entry.as_mut() {
+                        if text.trim().is_empty() {
+                            *at = i + 1;
+                        }
+                        text.push(c);
+                    }
+                }
+                '{' | '[' => {
+                    depth += 1;
+                    if depth == 1 {
+                        entry = Some((String::new(), i + 1));
+                    }
+                }
+                '}' | ']' => {
+                    depth = depth.saturating_sub(1);
+                    if depth == 0 {
+                        return found;
+                    }
+                }
+                ',' if depth == 1 => entry = Some((String::new(), i + 1)),
+                ':' if depth == 1
+                    && chars
+                        .peek()
+                        .is_none_or(|n| n.is_whitespace() || ",}".contains(*n)) =>
+                {
+                    if let Some((text, at)) = entry.take() {
+                        let k = text.trim();
+                        let unquoted = k
+                            .strip_prefix('"')
+                            .and_then(|k| k.strip_suffix('"'))
+                            .or_else(|| k.strip_prefix('\'').and_then(|k| k.strip_suffix('\'')))
+                            .unwrap_or(k);
+                        if unquoted == key {
+                            found.push(at);
+                        }
+                    }
+                }
+                _ if depth == 1 => {
+                    if let Some((text, at)) = entry.as_mut() {
+                        if text.trim().is_empty() && !c.is_whitespace() {
+                            *at = i + 1;
+                        }
+                        text.push(c);
+                    }
+                }
+                _ => {}
+            }
+        }
     }
-    let full = if path.is_empty() {
-        key.to_owned()
-    } else {
-        format!("{path}.{key}")
-    };
-    Some((
-        full,
-        format!(
-            "given twice (lines {first} and {last}); YAML forbids repeating a key, and docker_auth \
-             silently used the last one (line {last}): keep the one you mean and remove the other"
-        ),
-    ))
+    found
 }

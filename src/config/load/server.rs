@@ -10,21 +10,24 @@ use super::Loader;
 use crate::config::file::{LimitsSpec, NetSpec, ServerSpec};
 use crate::config::{ClientIpSettings, DEFAULT_ADDR, Limits, ServerConfig, TlsSettings};
 
-/// docker_auth `server:` keys we do not implement (yet).
+/// docker_auth `server:` keys we do not implement: the feature, why, and the replacement.
 const UNSUPPORTED_SERVER_KEYS: &[(&str, &str)] = &[
     (
         "tls_curve_preferences",
-        "not configurable: registry-auth uses rustls' safe defaults (X25519, P-256, P-384); \
-         remove this key",
+        "docker_auth's TLS curve list is not configurable here: registry-auth uses rustls' safe \
+         defaults (X25519, P-256, P-384) and offers nothing weaker to choose; remove this key",
     ),
     (
         "tls_cipher_suites",
-        "not configurable: registry-auth uses rustls' safe defaults (AEAD suites only); remove \
-         this key",
+        "docker_auth's TLS cipher list is not configurable here: registry-auth uses rustls' safe \
+         defaults (AEAD suites only) and offers nothing weaker to choose; remove this key",
     ),
     (
         "letsencrypt",
-        "Let's Encrypt is not supported; terminate TLS at your ingress (e.g. with cert-manager)",
+        "docker_auth's Let's Encrypt (autocert) is not supported (in docker_auth it served plain \
+         HTTP, and certificates are better renewed outside the server); terminate TLS at your \
+         ingress or load balancer (e.g. with cert-manager), or set `server.certificate`/`key` \
+         to a certificate renewed by certbot",
     ),
 ];
 
@@ -57,7 +60,11 @@ impl Loader {
                 None
             }
             None => Some(DEFAULT_ADDR.to_owned()),
-            Some(a) if unix => Some(self.resolve(Path::new(a)).display().to_string()),
+            Some(a) if unix => Some(
+                self.resolve("server.addr", Path::new(a))
+                    .display()
+                    .to_string(),
+            ),
             Some(a) => match normalize_addr(a) {
                 Some(a) => Some(a),
                 None => {
@@ -158,7 +165,10 @@ impl Loader {
                 Some(None)
             }
             (Some(c), Some(k)) => {
-                let (certificate, key) = (self.resolve(&c), self.resolve(&k));
+                let (certificate, key) = (
+                    self.resolve("server.certificate", &c),
+                    self.resolve("server.key", &k),
+                );
                 self.private("server.key", &key);
                 let mut ok = true;
                 for (name, p) in [("certificate", &certificate), ("key", &key)] {
