@@ -241,13 +241,30 @@ impl Loader {
             }
         };
         // Merge keys (`<<: *base`, `<<: [*a, *b]`) anywhere, as docker_auth's YAML reader does:
-        // the mapping's own keys win, then the merged mappings in order.
-        if let Err(e) = root.apply_merge() {
+        // the mapping's own keys win, then the merged mappings in order. A merged mapping may
+        // itself merge another (`<<: *alice` where alice has `<<: *shop`): one pass brings its
+        // `<<` along as a plain key, so passes repeat until none is left (each pass removes one
+        // level of nesting, and an alias cannot nest deeper than the file).
+        for _ in 0..MAX_MERGE_DEPTH {
+            if let Err(e) = root.apply_merge() {
+                self.issue(
+                    "",
+                    format!(
+                        "a merge key `<<` must name a mapping or a list of mappings (`<<: \
+                         *base`, `<<: [*a, *b]`): {e}"
+                    ),
+                );
+                return None;
+            }
+            if !has_merge_key(&root) {
+                break;
+            }
+        }
+        if has_merge_key(&root) {
             self.issue(
                 "",
                 format!(
-                    "a merge key `<<` must name a mapping or a list of mappings (`<<: *base`, \
-                     `<<: [*a, *b]`): {e}"
+                    "merge keys `<<` nest more than {MAX_MERGE_DEPTH} deep; flatten the anchors"
                 ),
             );
             return None;
@@ -629,6 +646,21 @@ impl Loader {
                 None
             }
         }
+    }
+}
+
+/// Most levels of merges inside merged mappings (`<<: *a` where `a` merges `b`, …).
+const MAX_MERGE_DEPTH: usize = 16;
+
+/// Whether a `<<` key is left anywhere in `v`.
+fn has_merge_key(v: &Value) -> bool {
+    match v {
+        Value::Mapping(m) => m
+            .iter()
+            .any(|(k, v)| k.as_str() == Some("<<") || has_merge_key(v)),
+        Value::Sequence(s) => s.iter().any(has_merge_key),
+        Value::Tagged(t) => has_merge_key(&t.value),
+        _ => false,
     }
 }
 

@@ -248,3 +248,21 @@ fn x_and_dot_top_level_keys_hold_anchors_and_are_ignored() {
     ));
     at(&i, "defaults");
 }
+
+#[test]
+fn a_merged_mapping_that_merges_another_is_merged_all_the_way() {
+    let d = dir();
+    let c = load_in(
+        d.path(),
+        &format!(
+            "x-labels: &shop {{labels: {{team: [shop]}}}}\n{TOKEN}acl: []\nusers:\n  \
+             alice: &alice\n    password: {h}\n    <<: *shop\n  bob:\n    <<: *alice\n    \
+             password: {h2}\n",
+            h = bcrypt::hash("a", 4).unwrap(),
+            h2 = bcrypt::hash("b", 4).unwrap(),
+        ),
+    )
+    .unwrap();
+    let bob = c.authn.users().lookup("bob").expect("bob");
+    assert_eq!(bob.labels.get("team"), Some(&["shop".to_owned()][..]));
+}
