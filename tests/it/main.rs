@@ -38,6 +38,7 @@ mod identity_tokens;
 mod key_modes;
 mod ldap;
 mod ldap_identity;
+mod migration;
 mod ops;
 mod packaging;
 mod principals;
