@@ -266,3 +266,33 @@ fn a_merged_mapping_that_merges_another_is_merged_all_the_way() {
     let bob = c.authn.users().lookup("bob").expect("bob");
     assert_eq!(bob.labels.get("team"), Some(&["shop".to_owned()][..]));
 }
+
+#[test]
+fn tls_min_version_takes_docker_auths_spellings_and_names_why_old_ones_are_refused() {
+    let d = dir();
+    fs::copy(d.path().join("cert.pem"), d.path().join("srv.pem")).unwrap();
+    fs::copy(d.path().join("key.pem"), d.path().join("srv.key")).unwrap();
+    let with = |v: &str| {
+        load_in(
+            d.path(),
+            &format!(
+                "server: {{certificate: srv.pem, key: srv.key, tls_min_version: \"{v}\"}}\n\
+                 {TOKEN}users: {{\"\": {{}}}}\nacl: []\n"
+            ),
+        )
+    };
+    for (v, only13) in [
+        ("TLS12", false),
+        ("771", false),
+        ("TLS13", true),
+        ("772", true),
+    ] {
+        let c = with(v).unwrap();
+        assert_eq!(c.server.tls.unwrap().tls13_only, only13, "{v}");
+    }
+    for v in ["TLS10", "TLS11", "SSL30"] {
+        let i = issues(with(v));
+        let e = at(&i, "server.tls_min_version");
+        assert!(e.message.contains("only TLS 1.2 and 1.3"), "{e}");
+    }
+}

@@ -141,9 +141,20 @@ impl Loader {
         min_version: Option<&str>,
         hsts: bool,
     ) -> Option<Option<TlsSettings>> {
+        // docker_auth took Go's names (`TLS12`) or the protocol number (771 = 0x0303 = TLS 1.2).
         let tls13_only = match min_version {
-            None | Some("1.2" | "TLS12" | "tls12") => false,
-            Some("1.3" | "TLS13" | "tls13") => true,
+            None | Some("1.2" | "TLS12" | "tls12" | "771" | "0x0303") => false,
+            Some("1.3" | "TLS13" | "tls13" | "772" | "0x0304") => true,
+            Some(v @ ("SSL30" | "TLS10" | "TLS11" | "1.0" | "1.1" | "768" | "769" | "770")) => {
+                self.issue(
+                    "server.tls_min_version",
+                    format!(
+                        "{v:?} is refused: registry-auth (rustls) speaks only TLS 1.2 and 1.3, \
+                         the versions without known weaknesses; use `1.2` (default) or `1.3`"
+                    ),
+                );
+                return None;
+            }
             Some(v) => {
                 self.issue(
                     "server.tls_min_version",
