@@ -7,7 +7,9 @@
 //! the validation extends [`Loader`] in a submodule: `server` (listeners, TLS, proxies, limits),
 //! `token` (signing keys, refresh tokens), `users` (users, users_file, robots, credential cache,
 //! lockout), `backends` (LDAP, webhooks, ext programs), `sql`, `web` (web logins, CI tokens,
-//! store) and `order` (authn_order, authz_order); `identity` and `warnings` add warnings.
+//! store) and `order` (authn_order, authz_order); `identity` and `warnings` add warnings;
+//! `yaml` holds what docker_auth's YAML reader did differently (merges, anchor holders,
+//! repeated keys).
 
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
@@ -36,6 +38,7 @@ mod token;
 mod users;
 mod warnings;
 mod web;
+mod yaml;
 
 /// Top-level keys we implement.
 const KNOWN_SECTIONS: &[&str] = &[
@@ -233,40 +236,16 @@ impl Loader {
         let mut root: Value = match serde_yaml_ng::from_str(text) {
             Ok(v) => v,
             Err(e) => {
-                match duplicate_key(text, &e) {
+                match yaml::duplicate_key(text, &e) {
                     Some((path, message)) => self.issue(path, message),
                     None => self.issue("", format!("not valid YAML: {e}")),
                 }
                 return None;
             }
         };
-        // Merge keys (`<<: *base`, `<<: [*a, *b]`) anywhere, as docker_auth's YAML reader does:
-        // the mapping's own keys win, then the merged mappings in order. A merged mapping may
-        // itself merge another (`<<: *alice` where alice has `<<: *shop`): one pass brings its
-        // `<<` along as a plain key, so passes repeat until none is left (each pass removes one
-        // level of nesting, and an alias cannot nest deeper than the file).
-        for _ in 0..MAX_MERGE_DEPTH {
-            if let Err(e) = root.apply_merge() {
-                self.issue(
-                    "",
-                    format!(
-                        "a merge key `<<` must name a mapping or a list of mappings (`<<: \
-                         *base`, `<<: [*a, *b]`): {e}"
-                    ),
-                );
-                return None;
-            }
-            if !has_merge_key(&root) {
-                break;
-            }
-        }
-        if has_merge_key(&root) {
-            self.issue(
-                "",
-                format!(
-                    "merge keys `<<` nest more than {MAX_MERGE_DEPTH} deep; flatten the anchors"
-                ),
-            );
+        // Merge keys (`<<: *base`, `<<: [*a, *b]`) anywhere, as docker_auth's YAML reader does.
+        if let Err(message) = yaml::apply_merges(&mut root) {
+            self.issue("", message);
             return None;
         }
         let map = match root {
@@ -333,7 +312,7 @@ impl Loader {
                 // Anchor holders (`x-defaults: &d {…}`, `.base: &b {…}`): docker_auth's YAML
                 // reader ignored every unknown top-level key, so files keep anchors there. Only
                 // these two spellings are ignored; any other unknown key stays an error.
-                other if is_anchor_holder(other) => {}
+                other if yaml::is_anchor_holder(other) => {}
                 other => {
                     if let Some((_, authn, hint)) =
                         UNSUPPORTED_SECTIONS.iter().find(|(k, _, _)| *k == other)
@@ -649,27 +628,6 @@ impl Loader {
     }
 }
 
-/// Most levels of merges inside merged mappings (`<<: *a` where `a` merges `b`, …).
-const MAX_MERGE_DEPTH: usize = 16;
-
-/// Whether a `<<` key is left anywhere in `v`.
-fn has_merge_key(v: &Value) -> bool {
-    match v {
-        Value::Mapping(m) => m
-            .iter()
-            .any(|(k, v)| k.as_str() == Some("<<") || has_merge_key(v)),
-        Value::Sequence(s) => s.iter().any(has_merge_key),
-        Value::Tagged(t) => has_merge_key(&t.value),
-        _ => false,
-    }
-}
-
-/// A top-level key that only holds anchors for the rest of the file and is otherwise ignored:
-/// one starting with `x-` (as in Compose files) or `.` (as in GitLab CI files).
-fn is_anchor_holder(key: &str) -> bool {
-    key.starts_with("x-") || (key.starts_with('.') && key.len() > 1)
-}
-
 /// `robots.ci`, or `robots."odd name"`.
 fn named_path(section: &str, name: &str) -> String {
     let user = user_path(name);
@@ -789,157 +747,4 @@ fn suggestion<'a>(got: &str, candidates: &[&'a str]) -> Option<&'a str> {
         .filter(|(d, c)| *d <= 2.max(c.len() / 3))
         .min_by_key(|(d, _)| *d)
         .map(|(_, c)| c)
-}
-
-/// A repeated key, explained: both lines and the value docker_auth used (Go's yaml.v2 kept the
-/// last one silently; YAML 1.2 forbids repeating a key, so we refuse). `None` when `err` is not
-/// a duplicate key of a block mapping we can find in `text`.
-fn duplicate_key(text: &str, err: &serde_yaml_ng::Error) -> Option<(String, String)> {
-    let message = err.to_string();
-    let (path, rest) = match message.strip_prefix("duplicate entry with key \"") {
-        // The top-level mapping: no path, no location.
-        Some(rest) => ("", rest),
-        None => message.split_once(": duplicate entry with key \"")?,
-    };
-    let key = rest.split_once('"')?.0;
-    let (line, column) = err.location().map_or((1, 1), |l| (l.line(), l.column()));
-    let lines: Vec<&str> = text.lines().collect();
-    let start = line.checked_sub(1)?;
-    let indent = column.checked_sub(1)?;
-    let flow = lines
-        .get(start)
-        .and_then(|l| l.chars().nth(indent))
-        .is_some_and(|c| c == '{');
-    let found = if flow {
-        flow_key_lines(&lines, start, indent, key)
-    } else {
-        block_key_lines(&lines, start, indent, key)
-    };
-    let (first, last) = (*found.first()?, *found.last()?);
-    if found.len() < 2 {
-        return None;
-    }
-    let full = if path.is_empty() {
-        key.to_owned()
-    } else {
-        format!("{path}.{key}")
-    };
-    let (where_, which) = if first == last {
-        (format!("on line {first}"), "the later one".to_owned())
-    } else {
-        (
-            format!("(lines {first} and {last})"),
-            format!("the last one (line {last})"),
-        )
-    };
-    Some((
-        full,
-        format!(
-            "given twice {where_}; YAML forbids repeating a key, and docker_auth silently used \
-             {which}: keep the one you mean and remove the other"
-        ),
-    ))
-}
-
-/// The lines (1-based) where `key` is a key of the block mapping starting at line `start`,
-/// column `indent` (0-based).
-fn block_key_lines(lines: &[&str], start: usize, indent: usize, key: &str) -> Vec<usize> {
-    let mut found = Vec::new();
-    for (i, line) in lines.iter().enumerate().skip(start) {
-        let content = line.trim_start();
-        if content.is_empty() || content.starts_with('#') {
-            continue;
-        }
-        let here = line.len() - content.len();
-        if i > start && here < indent {
-            break;
-        }
-        let is_key = here == indent
-            && content
-                .strip_prefix(key)
-                .or_else(|| content.strip_prefix(&format!("\"{key}\"")))
-                .is_some_and(|r| r.trim_start().starts_with(':'));
-        if is_key {
-            found.push(i + 1);
-        }
-    }
-    found
-}
-
-/// The lines (1-based) where `key` is a key of the flow mapping (`{a: 1, b: 2}`) whose `{` is
-/// at line `start`, column `col` (0-based). Nested flow collections, quoted scalars and
-/// comments are skipped.
-fn flow_key_lines(lines: &[&str], start: usize, col: usize, key: &str) -> Vec<usize> {
-    let mut found = Vec::new();
-    let mut depth = 0usize;
-    // The text of the current entry at depth 1 up to its `:`, and the line it started on.
-    let mut entry: Option<(String, usize)> = None;
-    let mut quote: Option<char> = None;
-    for (i, line) in lines.iter().enumerate().skip(start) {
-        let skip = if i == start { col } else { 0 };
-        let mut chars = line.chars().skip(skip).peekable();
-        while let Some(c) = chars.next() {
-            if let Some(q) = quote {
-                if c == q {
-                    quote = None;
-                }
-                if let Some((text, _)) = entry.as_mut() {
-                    text.push(c);
-                }
-                continue;
-            }
-            match c {
-                '#' => break,
-                '"' | '\'' => {
-                    quote = Some(c);
-                    if let Some((text, at)) = entry.as_mut() {
-                        if text.trim().is_empty() {
-                            *at = i + 1;
-                        }
-                        text.push(c);
-                    }
-                }
-                '{' | '[' => {
-                    depth += 1;
-                    if depth == 1 {
-                        entry = Some((String::new(), i + 1));
-                    }
-                }
-                '}' | ']' => {
-                    depth = depth.saturating_sub(1);
-                    if depth == 0 {
-                        return found;
-                    }
-                }
-                ',' if depth == 1 => entry = Some((String::new(), i + 1)),
-                ':' if depth == 1
-                    && chars
-                        .peek()
-                        .is_none_or(|n| n.is_whitespace() || ",}".contains(*n)) =>
-                {
-                    if let Some((text, at)) = entry.take() {
-                        let k = text.trim();
-                        let unquoted = k
-                            .strip_prefix('"')
-                            .and_then(|k| k.strip_suffix('"'))
-                            .or_else(|| k.strip_prefix('\'').and_then(|k| k.strip_suffix('\'')))
-                            .unwrap_or(k);
-                        if unquoted == key {
-                            found.push(at);
-                        }
-                    }
-                }
-                _ if depth == 1 => {
-                    if let Some((text, at)) = entry.as_mut() {
-                        if text.trim().is_empty() && !c.is_whitespace() {
-                            *at = i + 1;
-                        }
-                        text.push(c);
-                    }
-                }
-                _ => {}
-            }
-        }
-    }
-    found
 }
