@@ -391,7 +391,7 @@ impl Loader {
     }
 
     /// A docker_auth token DB inside a section, mapped onto the store, with a warning saying
-    /// what it became. `out` collects (key, store, description) for [`Loader::store_settings`].
+    /// what it became. `out` collects (key, store) for [`Loader::store_settings`].
     fn token_db(
         &mut self,
         section: &str,
