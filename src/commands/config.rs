@@ -43,6 +43,20 @@ pub(crate) fn check_config(path: &Path) -> Result<ExitCode> {
                     ),
                 }
             )?;
+            if !c.files.is_empty() {
+                let folder = c.file.parent().filter(|p| !p.as_os_str().is_empty());
+                let folder = std::path::absolute(folder.unwrap_or(Path::new(".")))
+                    .unwrap_or_else(|_| Path::new(".").to_path_buf());
+                writeln!(
+                    out,
+                    "files (relative paths resolve against the config file's folder {}; \
+                     docker_auth used its working directory):",
+                    folder.display()
+                )?;
+                for (key, file) in &c.files {
+                    writeln!(out, "  {key}: {}", file.display())?;
+                }
+            }
             Ok(ExitCode::SUCCESS)
         }
         Err(e @ ConfigError::Invalid { .. }) | Err(e @ ConfigError::Read { .. }) => {

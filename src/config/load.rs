@@ -7,7 +7,9 @@
 //! the validation extends [`Loader`] in a submodule: `server` (listeners, TLS, proxies, limits),
 //! `token` (signing keys, refresh tokens), `users` (users, users_file, robots, credential cache,
 //! lockout), `backends` (LDAP, webhooks, ext programs), `sql`, `web` (web logins, CI tokens,
-//! store) and `order` (authn_order, authz_order); `identity` and `warnings` add warnings.
+//! store) and `order` (authn_order, authz_order); `identity` and `warnings` add warnings;
+//! `yaml` holds what docker_auth's YAML reader did differently (merges, anchor holders,
+//! repeated keys).
 
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
@@ -36,6 +38,7 @@ mod token;
 mod users;
 mod warnings;
 mod web;
+mod yaml;
 
 /// Top-level keys we implement.
 const KNOWN_SECTIONS: &[&str] = &[
@@ -68,34 +71,48 @@ const KNOWN_SECTIONS: &[&str] = &[
     "data_dir",
 ];
 
-/// docker_auth sections we do not implement (yet), with what to use instead.
-const UNSUPPORTED_SECTIONS: &[(&str, &str)] = &[
+/// docker_auth sections we do not implement, each with the feature, why, and what to use
+/// instead; `true` for authenticators, `false` for authorizers.
+const UNSUPPORTED_SECTIONS: &[(&str, bool, &str)] = &[
     (
         "mongo_auth",
-        "MongoDB users are not supported; export them to an htpasswd file and use `users_file`",
+        true,
+        "docker_auth's MongoDB users are not supported (registry-auth has no MongoDB driver; \
+         users live in files, SQL, LDAP or behind a webhook); export them to an htpasswd file \
+         for `users_file` or into `sql_auth`, or answer from MongoDB through `http_auth`",
     ),
     (
         "xorm_auth",
-        "docker_auth's xorm tables are not read; use `sql_auth: {url: …}` (PostgreSQL or SQLite, \
-         table registry_auth_users; the README shows the SQL that copies xorm_user rows into it)",
+        true,
+        "docker_auth's xorm tables are not read (their layout, labels as JSON in xorm_user, is \
+         xorm's); use `sql_auth: {url: …}` (PostgreSQL or SQLite, table registry_auth_users; \
+         the README shows the SQL that copies xorm_user rows into it)",
     ),
     (
         "plugin_authn",
-        "Go plugins cannot be loaded by registry-auth; use `users` or `users_file`",
+        true,
+        "docker_auth's Go plugins cannot be loaded (registry-auth is not a Go program); run the \
+         plugin's check as a webhook (`http_auth`) or a program (`ext_auth`)",
     ),
     (
         "acl_mongo",
-        "MongoDB ACLs are not supported; move the entries (sorted by `seq`) into the static `acl` list",
+        false,
+        "docker_auth's MongoDB ACL is not supported (registry-auth has no MongoDB driver); move \
+         the entries, sorted by `seq`, into the static `acl` list or `acl_sql`, or decide from \
+         MongoDB through `http_authz`",
     ),
     (
         "acl_xorm",
-        "docker_auth's xorm tables are not read; use `acl_sql: {url: …, cache_ttl: 30s}` \
-         (PostgreSQL or SQLite, table registry_auth_acl; the README shows the SQL that copies \
-         xorm_acl_entry rows into it)",
+        false,
+        "docker_auth's xorm tables are not read (xorm_acl_entry holds Go-named JSON); use \
+         `acl_sql: {url: …, cache_ttl: 30s}` (PostgreSQL or SQLite, table registry_auth_acl; \
+         the README shows the SQL that copies xorm_acl_entry rows into it)",
     ),
     (
         "plugin_authz",
-        "Go plugins cannot be loaded by registry-auth; use the static `acl` list",
+        false,
+        "docker_auth's Go plugins cannot be loaded (registry-auth is not a Go program); run the \
+         plugin's decision as a webhook (`http_authz`) or a program (`ext_authz`)",
     ),
 ];
 
@@ -141,6 +158,7 @@ fn parse_text(text: &str, file: &Path) -> Result<Config, ConfigError> {
         issues: Vec::new(),
         warnings: Vec::new(),
         private: RefCell::new(Vec::new()),
+        files: RefCell::new(Vec::new()),
     };
     let config = loader.load(text, file);
     match config {
@@ -159,6 +177,8 @@ struct Loader {
     warnings: Vec<ConfigIssue>,
     /// Files holding secrets (config key, path): a warning when group or others may read them.
     private: RefCell<Vec<(String, PathBuf)>>,
+    /// Every path the config names (config key, absolute path), in the order resolved.
+    files: RefCell<Vec<(String, PathBuf)>>,
 }
 
 #[derive(Default)]
@@ -180,6 +200,10 @@ struct Sections {
     http_authz: Option<HttpHookSpec>,
     web: web::WebSections,
     sql: sql::SqlSections,
+    /// An unsupported docker_auth authenticator (`mongo_auth`, …) was refused.
+    unsupported_authn: bool,
+    /// An unsupported docker_auth authorizer (`acl_mongo`, …) was refused.
+    unsupported_authz: bool,
 }
 
 impl Loader {
@@ -212,23 +236,16 @@ impl Loader {
         let mut root: Value = match serde_yaml_ng::from_str(text) {
             Ok(v) => v,
             Err(e) => {
-                match duplicate_key(text, &e) {
+                match yaml::duplicate_key(text, &e) {
                     Some((path, message)) => self.issue(path, message),
                     None => self.issue("", format!("not valid YAML: {e}")),
                 }
                 return None;
             }
         };
-        // Merge keys (`<<: *base`, `<<: [*a, *b]`) anywhere, as docker_auth's YAML reader does:
-        // the mapping's own keys win, then the merged mappings in order.
-        if let Err(e) = root.apply_merge() {
-            self.issue(
-                "",
-                format!(
-                    "a merge key `<<` must name a mapping or a list of mappings (`<<: *base`, \
-                     `<<: [*a, *b]`): {e}"
-                ),
-            );
+        // Merge keys (`<<: *base`, `<<: [*a, *b]`) anywhere, as docker_auth's YAML reader does.
+        if let Err(message) = yaml::apply_merges(&mut root) {
+            self.issue("", message);
             return None;
         }
         let map = match root {
@@ -292,13 +309,24 @@ impl Loader {
                 "acl" => s.acl = self.acl_section(value),
                 other if web::KEYS.contains(&other) => self.web_section(other, value, &mut s.web),
                 other if sql::KEYS.contains(&other) => self.sql_section(other, value, &mut s.sql),
+                // Anchor holders (`x-defaults: &d {…}`, `.base: &b {…}`): docker_auth's YAML
+                // reader ignored every unknown top-level key, so files keep anchors there. Only
+                // these two spellings are ignored; any other unknown key stays an error.
+                other if yaml::is_anchor_holder(other) => {}
                 other => {
-                    if let Some((_, hint)) = UNSUPPORTED_SECTIONS.iter().find(|(k, _)| *k == other)
+                    if let Some((_, authn, hint)) =
+                        UNSUPPORTED_SECTIONS.iter().find(|(k, _, _)| *k == other)
                     {
                         self.issue(other, *hint);
+                        // Its replacement is named above; no "nothing configured" besides.
+                        if *authn {
+                            s.unsupported_authn = true;
+                        } else {
+                            s.unsupported_authz = true;
+                        }
                     } else {
                         let mut candidates: Vec<&str> = KNOWN_SECTIONS.to_vec();
-                        candidates.extend(UNSUPPORTED_SECTIONS.iter().map(|(k, _)| *k));
+                        candidates.extend(UNSUPPORTED_SECTIONS.iter().map(|(k, _, _)| *k));
                         self.issue(
                             other,
                             unknown_key_message(other, &candidates, KNOWN_SECTIONS),
@@ -379,7 +407,9 @@ impl Loader {
         )
     }
 
-    fn resolve(&self, path: &Path) -> PathBuf {
+    /// `path` (the value of config key `key`) resolved against the config file's folder,
+    /// recorded for `check-config`'s list of files.
+    fn resolve(&self, key: impl Into<String>, path: &Path) -> PathBuf {
         let resolved = if path.is_absolute() {
             path.to_path_buf()
         } else {
@@ -387,7 +417,18 @@ impl Loader {
         };
         // Fingerprinted now, before anything reads it (for change detection on reload).
         sources::note(&resolved);
+        self.note_file(key, &resolved);
         resolved
+    }
+
+    /// Records that config key `key` names `path` (for `check-config`'s list of files).
+    fn note_file(&self, key: impl Into<String>, path: &Path) {
+        let key = key.into();
+        let mut files = self.files.borrow_mut();
+        if !files.iter().any(|(k, _)| *k == key) {
+            let shown = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+            files.push((key, shown));
+        }
     }
 
     fn validate(&mut self, s: Sections, file: &Path) -> Option<Config> {
@@ -461,7 +502,7 @@ impl Loader {
             None => (None, None),
         };
         let other_authn = ext_auth.is_some() || ldap_auth.is_some() || http_auth.is_some();
-        let other_authn = other_authn || web_has_authn || s.sql.has_authn();
+        let other_authn = other_authn || web_has_authn || s.sql.has_authn() || s.unsupported_authn;
         let other_authz_sql = s.sql.has_authz();
         let sql = self.validate_sql(s.sql);
         let authn = self.validate_users(s.users, s.users_file, robots, other_authn);
@@ -477,7 +518,8 @@ impl Loader {
         let lockout = self.validate_lockout(s.lockout.unwrap_or_default());
         let acl_entries: Vec<AclEntrySpec> = s.acl.iter().flatten().flatten().cloned().collect();
         let acl_configured = s.acl.is_some();
-        let other_authz = ext_authz.is_some() || http_authz.is_some() || other_authz_sql;
+        let other_authz =
+            ext_authz.is_some() || http_authz.is_some() || other_authz_sql || s.unsupported_authz;
         let acl = if acl_configured || !other_authz {
             self.validate_acl(s.acl)
         } else {
@@ -535,6 +577,7 @@ impl Loader {
             acl: Arc::new(acl?),
             acl_entries,
             warnings,
+            files: self.files.take(),
             web_logins,
             shared_state,
             namespaces: namespaces?,
@@ -708,56 +751,4 @@ fn suggestion<'a>(got: &str, candidates: &[&'a str]) -> Option<&'a str> {
         .filter(|(d, c)| *d <= 2.max(c.len() / 3))
         .min_by_key(|(d, _)| *d)
         .map(|(_, c)| c)
-}
-
-/// A repeated key, explained: both lines and the value docker_auth used (Go's yaml.v2 kept the
-/// last one silently; YAML 1.2 forbids repeating a key, so we refuse). `None` when `err` is not
-/// a duplicate key of a block mapping we can find in `text`.
-fn duplicate_key(text: &str, err: &serde_yaml_ng::Error) -> Option<(String, String)> {
-    let message = err.to_string();
-    let (path, rest) = match message.strip_prefix("duplicate entry with key \"") {
-        // The top-level mapping: no path, no location.
-        Some(rest) => ("", rest),
-        None => message.split_once(": duplicate entry with key \"")?,
-    };
-    let key = rest.split_once('"')?.0;
-    let (line, column) = err.location().map_or((1, 1), |l| (l.line(), l.column()));
-    let lines: Vec<&str> = text.lines().collect();
-    let start = line.checked_sub(1)?;
-    let indent = column.checked_sub(1)?;
-    let mut found = Vec::new();
-    for (i, line) in lines.iter().enumerate().skip(start) {
-        let content = line.trim_start();
-        if content.is_empty() || content.starts_with('#') {
-            continue;
-        }
-        let here = line.len() - content.len();
-        if i > start && here < indent {
-            break;
-        }
-        let is_key = here == indent
-            && content
-                .strip_prefix(key)
-                .or_else(|| content.strip_prefix(&format!("\"{key}\"")))
-                .is_some_and(|r| r.trim_start().starts_with(':'));
-        if is_key {
-            found.push(i + 1);
-        }
-    }
-    let (first, last) = (*found.first()?, *found.last()?);
-    if found.len() < 2 {
-        return None;
-    }
-    let full = if path.is_empty() {
-        key.to_owned()
-    } else {
-        format!("{path}.{key}")
-    };
-    Some((
-        full,
-        format!(
-            "given twice (lines {first} and {last}); YAML forbids repeating a key, and docker_auth \
-             silently used the last one (line {last}): keep the one you mean and remove the other"
-        ),
-    ))
 }

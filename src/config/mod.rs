@@ -12,6 +12,8 @@ pub mod sources;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_migration;
+#[cfg(test)]
 mod tests_sql;
 #[cfg(test)]
 mod tests_trust;
@@ -68,6 +70,10 @@ pub struct Config {
     pub acl_entries: Vec<file::AclEntrySpec>,
     /// Problems that do not stop the server (e.g. shadowed ACL entries).
     pub warnings: Vec<ConfigIssue>,
+    /// Every path the file names, as (config key, absolute path), relative ones resolved
+    /// against the config file's folder (docker_auth used the working directory): what
+    /// `check-config` lists.
+    pub files: Vec<(String, PathBuf)>,
     /// The web logins (`github_auth`, `google_auth`, `oidc_auth`, `gitlab_auth`) with the
     /// password store, when any is configured.
     pub web_logins: Option<Arc<crate::weblogin::WebLogins>>,

@@ -113,6 +113,8 @@ pub fn json_schema() -> Value {
 /// which it translates before deserializing `token`.
 fn adjust(root: &mut Value) {
     if let Some(obj) = root.as_object_mut() {
+        // Anchor holders (`x-defaults: &d {…}`, `.base: &b {…}`): ignored by the loader.
+        obj.insert("patternProperties".to_owned(), json!({ "^(x-|\\.).": {} }));
         // An authorizer: the ACL, or an external one.
         obj.insert(
             "anyOf".to_owned(),
@@ -138,11 +140,10 @@ fn adjust(root: &mut Value) {
             }),
         );
     }
+    // `certificate`/`key` may be left out when `generate: true` or when `server` has a pair
+    // (docker_auth's fallback); check-config tells which is missing.
     if let Some(obj) = token.as_object_mut() {
-        obj.insert(
-            "required".to_owned(),
-            json!(["issuer", "certificate", "key"]),
-        );
+        obj.insert("required".to_owned(), json!(["issuer"]));
     }
 }
 
@@ -281,10 +282,10 @@ mod tests {
         assert!(labels.to_string().contains("\"array\""), "{labels}");
         // docker_auth's flag and the keys the loader requires.
         at(&s, &["token", "disable_legacy_key_id"]);
-        assert_eq!(
-            at(&s, &["token"])["required"],
-            json!(["issuer", "certificate", "key"])
-        );
+        // certificate/key may come from `server` (docker_auth's fallback) or `generate`.
+        assert_eq!(at(&s, &["token"])["required"], json!(["issuer"]));
+        // Anchor holders at the top level.
+        assert_eq!(s["patternProperties"], json!({ "^(x-|\\.).": {} }));
         // Doc comments become descriptions.
         let addr = at(&s, &["server", "addr"])["description"]
             .as_str()

@@ -44,6 +44,7 @@ mod ldap;
 mod ldap_identity;
 mod lints;
 mod monitoring;
+mod migration;
 mod ops;
 mod packaging;
 mod principals;

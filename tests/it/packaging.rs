@@ -929,11 +929,16 @@ fn every_shipped_config_validates_against_the_config_schema() {
         root().join("config.example.yaml"),
         root().join("deploy/config.yaml"),
     ];
-    for dir in ["examples", "tests/fixtures"] {
+    // The migration corpus' refused files (a repeated key, unsupported backends) are left out.
+    let refused = ["ldap_auth_repeated_key.yml", "unsupported.yml"];
+    for dir in ["examples", "tests/fixtures", "tests/fixtures/migration"] {
         for entry in fs::read_dir(root().join(dir)).expect("read_dir") {
             let p = entry.expect("entry").path();
             let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-            if !name.starts_with("bad-") && (name.ends_with(".yml") || name.ends_with(".yaml")) {
+            if !name.starts_with("bad-")
+                && !refused.contains(&name)
+                && (name.ends_with(".yml") || name.ends_with(".yaml"))
+            {
                 files.push(p);
             }
         }

@@ -65,6 +65,8 @@ pub struct RedisTokenDbSpec {
 /// timeouts and pool sizes, are accepted and ignored).
 #[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 pub struct RedisOptionsSpec {
+    /// `tcp` (the default; `unix` sockets are refused).
+    pub network: Option<String>,
     /// `host:port`.
     pub addr: Option<String>,
     /// ACL user name.

@@ -26,7 +26,7 @@ const MIN_HMAC_SECRET: usize = 32;
 impl Loader {
     /// Reads a secret file (trimmed), recording a problem at `path` when it cannot be used.
     fn secret_file(&mut self, path: &str, file: &Path, what: &str) -> Option<Secret> {
-        let resolved = self.resolve(file);
+        let resolved = self.resolve(path, file);
         self.private(path, &resolved);
         match crate::config::sources::read_to_string(&resolved) {
             Ok(text) if text.trim().is_empty() => {
@@ -295,7 +295,7 @@ impl Loader {
                 );
                 return None;
             }
-            (Some(ca), false) => Some(self.resolve(ca)),
+            (Some(ca), false) => Some(self.resolve(format!("{section}.ca_certificate"), ca)),
             (None, _) => None,
         };
         let result = match (&trust, insecure) {
@@ -457,7 +457,7 @@ impl Loader {
     /// An `ext_auth`/`ext_authz` program.
     pub(super) fn validate_ext(&mut self, section: &str, spec: ExtSpec) -> Option<Arc<ExtProgram>> {
         let command = if spec.command.contains('/') {
-            let p = self.resolve(Path::new(&spec.command));
+            let p = self.resolve(format!("{section}.command"), Path::new(&spec.command));
             p.is_file().then_some(p)
         } else {
             std::env::var_os("PATH").and_then(|paths| {
@@ -477,6 +477,7 @@ impl Loader {
             );
             return None;
         };
+        self.note_file(format!("{section}.command"), &command);
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;

@@ -10,21 +10,24 @@ use super::Loader;
 use crate::config::file::{LimitsSpec, NetSpec, ServerSpec};
 use crate::config::{ClientIpSettings, DEFAULT_ADDR, Limits, ServerConfig, TlsSettings};
 
-/// docker_auth `server:` keys we do not implement (yet).
+/// docker_auth `server:` keys we do not implement: the feature, why, and the replacement.
 const UNSUPPORTED_SERVER_KEYS: &[(&str, &str)] = &[
     (
         "tls_curve_preferences",
-        "not configurable: registry-auth uses rustls' safe defaults (X25519, P-256, P-384); \
-         remove this key",
+        "docker_auth's TLS curve list is not configurable here: registry-auth uses rustls' safe \
+         defaults (X25519, P-256, P-384) and offers nothing weaker to choose; remove this key",
     ),
     (
         "tls_cipher_suites",
-        "not configurable: registry-auth uses rustls' safe defaults (AEAD suites only); remove \
-         this key",
+        "docker_auth's TLS cipher list is not configurable here: registry-auth uses rustls' safe \
+         defaults (AEAD suites only) and offers nothing weaker to choose; remove this key",
     ),
     (
         "letsencrypt",
-        "Let's Encrypt is not supported; terminate TLS at your ingress (e.g. with cert-manager)",
+        "docker_auth's Let's Encrypt (autocert) is not supported (in docker_auth it served plain \
+         HTTP, and certificates are better renewed outside the server); terminate TLS at your \
+         ingress or load balancer (e.g. with cert-manager), or set `server.certificate`/`key` \
+         to a certificate renewed by certbot",
     ),
 ];
 
@@ -57,7 +60,11 @@ impl Loader {
                 None
             }
             None => Some(DEFAULT_ADDR.to_owned()),
-            Some(a) if unix => Some(self.resolve(Path::new(a)).display().to_string()),
+            Some(a) if unix => Some(
+                self.resolve("server.addr", Path::new(a))
+                    .display()
+                    .to_string(),
+            ),
             Some(a) => match normalize_addr(a) {
                 Some(a) => Some(a),
                 None => {
@@ -134,9 +141,20 @@ impl Loader {
         min_version: Option<&str>,
         hsts: bool,
     ) -> Option<Option<TlsSettings>> {
+        // docker_auth took Go's names (`TLS12`) or the protocol number (771 = 0x0303 = TLS 1.2).
         let tls13_only = match min_version {
-            None | Some("1.2" | "TLS12" | "tls12") => false,
-            Some("1.3" | "TLS13" | "tls13") => true,
+            None | Some("1.2" | "TLS12" | "tls12" | "771" | "0x0303") => false,
+            Some("1.3" | "TLS13" | "tls13" | "772" | "0x0304") => true,
+            Some(v @ ("SSL30" | "TLS10" | "TLS11" | "1.0" | "1.1" | "768" | "769" | "770")) => {
+                self.issue(
+                    "server.tls_min_version",
+                    format!(
+                        "{v:?} is refused: registry-auth (rustls) speaks only TLS 1.2 and 1.3, \
+                         the versions without known weaknesses; use `1.2` (default) or `1.3`"
+                    ),
+                );
+                return None;
+            }
             Some(v) => {
                 self.issue(
                     "server.tls_min_version",
@@ -158,7 +176,10 @@ impl Loader {
                 Some(None)
             }
             (Some(c), Some(k)) => {
-                let (certificate, key) = (self.resolve(&c), self.resolve(&k));
+                let (certificate, key) = (
+                    self.resolve("server.certificate", &c),
+                    self.resolve("server.key", &k),
+                );
                 self.private("server.key", &key);
                 let mut ok = true;
                 for (name, p) in [("certificate", &certificate), ("key", &key)] {

@@ -133,7 +133,7 @@ impl Loader {
         let url = match (c.url, c.url_file) {
             (Some(u), None) => Some(u.trim().to_owned()),
             (None, Some(f)) => {
-                let path = self.resolve(f);
+                let path = self.resolve(format!("{section}.url_file"), f);
                 self.private(format!("{section}.url_file"), &path);
                 match crate::config::sources::read_to_string(&path) {
                     Ok(text) if !text.trim().is_empty() => Some(text.trim().to_owned()),
@@ -216,8 +216,8 @@ impl Loader {
     }
 
     fn casbin(&mut self, spec: &CasbinSpec) -> Option<CasbinAuthz> {
-        let model = self.resolve(&spec.model_path);
-        let policy = self.resolve(&spec.policy_path);
+        let model = self.resolve("casbin_authz.model_path", &spec.model_path);
+        let policy = self.resolve("casbin_authz.policy_path", &spec.policy_path);
         match CasbinAuthz::load(&model, &policy) {
             Ok(c) => Some(c),
             Err((key, message)) => {

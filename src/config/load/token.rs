@@ -115,7 +115,10 @@ impl Loader {
             None => Some(None),
         };
         let (certificate, key) = match (t.certificate, t.key) {
-            (Some(c), Some(k)) => (Some(self.resolve(&c)), Some(self.resolve(&k))),
+            (Some(c), Some(k)) => (
+                Some(self.resolve("token.certificate", &c)),
+                Some(self.resolve("token.key", &k)),
+            ),
             (c, k) => {
                 for (name, missing) in [("certificate", c.is_none()), ("key", k.is_none())] {
                     if missing {
@@ -158,7 +161,7 @@ impl Loader {
         let mut ok = true;
         let mut keys = Vec::with_capacity(paths.len());
         for (i, rel) in paths.iter().enumerate() {
-            match PublishedKey::load(&self.resolve(rel)) {
+            match PublishedKey::load(&self.resolve(format!("token.extra_certificates[{i}]"), rel)) {
                 Ok(key) => keys.push(key),
                 Err(e) => {
                     self.issue(
@@ -198,7 +201,7 @@ impl Loader {
         };
         let current = match r.secret_file {
             Some(f) => match refresh::read_secret(&{
-                let f = self.resolve(&f);
+                let f = self.resolve("token.refresh.secret_file", &f);
                 self.private("token.refresh.secret_file", &f);
                 f
             }) {
@@ -220,7 +223,9 @@ impl Loader {
         let mut previous = Vec::new();
         let mut previous_ok = true;
         for (i, f) in r.previous_secret_files.iter().enumerate() {
-            match refresh::read_secret(&self.resolve(f)) {
+            match refresh::read_secret(
+                &self.resolve(format!("token.refresh.previous_secret_files[{i}]"), f),
+            ) {
                 Ok(s) => previous.push(s),
                 Err(e) => {
                     self.issue(
@@ -233,13 +238,15 @@ impl Loader {
         }
         let revocations = match r.revocations_file {
             None => Some(Revocations::none()),
-            Some(f) => match Revocations::load(self.resolve(&f)) {
-                Ok(rev) => Some(rev),
-                Err(e) => {
-                    self.issue("token.refresh.revocations_file", e);
-                    None
+            Some(f) => {
+                match Revocations::load(self.resolve("token.refresh.revocations_file", &f)) {
+                    Ok(rev) => Some(rev),
+                    Err(e) => {
+                        self.issue("token.refresh.revocations_file", e);
+                        None
+                    }
                 }
-            },
+            }
         };
         let (lifetime, current, revocations) = (lifetime?, current?, revocations?);
         if !previous_ok {

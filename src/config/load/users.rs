@@ -157,7 +157,7 @@ impl Loader {
             let hash = match (spec.secret, spec.secret_file) {
                 (Some(h), None) => Some(h),
                 (None, Some(f)) => {
-                    let f = self.resolve(&f);
+                    let f = self.resolve(format!("{path}.secret_file"), &f);
                     self.private(format!("{path}.secret_file"), &f);
                     match sources::read_to_string(&f) {
                         Ok(text) => Some(text.trim().to_owned()),
@@ -310,7 +310,7 @@ impl Loader {
             }
         }
         if let Some(rel) = users_file {
-            let path = self.resolve(&rel);
+            let path = self.resolve("users_file", &rel);
             match sources::read_to_string(&path) {
                 Err(e) => {
                     self.issue(

@@ -125,8 +125,10 @@ impl Loader {
         session_secret_file: Option<PathBuf>,
     ) -> Option<WebBackends> {
         let mut ok = !w.broken;
-        let data_dir =
-            self.resolve_dir(w.data_dir.as_deref().unwrap_or(Path::new(DEFAULT_DATA_DIR)));
+        let data_dir = match w.data_dir.as_deref().unwrap_or(Path::new(DEFAULT_DATA_DIR)) {
+            p if p.is_absolute() => p.to_path_buf(),
+            p => self.base.join(p),
+        };
         let mut providers: Vec<Provider> = Vec::new();
         let mut token_dbs: Vec<(String, StoreSettings)> = Vec::new();
         for kind in ProviderKind::ALL {
@@ -189,11 +191,16 @@ impl Loader {
         if web_configured || shared_store {
             let settings = store?;
             let description = settings.describe();
+            self.note_file("data_dir", &data_dir);
+            if let StoreSettings::Embedded { path } = &settings {
+                self.note_file("store.path", path);
+            }
             let (secret_path, generate) = match session_secret_file {
-                Some(p) => (self.resolve(&p), false),
+                Some(p) => (self.resolve("server.session_secret_file", &p), false),
                 None => (data_dir.join(SESSION_SECRET_FILE), true),
             };
             self.private("server.session_secret_file", &secret_path);
+            self.note_file("server.session_secret_file", &secret_path);
             if !generate && !secret_path.is_file() {
                 self.issue(
                     "server.session_secret_file",
@@ -257,12 +264,15 @@ impl Loader {
         Some(out)
     }
 
-    fn resolve_dir(&self, path: &Path) -> PathBuf {
-        if path.is_absolute() {
+    /// A folder or a file that may not exist yet, resolved like [`Loader::resolve`].
+    fn resolve_dir(&self, key: &str, path: &Path) -> PathBuf {
+        let resolved = if path.is_absolute() {
             path.to_path_buf()
         } else {
             self.base.join(path)
-        }
+        };
+        self.note_file(key, &resolved);
+        resolved
     }
 
     /// The store: `store:`, else a docker_auth token DB of a section, else the embedded file.
@@ -277,21 +287,26 @@ impl Loader {
             if let Some((section, _)) = token_dbs.first() {
                 self.issue(
                     section.clone(),
-                    "both `store` and a docker_auth token DB are set; keep only `store` (one \
-                     store serves every web login)",
+                    format!(
+                        "both `store` and a docker_auth token DB are set; one store serves every \
+                         web login: keep `store` and remove `{section}`"
+                    ),
                 );
                 return None;
             }
             return self.store_spec(spec, data_dir);
         }
         if let Some((first, settings)) = token_dbs.first() {
-            if let Some((other, _)) = token_dbs.iter().find(|(_, s)| s != settings) {
+            if let Some((other, theirs)) = token_dbs.iter().find(|(_, s)| s != settings) {
                 self.issue(
                     other.clone(),
                     format!(
-                        "its token DB differs from the one of {first}; registry-auth keeps every \
-                         web login's passwords in one store: configure it once as top-level \
-                         `store` and remove the token DBs"
+                        "points at {}, but {first} at {}; registry-auth keeps every web login's \
+                         passwords in one store: remove the token DBs and configure the store \
+                         once as top-level `store` (e.g. `store: {{type: redis, url: …}}`, or \
+                         give every `level_token_db` a path in the same folder)",
+                        theirs.describe(),
+                        settings.describe()
                     ),
                 );
                 return None;
@@ -312,7 +327,7 @@ impl Loader {
             }
             (Some(u), None) => Some(u.trim().to_owned()),
             (None, Some(f)) => {
-                let resolved = self.resolve(f);
+                let resolved = self.resolve("store.url_file", f);
                 self.private("store.url_file", &resolved);
                 match crate::config::sources::read_to_string(&resolved) {
                     Ok(t) if !t.trim().is_empty() => Some(t.trim().to_owned()),
@@ -342,7 +357,7 @@ impl Loader {
                     return None;
                 }
                 let path = match &spec.path {
-                    Some(p) => self.resolve_dir(p),
+                    Some(p) => self.resolve_dir("store.path", p),
                     None => data_dir.join(EMBEDDED_FILE),
                 };
                 Some(StoreSettings::Embedded { path })
@@ -407,7 +422,8 @@ impl Loader {
         }
     }
 
-    /// A docker_auth token DB inside a section, mapped onto the store.
+    /// A docker_auth token DB inside a section, mapped onto the store, with a warning saying
+    /// what it became. `out` collects (key, store) for [`Loader::store_settings`].
     fn token_db(
         &mut self,
         section: &str,
@@ -419,43 +435,96 @@ impl Loader {
         if c.gcs_token_db.is_some() {
             self.issue(
                 format!("{section}.gcs_token_db"),
-                "Google Cloud Storage token DBs are not supported; remove it and set top-level \
-                 `store` (`embedded`, `redis` or `postgres`)",
+                "docker_auth's Google Cloud Storage token DB is not supported (registry-auth \
+                 keeps minted passwords in one store it can lock and expire, and has no GCS \
+                 client); remove `gcs_token_db` and set top-level `store`: `{type: redis, url: \
+                 …}` or `{type: postgres, url: …}` for several replicas, or nothing (an embedded \
+                 file in data_dir) for one",
             );
             ok = false;
         }
-        if c.level_token_db.is_some() {
-            out.push((
-                format!("{section}.level_token_db"),
-                StoreSettings::Embedded {
-                    path: data_dir.join(EMBEDDED_FILE),
-                },
+        if let Some(level) = &c.level_token_db {
+            let key = format!("{section}.level_token_db");
+            // docker_auth's LevelDB is a folder; the embedded store is a file next to it, so a
+            // volume mounted for the LevelDB keeps the passwords too.
+            let (path, place) = match &level.path {
+                Some(p) => {
+                    let folder = self.resolve_dir(&format!("{key}.path"), p);
+                    let parent = folder.parent().map_or(folder.clone(), Path::to_path_buf);
+                    (
+                        parent.join(EMBEDDED_FILE),
+                        format!(
+                            " next to the LevelDB folder {}",
+                            std::path::absolute(&folder)
+                                .unwrap_or_else(|_| folder.clone())
+                                .display()
+                        ),
+                    )
+                }
+                None => (data_dir.join(EMBEDDED_FILE), " in data_dir".to_owned()),
+            };
+            self.warnings.push(ConfigIssue::new(
+                key.clone(),
+                format!(
+                    "docker_auth's LevelDB token DB is mapped onto the embedded store {}{place} \
+                     (LevelDB is not read: people sign in once more); write `store: {{type: \
+                     embedded, path: …}}` instead to silence this",
+                    std::path::absolute(&path)
+                        .unwrap_or_else(|_| path.clone())
+                        .display()
+                ),
             ));
+            out.push((key, StoreSettings::Embedded { path }));
         }
         if let Some(r) = &c.redis_token_db {
             let path = format!("{section}.redis_token_db");
             if r.redis_cluster_options.is_some() {
                 self.issue(
                     format!("{path}.redis_cluster_options"),
-                    "Redis Cluster is not supported; use a single Redis (or PostgreSQL) as \
-                     top-level `store`",
+                    "Redis Cluster is not supported (the store needs its keys on one node); \
+                     remove `redis_token_db` and set top-level `store: {type: redis, url: \
+                     redis://HOST:PORT/DB}` (one Redis, e.g. with a replica for failover) or \
+                     `{type: postgres, url: …}`",
                 );
                 ok = false;
             } else if let Some(o) = &r.redis_options {
+                if o.network.as_deref().is_some_and(|n| n != "tcp") {
+                    self.issue(
+                        format!("{path}.redis_options.network"),
+                        "only `tcp` is supported (the store connects to `host:port`); use the \
+                         Redis server's TCP address in `addr`",
+                    );
+                    return false;
+                }
                 let Some(addr) = o.addr.as_deref().filter(|a| !a.is_empty()) else {
                     self.issue(format!("{path}.redis_options.addr"), "missing `host:port`");
                     return false;
                 };
                 let enc =
                     |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
-                let auth = match (&o.username, &o.password) {
-                    (Some(u), Some(p)) => format!("{}:{}@", enc(u), enc(p)),
-                    (None, Some(p)) => format!(":{}@", enc(p)),
-                    _ => String::new(),
+                let (auth, shown) = match (&o.username, &o.password) {
+                    (Some(u), Some(p)) => (
+                        format!("{}:{}@", enc(u), enc(p)),
+                        format!("{}:***@", enc(u)),
+                    ),
+                    (None, Some(p)) => (format!(":{}@", enc(p)), ":***@".to_owned()),
+                    _ => (String::new(), String::new()),
                 };
-                let url = format!("redis://{auth}{addr}/{}", o.db.unwrap_or(0));
+                let db = o.db.unwrap_or(0);
+                let url = format!("redis://{auth}{addr}/{db}");
                 match store::parse_redis_url(&url) {
-                    Ok(target) => out.push((path, StoreSettings::Redis { target })),
+                    Ok(target) => {
+                        self.warnings.push(ConfigIssue::new(
+                            path.clone(),
+                            format!(
+                                "docker_auth's Redis token DB is mapped onto `store: {{type: \
+                                 redis, url: \"redis://{shown}{addr}/{db}\"}}` (docker_auth's \
+                                 entries are not read: people sign in once more); write that \
+                                 `store` instead (the password in `url_file`) to silence this"
+                            ),
+                        ));
+                        out.push((path, StoreSettings::Redis { target }));
+                    }
                     Err(e) => {
                         self.issue(format!("{path}.redis_options"), e);
                         ok = false;
@@ -499,7 +568,7 @@ impl Loader {
             }
             (Some(s), None) if !s.trim().is_empty() => Some(Secret::new(s.trim())),
             (None, Some(f)) => {
-                let resolved = self.resolve(f);
+                let resolved = self.resolve(format!("{section}.client_secret_file"), f);
                 self.private(format!("{section}.client_secret_file"), &resolved);
                 match crate::config::sources::read_to_string(&resolved) {
                     Ok(t) if !t.trim().is_empty() => Some(Secret::new(t.trim())),
@@ -1238,6 +1307,6 @@ mod tests {
             d.path(),
             "github_auth: {client_id: a, client_secret: b, level_token_db: {path: x}}\nstore: {type: embedded}\n",
         );
-        has(&i, "github_auth.level_token_db", "keep only `store`");
+        has(&i, "github_auth.level_token_db", "keep `store` and remove");
     }
 }
