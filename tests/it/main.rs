@@ -42,6 +42,7 @@ mod ops;
 mod packaging;
 mod principals;
 mod props;
+mod redis_ha;
 mod reference_fixture;
 mod reload;
 mod robots;
