@@ -271,6 +271,17 @@ fn sentinel_failover_under_load_loses_nothing_acknowledged() {
         }
     }
     assert!(lost.is_empty(), "{}\n{}", lost.join("\n"), diag());
+    // The writes on the new primary waited for a replica (`WAIT` after each).
+    let promoted_node = set
+        .replicas
+        .iter()
+        .find(|r| r.port == new_port)
+        .expect("the new primary");
+    let stats = promoted_node.cli0(&["INFO", "commandstats"]);
+    assert!(
+        stats.lines().any(|l| l.starts_with("cmdstat_wait:calls=")),
+        "no WAIT on the new primary:\n{stats}"
+    );
     let log = fs::read_to_string(&stack.server.log).unwrap_or_default();
     for secret in [REDIS_PASSWORD, SENTINEL_PASSWORD] {
         assert!(!log.contains(secret), "the log holds a Redis password");
