@@ -332,11 +332,16 @@ impl Cluster {
     pub fn start(masters: usize) -> Self {
         let nodes: Vec<Redis> = (0..masters)
             .map(|_| {
+                // The bus port is given: its default, the port + 10000, may be taken or past
+                // 65535 for a free port from the ephemeral range.
+                let bus = free_port().to_string();
                 Redis::start_with(
                     Persistence::None,
                     &[
                         "--cluster-enabled",
                         "yes",
+                        "--cluster-port",
+                        &bus,
                         "--cluster-config-file",
                         "nodes.conf",
                         "--cluster-node-timeout",
