@@ -616,22 +616,24 @@ impl Redis {
         err(format!("{} ({what}): {e}", self.target.addr))
     }
 
-    /// The shared connection, and whether it was made by this call.
+    /// The shared connection, and whether it was made by this call. Waiting for another
+    /// request's connection attempt counts against the same 10 s.
     async fn connection(&self) -> Result<(Conn, bool), StoreError> {
-        let mut slot = self.conn.lock().await;
-        if let Some(c) = &*slot {
-            return Ok((c.clone(), false));
-        }
-        let conn = tokio::time::timeout(TIMEOUT * 2, self.connect())
-            .await
-            .map_err(|_| {
-                err(format!(
-                    "cannot connect to {} within 10 s",
-                    self.target.addr
-                ))
-            })??;
-        *slot = Some(conn.clone());
-        Ok((conn, true))
+        let get = async {
+            let mut slot = self.conn.lock().await;
+            if let Some(c) = &*slot {
+                return Ok((c.clone(), false));
+            }
+            let conn = self.connect().await?;
+            *slot = Some(conn.clone());
+            Ok((conn, true))
+        };
+        tokio::time::timeout(TIMEOUT * 2, get).await.map_err(|_| {
+            err(format!(
+                "cannot connect to {} within 10 s",
+                self.target.addr
+            ))
+        })?
     }
 
     async fn connect(&self) -> Result<Conn, StoreError> {
