@@ -16,6 +16,10 @@
 //!
 //! Replies are read by the crate (bounded by the server's `proto-max-bulk-len`); a record over
 //! 1 MiB is refused after reading. Each connection attempt and each command has a 5 s limit.
+//!
+//! A new operation builds a `redis::Cmd` (one key, so it routes on a cluster) and sends it with
+//! `Redis::command` (reads) or `Redis::write` (writes: `WAIT` through Sentinel), matching on the
+//! returned `redis::Value`.
 
 use std::time::Duration;
 
