@@ -5,7 +5,9 @@
 #   python3-jsonschema (tests/it/packaging.rs: the Helm chart's YAML and values.schema.json),
 #   slapd and ldap-utils (tests/it/ldap.rs starts its own OpenLDAP on a loopback port),
 #   postgresql (tests/it/sql.rs initdb's and starts its own cluster in a temp dir, as `postgres`),
-#   redis-server (tests/it/weblogin_stores.rs), chromium and fonts-dejavu-core (the headless
+#   redis-server with its redis-cli (tests/it/weblogin_stores.rs; tests/it/redis_ha.rs runs
+#   sentinels as `redis-server --sentinel` and makes a cluster with `redis-cli --cluster
+#   create`), chromium and fonts-dejavu-core (the headless
 #   browser test, tests/it/weblogin_browser.rs), and node + npm when missing; then the node
 #   tools of tests/js (oidc-provider, puppeteer-core, axe-core) with `npm ci`; unzip and
 #   python3-venv for scripts/tools/install-helm.sh and install-py-tools.sh (helm from npm, the

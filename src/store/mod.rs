@@ -7,7 +7,8 @@
 //! tokens needed for it. Three backends:
 //!
 //! * `embedded` (default): a SQLite file in `data_dir` (`passwords.db`), no server.
-//! * `redis`: `redis://[user:password@]host:port[/db]`; keys expire with the records.
+//! * `redis`: `redis://[user:password@]host:port[/db]`, or Sentinel (`redis+sentinel://`) or
+//!   Cluster (`redis+cluster://`), see `redis`; keys expire with the records.
 //! * `postgres`: `postgres://user:password@host:port/db[?sslmode=verify-full]`; one table,
 //!   created when missing.
 //!
@@ -104,7 +105,7 @@ pub enum StoreSettings {
     },
     /// A Redis server.
     Redis {
-        /// Parsed `redis://` URL.
+        /// Parsed Redis URL (one server, Sentinel or Cluster).
         target: redis::Target,
     },
     /// A PostgreSQL server.

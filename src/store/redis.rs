@@ -1,136 +1,82 @@
-//! The Redis store: a small RESP2 client (`AUTH`, `SELECT`, `SET … NX EX`, `GET`, `DEL`, `SCAN`,
-//! `EVAL` for compare-and-set) over plain TCP with a handful of pooled connections. Records live under
-//! `registry-auth:minted:<id>` and expire with the password (Redis drops them itself). The
-//! `*_key` functions do the same on a key the caller names whole (the replicas' shared state,
-//! `registry-auth:shared:…`; see `shared`); every command and script touches one key.
+//! The Redis store, through the `redis` crate (tokio, no TLS features): one server
+//! (`redis://`, a `ConnectionManager` that reconnects by itself), Redis Sentinel
+//! (`redis+sentinel://`, the crate's master discovery: ask the sentinels, check the answer with
+//! `ROLE`) and Redis Cluster (`redis+cluster://`, the crate's slot routing, `MOVED`/`ASK`
+//! redirections and topology refresh). Records live under `registry-auth:minted:<id>` and expire
+//! with the password (Redis drops them itself). The `*_key` functions do the same on a key the
+//! caller names whole (the replicas' shared state, `registry-auth:shared:…`; see `shared`).
+//!
+//! Still by hand, because the crate has no such thing:
+//!
+//! * parsing the multi-host URL forms (`url`; the crate parses one-host `redis://` URLs only);
+//! * keeping one Sentinel master connection and asking the sentinels again after a failure (the
+//!   crate's Sentinel client hands out connections, it does not manage one);
+//! * `WAIT` after each write through Sentinel, so a write is acknowledged only once a replica
+//!   holds it and a failover cannot lose it;
+//! * listing on a cluster: `SCAN` runs per node, so it is sent to every master in turn.
+//!
+//! Replies are read by the crate (bounded by the server's `proto-max-bulk-len`); a record over
+//! 1 MiB is refused after reading. Each connection attempt and each command has a 5 s limit.
+//!
+//! A new operation builds a `redis::Cmd` (one key, so it routes on a cluster) and sends it with
+//! `Redis::command` (reads) or `Redis::write` (writes: `WAIT` through Sentinel), matching on the
+//! returned `redis::Value`.
 
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
+use redis::cluster::ClusterClientBuilder;
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
+use redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
+use redis::{
+    AsyncConnectionConfig, Client, Cmd, ConnectionAddr, ConnectionInfo, IntoConnectionInfo,
+    RedisConnectionInfo, RedisError, Value,
+};
 
-use super::{StoreError, lock};
-use crate::authn::Secret;
+use super::StoreError;
+
+mod url;
+
+pub use url::Target;
+use url::{Topology, bare_host, host_port};
 
 const KEY_PREFIX: &str = "registry-auth:minted:";
-/// Most idle connections kept.
-const POOL: usize = 8;
 /// Time allowed for connecting and for one command.
 const TIMEOUT: Duration = Duration::from_secs(5);
 /// Replaces `KEYS[1]` with `ARGV[2]` (expiring in `ARGV[3]` seconds) only while it holds
-/// `ARGV[1]`. A script runs atomically on the server: nothing lands between the check and the
-/// write.
+/// `ARGV[1]`. A script runs atomically on the server (on a cluster: on the key's master):
+/// nothing lands between the check and the write.
 const CAS_SCRIPT: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then \
      redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3]) return 1 else return 0 end";
-/// Largest reply accepted (a record is ~1 KiB).
+/// Largest record accepted (a record is ~1 KiB).
 const MAX_BULK: usize = 1 << 20;
+/// How long a Sentinel write waits for its replicas (`WAIT`).
+const WAIT_MS: u64 = 2000;
 
-/// A parsed `redis://[[user]:password@]host[:port][/db]` URL.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Target {
-    /// `host:port`.
-    pub addr: String,
-    username: Option<String>,
-    password: Option<Secret>,
-    db: u32,
+/// A live connection (each is a cheap handle onto a multiplexed connection).
+#[derive(Clone)]
+enum Conn {
+    Single(ConnectionManager),
+    Sentinel(MultiplexedConnection),
+    Cluster(ClusterConnection),
 }
 
-impl std::fmt::Debug for Target {
+pub(super) struct Redis {
+    target: Box<Target>,
+    /// Made on first use; a Sentinel connection is dropped after a failure (the sentinels are
+    /// asked again next time). Held across connecting, so one connection is made at a time.
+    conn: tokio::sync::Mutex<Option<Conn>>,
+    /// The Sentinel client (it caches its connections to the sentinels).
+    sentinel: tokio::sync::Mutex<Option<Box<SentinelClient>>>,
+}
+
+impl std::fmt::Debug for Redis {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Target")
-            .field("addr", &self.addr)
-            .field("username", &self.username)
-            .field("db", &self.db)
+        f.debug_struct("Redis")
+            .field("target", &self.target)
             .finish_non_exhaustive()
     }
-}
-
-impl Target {
-    pub(super) fn parse(url: &str) -> Result<Self, String> {
-        let parsed = reqwest::Url::parse(url)
-            .map_err(|e| format!("not a URL ({e}); write e.g. `redis://127.0.0.1:6379/0`"))?;
-        match parsed.scheme() {
-            "redis" => {}
-            "rediss" => {
-                return Err(
-                    "TLS to Redis (`rediss://`) is not supported yet; use `redis://` on a \
-                     trusted network (or a TLS tunnel)"
-                        .to_owned(),
-                );
-            }
-            other => {
-                return Err(format!(
-                    "scheme `{other}` is not Redis; write e.g. `redis://127.0.0.1:6379/0`"
-                ));
-            }
-        }
-        let host = parsed
-            .host_str()
-            .filter(|h| !h.is_empty())
-            .ok_or("the URL has no host; write e.g. `redis://127.0.0.1:6379/0`")?;
-        let port = parsed.port().unwrap_or(6379);
-        let db = match parsed.path().trim_start_matches('/') {
-            "" => 0,
-            n => n
-                .parse()
-                .map_err(|_| format!("the database `{n}` is not a number"))?,
-        };
-        let decode = |s: &str| {
-            percent_decode(s)
-                .ok_or_else(|| "the URL's user or password is not valid UTF-8".to_owned())
-        };
-        let username = match parsed.username() {
-            "" => None,
-            u => Some(decode(u)?),
-        };
-        let password = parsed.password().map(decode).transpose()?.map(Secret::new);
-        if parsed.query().is_some() {
-            return Err("query parameters are not supported in the Redis URL".to_owned());
-        }
-        Ok(Self {
-            // `host_str` keeps an IPv6 address in brackets.
-            addr: format!("{host}:{port}"),
-            username,
-            password,
-            db,
-        })
-    }
-}
-
-fn percent_decode(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
-}
-
-#[derive(Debug)]
-pub(super) struct Redis {
-    target: Target,
-    idle: std::sync::Mutex<Vec<Conn>>,
-}
-
-#[derive(Debug)]
-struct Conn(BufReader<TcpStream>);
-
-/// A RESP2 reply.
-#[derive(Debug, PartialEq, Eq)]
-enum Reply {
-    Simple(String),
-    Error(String),
-    Int(i64),
-    Bulk(Option<Vec<u8>>),
-    Array(Option<Vec<Reply>>),
 }
 
 fn err(message: impl Into<String>) -> StoreError {
@@ -140,8 +86,9 @@ fn err(message: impl Into<String>) -> StoreError {
 impl Redis {
     pub(super) fn new(target: Target) -> Self {
         Self {
-            target,
-            idle: std::sync::Mutex::new(Vec::new()),
+            target: Box::new(target),
+            conn: tokio::sync::Mutex::new(None),
+            sentinel: tokio::sync::Mutex::new(None),
         }
     }
 
@@ -152,16 +99,7 @@ impl Redis {
         value: &[u8],
         ttl: u64,
     ) -> Result<bool, StoreError> {
-        let key = format!("{KEY_PREFIX}{id}");
-        let ttl = ttl.to_string();
-        match self
-            .command(&[b"SET", key.as_bytes(), value, b"NX", b"EX", ttl.as_bytes()])
-            .await?
-        {
-            Reply::Simple(s) if s == "OK" => Ok(true),
-            Reply::Bulk(None) => Ok(false),
-            other => Err(err(format!("SET answered {}", describe(&other)))),
-        }
+        self.insert_key(&key(id), value, ttl).await
     }
 
     /// Compare-and-set in one server-side script: replaces the value only while it is still
@@ -173,99 +111,30 @@ impl Redis {
         value: &[u8],
         ttl: u64,
     ) -> Result<bool, StoreError> {
-        let key = format!("{KEY_PREFIX}{id}");
-        let ttl = ttl.to_string();
-        match self
-            .command(&[
-                b"EVAL",
-                CAS_SCRIPT.as_bytes(),
-                b"1",
-                key.as_bytes(),
-                seen,
-                value,
-                ttl.as_bytes(),
-            ])
-            .await?
-        {
-            Reply::Int(n) => Ok(n == 1),
-            other => Err(err(format!(
-                "EVAL (compare-and-set) answered {}",
-                describe(&other)
-            ))),
-        }
+        self.update_key(&key(id), seen, value, ttl).await
     }
 
     pub(super) async fn get(&self, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        let key = format!("{KEY_PREFIX}{id}");
-        match self.command(&[b"GET", key.as_bytes()]).await? {
-            Reply::Bulk(v) => Ok(v),
-            other => Err(err(format!("GET answered {}", describe(&other)))),
-        }
+        self.get_key(&key(id)).await
     }
 
     pub(super) async fn delete(&self, id: &str) -> Result<bool, StoreError> {
-        let key = format!("{KEY_PREFIX}{id}");
-        match self.command(&[b"DEL", key.as_bytes()]).await? {
-            Reply::Int(n) => Ok(n > 0),
-            other => Err(err(format!("DEL answered {}", describe(&other)))),
-        }
+        self.delete_key(&key(id)).await
     }
 
-    /// The ids of every record (`SCAN` over the key prefix: never blocks the server).
-    pub(super) async fn ids(&self) -> Result<Vec<String>, StoreError> {
-        let pattern = format!("{KEY_PREFIX}*");
-        let mut cursor = b"0".to_vec();
-        let mut ids = Vec::new();
-        loop {
-            let reply = self
-                .command(&[
-                    b"SCAN",
-                    &cursor,
-                    b"MATCH",
-                    pattern.as_bytes(),
-                    b"COUNT",
-                    b"500",
-                ])
-                .await?;
-            let Reply::Array(Some(mut parts)) = reply else {
-                return Err(err(format!("SCAN answered {}", describe(&reply))));
-            };
-            let (Some(Reply::Array(Some(keys))), Some(Reply::Bulk(Some(next)))) =
-                (parts.pop(), parts.pop())
-            else {
-                return Err(err("SCAN answered something else than [cursor, keys]"));
-            };
-            for key in keys {
-                if let Reply::Bulk(Some(k)) = key
-                    && let Some(id) = std::str::from_utf8(&k)
-                        .ok()
-                        .and_then(|k| k.strip_prefix(KEY_PREFIX))
-                {
-                    ids.push(id.to_owned());
-                }
-            }
-            if next == b"0" {
-                return Ok(ids);
-            }
-            cursor = next;
-        }
-    }
-
-    /// `SET key value NX EX ttl` on a whole key (the shared state: revocations, lockout
-    /// counters, under keys the caller names): false when the key exists already.
+    /// [`Redis::insert`] on a whole key (the shared state: revocations and lockout counters,
+    /// under keys the caller names).
     pub(super) async fn insert_key(
         &self,
         key: &str,
         value: &[u8],
         ttl: u64,
     ) -> Result<bool, StoreError> {
-        let ttl = ttl.to_string();
-        match self
-            .command(&[b"SET", key.as_bytes(), value, b"NX", b"EX", ttl.as_bytes()])
-            .await?
-        {
-            Reply::Simple(s) if s == "OK" => Ok(true),
-            Reply::Bulk(None) => Ok(false),
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(key).arg(value).arg("NX").arg("EX").arg(ttl);
+        match self.write(cmd, "SET").await? {
+            Value::Okay => Ok(true),
+            Value::Nil => Ok(false),
             other => Err(err(format!("SET answered {}", describe(&other)))),
         }
     }
@@ -278,20 +147,15 @@ impl Redis {
         value: &[u8],
         ttl: u64,
     ) -> Result<bool, StoreError> {
-        let ttl = ttl.to_string();
-        match self
-            .command(&[
-                b"EVAL",
-                CAS_SCRIPT.as_bytes(),
-                b"1",
-                key.as_bytes(),
-                seen,
-                value,
-                ttl.as_bytes(),
-            ])
-            .await?
-        {
-            Reply::Int(n) => Ok(n == 1),
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(CAS_SCRIPT)
+            .arg(1)
+            .arg(key)
+            .arg(seen)
+            .arg(value)
+            .arg(ttl);
+        match self.write(cmd, "EVAL (compare-and-set)").await? {
+            Value::Int(n) => Ok(n == 1),
             other => Err(err(format!(
                 "EVAL (compare-and-set) answered {}",
                 describe(&other)
@@ -301,211 +165,385 @@ impl Redis {
 
     /// `GET` of a whole key.
     pub(super) async fn get_key(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        match self.command(&[b"GET", key.as_bytes()]).await? {
-            Reply::Bulk(v) => Ok(v),
+        let mut cmd = redis::cmd("GET");
+        cmd.arg(key);
+        match self.command(&cmd, None, "GET").await? {
+            Value::Nil => Ok(None),
+            Value::BulkString(v) if v.len() <= MAX_BULK => Ok(Some(v)),
+            Value::BulkString(_) => Err(err("GET answered a record over 1 MiB")),
             other => Err(err(format!("GET answered {}", describe(&other)))),
         }
     }
 
     /// `DEL` of a whole key; true when it existed.
     pub(super) async fn delete_key(&self, key: &str) -> Result<bool, StoreError> {
-        match self.command(&[b"DEL", key.as_bytes()]).await? {
-            Reply::Int(n) => Ok(n > 0),
+        let mut cmd = redis::cmd("DEL");
+        cmd.arg(key);
+        match self.write(cmd, "DEL").await? {
+            Value::Int(n) => Ok(n > 0),
             other => Err(err(format!("DEL answered {}", describe(&other)))),
         }
     }
 
-    /// Runs one command on a pooled (or new) connection. A connection that failed is dropped;
-    /// a command that failed on a stale pooled connection is retried once on a fresh one.
-    async fn command(&self, args: &[&[u8]]) -> Result<Reply, StoreError> {
-        let pooled = lock(&self.idle).pop();
-        let fresh = pooled.is_none();
-        let mut conn = match pooled {
-            Some(c) => c,
-            None => self.connect().await?,
+    /// The ids of every record (`SCAN` over the key prefix: never blocks the server; on a
+    /// cluster, on every master in turn).
+    pub(super) async fn ids(&self) -> Result<Vec<String>, StoreError> {
+        let nodes = match &self.target.topology {
+            Topology::Cluster { .. } => self.masters().await?.into_iter().map(Some).collect(),
+            _ => vec![None],
         };
-        let reply = match tokio::time::timeout(TIMEOUT, conn.call(args)).await {
-            Ok(Ok(r)) => r,
-            Ok(Err(e)) if !fresh => {
-                tracing::debug!(error = %e, "a pooled Redis connection failed; reconnecting");
-                conn = self.connect().await?;
-                tokio::time::timeout(TIMEOUT, conn.call(args))
-                    .await
-                    .map_err(|_| err(format!("no answer from {} within 5 s", self.target.addr)))?
-                    .map_err(|e| err(format!("{}: {e}", self.target.addr)))?
+        let mut ids = Vec::new();
+        for node in nodes {
+            self.scan(node.as_ref(), &mut ids).await?;
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        Ok(ids)
+    }
+
+    async fn scan(
+        &self,
+        node: Option<&(String, u16)>,
+        ids: &mut Vec<String>,
+    ) -> Result<(), StoreError> {
+        let pattern = format!("{KEY_PREFIX}*");
+        let mut cursor = "0".to_owned();
+        loop {
+            let mut cmd = redis::cmd("SCAN");
+            cmd.arg(&cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(500);
+            let reply = self.command(&cmd, node, "SCAN").await?;
+            let Value::Array(parts) = reply else {
+                return Err(err(format!("SCAN answered {}", describe(&reply))));
+            };
+            let [Value::BulkString(next), Value::Array(keys)] = parts.as_slice() else {
+                return Err(err("SCAN answered something else than [cursor, keys]"));
+            };
+            for k in keys {
+                if let Value::BulkString(k) = k
+                    && let Some(id) = std::str::from_utf8(k)
+                        .ok()
+                        .and_then(|k| k.strip_prefix(KEY_PREFIX))
+                {
+                    ids.push(id.to_owned());
+                }
             }
-            Ok(Err(e)) => return Err(err(format!("{}: {e}", self.target.addr))),
-            Err(_) => {
-                return Err(err(format!(
-                    "no answer from {} within 5 s",
-                    self.target.addr
-                )));
+            if next.as_slice() == b"0" {
+                return Ok(());
+            }
+            cursor = String::from_utf8(next.clone())
+                .map_err(|_| err("SCAN answered a cursor that is not text"))?;
+        }
+    }
+
+    /// The cluster's masters (`CLUSTER NODES`: `id host:port@bus flags …`), failing ones left
+    /// out.
+    async fn masters(&self) -> Result<Vec<(String, u16)>, StoreError> {
+        let reply = self
+            .command(
+                &redis::cmd("CLUSTER").arg("NODES").clone(),
+                None,
+                "CLUSTER NODES",
+            )
+            .await?;
+        let text = match &reply {
+            Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
+            Value::VerbatimString { text, .. } => text.clone(),
+            other => return Err(err(format!("CLUSTER NODES answered {}", describe(other)))),
+        };
+        let mut masters = Vec::new();
+        for line in text.lines() {
+            let fields: Vec<&str> = line.split(' ').collect();
+            let (Some(addr), Some(flags)) = (fields.get(1), fields.get(2)) else {
+                continue;
+            };
+            let flags: Vec<&str> = flags.split(',').collect();
+            if !flags.contains(&"master") || flags.iter().any(|f| f.starts_with("fail")) {
+                continue;
+            }
+            let addr = addr.split('@').next().unwrap_or_default();
+            if let Some((host, port)) = addr.rsplit_once(':')
+                && let Ok(port) = port.parse()
+                && !host.is_empty()
+            {
+                masters.push((bare_host(host), port));
+            }
+        }
+        if masters.is_empty() {
+            return Err(err("CLUSTER NODES listed no master"));
+        }
+        Ok(masters)
+    }
+
+    /// A write; through Sentinel followed by `WAIT` (in one pipeline, on the same connection),
+    /// so it is acknowledged only once enough replicas hold it.
+    async fn write(&self, cmd: Cmd, what: &str) -> Result<Value, StoreError> {
+        let Topology::Sentinel { replicas, .. } = &self.target.topology else {
+            return self.command(&cmd, None, what).await;
+        };
+        if *replicas == 0 {
+            return self.command(&cmd, None, what).await;
+        }
+        let mut pipe = redis::pipe();
+        pipe.add_command(cmd)
+            .cmd("WAIT")
+            .arg(*replicas)
+            .arg(WAIT_MS);
+        let reply = self.run(Request::Pipe(&pipe), None, what).await?;
+        let Value::Array(mut parts) = reply else {
+            return Err(err(format!("{what} + WAIT answered {}", describe(&reply))));
+        };
+        let (Some(wait), Some(result)) = (parts.pop(), parts.pop()) else {
+            return Err(err(format!("{what} + WAIT answered too few replies")));
+        };
+        match wait {
+            Value::Int(n) if n >= i64::from(*replicas) => Ok(result),
+            Value::Int(n) => Err(err(format!(
+                "{what} reached {n} of the {replicas} replicas required within {WAIT_MS} ms \
+                 (the write may still land)"
+            ))),
+            other => Err(err(format!("WAIT answered {}", describe(&other)))),
+        }
+    }
+
+    /// Runs one command (on a cluster: routed by its key, or to `node`).
+    async fn command(
+        &self,
+        cmd: &Cmd,
+        node: Option<&(String, u16)>,
+        what: &str,
+    ) -> Result<Value, StoreError> {
+        self.run(Request::Cmd(cmd), node, what).await
+    }
+
+    /// Runs a request on the shared connection (made now when there is none). A Sentinel
+    /// connection that fails is dropped; a request that failed on an older connection is tried
+    /// once more on a fresh one (after a failover the first request meets the old master).
+    async fn run(
+        &self,
+        req: Request<'_>,
+        node: Option<&(String, u16)>,
+        what: &str,
+    ) -> Result<Value, StoreError> {
+        let (conn, fresh) = self.connection().await?;
+        match self.send(conn, &req, node, what).await {
+            Ok(v) => Ok(v),
+            Err(e) if matches!(self.target.topology, Topology::Sentinel { .. }) => {
+                *self.conn.lock().await = None;
+                if fresh {
+                    return Err(e);
+                }
+                tracing::debug!(error = %e, "the Redis master connection failed; asking the sentinels again");
+                let (conn, _) = self.connection().await?;
+                self.send(conn, &req, node, what).await.inspect_err(|_| {
+                    // Dropped again: the next request asks the sentinels anew.
+                    if let Ok(mut c) = self.conn.try_lock() {
+                        *c = None;
+                    }
+                })
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn send(
+        &self,
+        conn: Conn,
+        req: &Request<'_>,
+        node: Option<&(String, u16)>,
+        what: &str,
+    ) -> Result<Value, StoreError> {
+        let call = async {
+            match (conn, req) {
+                (Conn::Single(mut c), Request::Cmd(cmd)) => cmd.query_async(&mut c).await,
+                (Conn::Single(mut c), Request::Pipe(p)) => p.query_async(&mut c).await,
+                (Conn::Sentinel(mut c), Request::Cmd(cmd)) => cmd.query_async(&mut c).await,
+                (Conn::Sentinel(mut c), Request::Pipe(p)) => p.query_async(&mut c).await,
+                (Conn::Cluster(mut c), Request::Cmd(cmd)) => match node {
+                    Some((host, port)) => {
+                        c.route_command(
+                            (*cmd).clone(),
+                            RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
+                                host: host.clone(),
+                                port: *port,
+                            }),
+                        )
+                        .await
+                    }
+                    None => cmd.query_async(&mut c).await,
+                },
+                (Conn::Cluster(mut c), Request::Pipe(p)) => p.query_async(&mut c).await,
             }
         };
-        if let Reply::Error(e) = &reply {
-            return Err(err(format!("Redis refused the command: {e}")));
+        match tokio::time::timeout(TIMEOUT, call).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(self.failed(what, &e)),
+            Err(_) => Err(err(format!(
+                "no answer from {} to {what} within 5 s",
+                self.target.addr
+            ))),
         }
-        let mut idle = lock(&self.idle);
-        if idle.len() < POOL {
-            idle.push(conn);
-        }
-        Ok(reply)
+    }
+
+    fn failed(&self, what: &str, e: &RedisError) -> StoreError {
+        // The crate's error texts hold the server's reply or the I/O error, never the
+        // credentials.
+        err(format!("{} ({what}): {e}", self.target.addr))
+    }
+
+    /// The shared connection, and whether it was made by this call. Waiting for another
+    /// request's connection attempt counts against the same 10 s.
+    async fn connection(&self) -> Result<(Conn, bool), StoreError> {
+        let get = async {
+            let mut slot = self.conn.lock().await;
+            if let Some(c) = &*slot {
+                return Ok((c.clone(), false));
+            }
+            let conn = self.connect().await?;
+            *slot = Some(conn.clone());
+            Ok((conn, true))
+        };
+        tokio::time::timeout(TIMEOUT * 2, get).await.map_err(|_| {
+            err(format!(
+                "cannot connect to {} within 10 s",
+                self.target.addr
+            ))
+        })?
     }
 
     async fn connect(&self) -> Result<Conn, StoreError> {
         let t = &self.target;
-        let stream = tokio::time::timeout(TIMEOUT, TcpStream::connect(&t.addr))
-            .await
-            .map_err(|_| err(format!("cannot connect to {} within 5 s", t.addr)))?
-            .map_err(|e| err(format!("cannot connect to {}: {e}", t.addr)))?;
-        let _ = stream.set_nodelay(true);
-        let mut conn = Conn(BufReader::new(stream));
-        let setup = async {
-            if let Some(password) = &t.password {
-                let mut args: Vec<&[u8]> = vec![b"AUTH"];
-                if let Some(user) = &t.username {
-                    args.push(user.as_bytes());
+        let connect_err = |e: RedisError| err(format!("cannot connect to {}: {e}", t.addr));
+        match &t.topology {
+            Topology::Single { host, port } => {
+                let info = ConnectionAddr::Tcp(host.clone(), *port)
+                    .into_connection_info()
+                    .map_err(connect_err)?
+                    .set_redis_settings(t.redis_info());
+                let client = Client::open(info).map_err(connect_err)?;
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(TIMEOUT))
+                    .set_response_timeout(Some(TIMEOUT))
+                    .set_number_of_retries(1)
+                    .set_max_delay(Duration::from_millis(200));
+                let manager = ConnectionManager::new_with_config(client, config)
+                    .await
+                    .map_err(connect_err)?;
+                Ok(Conn::Single(manager))
+            }
+            Topology::Cluster { nodes } => {
+                let infos = nodes
+                    .iter()
+                    .map(|(h, p)| {
+                        Ok::<_, RedisError>(
+                            ConnectionAddr::Tcp(h.clone(), *p)
+                                .into_connection_info()?
+                                .set_redis_settings(t.redis_info()),
+                        )
+                    })
+                    .collect::<Result<Vec<ConnectionInfo>, _>>()
+                    .map_err(connect_err)?;
+                let mut builder = ClusterClientBuilder::new(infos)
+                    .connection_timeout(TIMEOUT)
+                    .response_timeout(TIMEOUT)
+                    .retries(2);
+                if let Some(u) = &t.username {
+                    builder = builder.username(u);
                 }
-                args.push(password.expose().as_bytes());
-                expect_ok(conn.call(&args).await?, "AUTH")?;
+                if let Some(p) = &t.password {
+                    builder = builder.password(p.expose());
+                }
+                let client = builder.build().map_err(connect_err)?;
+                let conn = client.get_async_connection().await.map_err(connect_err)?;
+                Ok(Conn::Cluster(conn))
             }
-            if t.db != 0 {
-                let db = t.db.to_string();
-                expect_ok(conn.call(&[b"SELECT", db.as_bytes()]).await?, "SELECT")?;
+            Topology::Sentinel {
+                sentinels,
+                master,
+                sentinel_username,
+                sentinel_password,
+                ..
+            } => {
+                let mut guard = self.sentinel.lock().await;
+                if guard.is_none() {
+                    let mut sentinel_info = RedisConnectionInfo::default();
+                    if let Some(u) = sentinel_username {
+                        sentinel_info = sentinel_info.set_username(u);
+                    }
+                    if let Some(p) = sentinel_password {
+                        sentinel_info = sentinel_info.set_password(p.expose());
+                    }
+                    let infos = sentinels
+                        .iter()
+                        .map(|(h, p)| {
+                            Ok::<_, RedisError>(
+                                ConnectionAddr::Tcp(h.clone(), *p)
+                                    .into_connection_info()?
+                                    .set_redis_settings(sentinel_info.clone()),
+                            )
+                        })
+                        .collect::<Result<Vec<ConnectionInfo>, _>>()
+                        .map_err(connect_err)?;
+                    let node = SentinelNodeConnectionInfo::default()
+                        .set_redis_connection_info(t.redis_info());
+                    *guard = Some(Box::new(
+                        SentinelClient::build(
+                            infos,
+                            master.clone(),
+                            Some(node),
+                            SentinelServerType::Master,
+                        )
+                        .map_err(connect_err)?,
+                    ));
+                }
+                let Some(client) = guard.as_mut() else {
+                    return Err(err("the Sentinel client is missing"));
+                };
+                let config = AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(TIMEOUT))
+                    .set_response_timeout(Some(TIMEOUT));
+                let conn = client
+                    .get_async_connection_with_config(&config)
+                    .await
+                    .map_err(|e| {
+                        err(format!(
+                            "cannot reach the master `{master}` through the sentinels {}: {e}",
+                            sentinels
+                                .iter()
+                                .map(host_port)
+                                .collect::<Vec<_>>()
+                                .join(",")
+                        ))
+                    })?;
+                Ok(Conn::Sentinel(conn))
             }
-            Ok::<_, std::io::Error>(())
-        };
-        tokio::time::timeout(TIMEOUT, setup)
-            .await
-            .map_err(|_| err(format!("{} did not answer within 5 s", t.addr)))?
-            .map_err(|e| err(format!("{}: {e}", t.addr)))?;
-        Ok(conn)
+        }
     }
 }
 
-fn expect_ok(reply: Reply, what: &str) -> std::io::Result<()> {
-    match reply {
-        Reply::Simple(s) if s == "OK" => Ok(()),
-        other => Err(std::io::Error::other(format!(
-            "{what} answered {}",
-            describe(&other)
-        ))),
-    }
+/// What [`Redis::run`] sends.
+enum Request<'a> {
+    Cmd(&'a Cmd),
+    Pipe(&'a redis::Pipeline),
 }
 
-fn describe(reply: &Reply) -> String {
+fn key(id: &str) -> String {
+    format!("{KEY_PREFIX}{id}")
+}
+
+fn describe(reply: &Value) -> String {
     match reply {
-        Reply::Simple(s) => format!("+{s}"),
+        Value::Okay => "OK".to_owned(),
+        Value::SimpleString(s) => format!("+{s}"),
         // Error texts come from the server and hold no secret of ours.
-        Reply::Error(e) => format!("error `{e}`"),
-        Reply::Int(n) => format!(":{n}"),
-        Reply::Bulk(_) => "a bulk string".to_owned(),
-        Reply::Array(_) => "an array".to_owned(),
-    }
-}
-
-impl Conn {
-    async fn call(&mut self, args: &[&[u8]]) -> std::io::Result<Reply> {
-        let mut out = Vec::with_capacity(64 + args.iter().map(|a| a.len() + 16).sum::<usize>());
-        out.extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());
-        for a in args {
-            out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
-            out.extend_from_slice(a);
-            out.extend_from_slice(b"\r\n");
-        }
-        self.0.get_mut().write_all(&out).await?;
-        read_reply(&mut self.0, 0).await
-    }
-}
-
-fn bad(message: &str) -> std::io::Error {
-    std::io::Error::new(std::io::ErrorKind::InvalidData, message.to_owned())
-}
-
-async fn read_line(r: &mut BufReader<TcpStream>) -> std::io::Result<String> {
-    let mut line = Vec::new();
-    let n = r.read_until(b'\n', &mut line).await?;
-    if n == 0 {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::UnexpectedEof,
-            "connection closed",
-        ));
-    }
-    if !line.ends_with(b"\r\n") || line.len() > 64 * 1024 {
-        return Err(bad("malformed reply line"));
-    }
-    line.truncate(line.len() - 2);
-    String::from_utf8(line).map_err(|_| bad("reply line is not UTF-8"))
-}
-
-fn read_reply<'a>(
-    r: &'a mut BufReader<TcpStream>,
-    depth: usize,
-) -> std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<Reply>> + Send + 'a>> {
-    Box::pin(async move {
-        if depth > 4 {
-            return Err(bad("reply nested too deep"));
-        }
-        let line = read_line(r).await?;
-        let (kind, rest) = line.split_at_checked(1).ok_or_else(|| bad("empty reply"))?;
-        let int = || rest.parse::<i64>().map_err(|_| bad("bad length"));
-        Ok(match kind {
-            "+" => Reply::Simple(rest.to_owned()),
-            "-" => Reply::Error(rest.to_owned()),
-            ":" => Reply::Int(int()?),
-            "$" => {
-                let n = int()?;
-                if n < 0 {
-                    Reply::Bulk(None)
-                } else {
-                    let n = usize::try_from(n).map_err(|_| bad("bad length"))?;
-                    if n > MAX_BULK {
-                        return Err(bad("reply too large"));
-                    }
-                    let mut buf = vec![0; n + 2];
-                    r.read_exact(&mut buf).await?;
-                    buf.truncate(n);
-                    Reply::Bulk(Some(buf))
-                }
-            }
-            "*" => {
-                let n = int()?;
-                if n < 0 {
-                    Reply::Array(None)
-                } else {
-                    let n = usize::try_from(n).map_err(|_| bad("bad length"))?;
-                    let mut items = Vec::with_capacity(n.min(16));
-                    for _ in 0..n {
-                        items.push(read_reply(r, depth + 1).await?);
-                    }
-                    Reply::Array(Some(items))
-                }
-            }
-            _ => return Err(bad("unknown reply type")),
-        })
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn urls() {
-        let t = Target::parse("redis://127.0.0.1:6390/2").unwrap();
-        assert_eq!(t.addr, "127.0.0.1:6390");
-        assert_eq!(t.db, 2);
-        assert!(t.password.is_none());
-        let t = Target::parse("redis://:s%40cret@redis").unwrap();
-        assert_eq!(t.addr, "redis:6379");
-        assert_eq!(t.password.as_ref().unwrap().expose(), "s@cret");
-        assert!(t.username.is_none());
-        assert!(!format!("{t:?}").contains("s@cret"));
-        let t = Target::parse("redis://app:pw@[::1]:7000").unwrap();
-        assert_eq!(t.addr, "[::1]:7000");
-        assert_eq!(t.username.as_deref(), Some("app"));
-        assert!(Target::parse("rediss://h").unwrap_err().contains("TLS"));
-        assert!(Target::parse("http://h").unwrap_err().contains("scheme"));
-        assert!(Target::parse("redis://h/x").unwrap_err().contains("number"));
+        Value::ServerError(e) => format!("error `{e:?}`"),
+        Value::Int(n) => format!(":{n}"),
+        Value::Nil => "nil".to_owned(),
+        Value::BulkString(_) => "a bulk string".to_owned(),
+        Value::Array(_) => "an array".to_owned(),
+        _ => "an unexpected reply type".to_owned(),
     }
 }

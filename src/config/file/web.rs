@@ -19,8 +19,11 @@ pub struct StoreSpec {
     pub kind: Option<StoreKindSpec>,
     /// `embedded`: the database file (default `<data_dir>/passwords.db`).
     pub path: Option<PathBuf>,
-    /// `redis`: `redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]`; `postgres`:
-    /// `postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE[?sslmode=verify-full]`.
+    /// `redis`: one server `redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]`; Sentinel
+    /// `redis+sentinel://[[USER]:PASSWORD@]HOST[:PORT],…/MASTER[/DB][?replicas=N&sentinel_password=P]`
+    /// (the user and password are the master's; `replicas` (default 1): each write waits for
+    /// that many replicas); Cluster `redis+cluster://[[USER]:PASSWORD@]HOST[:PORT],…`.
+    /// `postgres`: `postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE[?sslmode=verify-full]`.
     pub url: Option<String>,
     /// A file holding the URL instead (it may contain a password).
     pub url_file: Option<PathBuf>,
@@ -54,9 +57,9 @@ pub struct LevelTokenDbSpec {
 pub struct RedisTokenDbSpec {
     /// go-redis options: `addr`, `password`, `db`, `username`.
     pub redis_options: Option<RedisOptionsSpec>,
-    /// Redis Cluster (not supported).
-    #[schemars(with = "Option<serde_json::Value>")]
-    pub redis_cluster_options: Option<serde_yaml_ng::Value>,
+    /// go-redis cluster options: `addrs`, `password`, `username` (mapped onto a
+    /// `redis+cluster://` store).
+    pub redis_cluster_options: Option<RedisClusterOptionsSpec>,
     /// Ignored.
     pub token_hash_cost: Option<u32>,
 }
@@ -75,6 +78,18 @@ pub struct RedisOptionsSpec {
     pub password: Option<String>,
     /// Database number.
     pub db: Option<u32>,
+}
+
+/// go-redis `ClusterOptions` (the keys docker_auth users set; other go-redis options are
+/// accepted and ignored).
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
+pub struct RedisClusterOptionsSpec {
+    /// `host:port` of some cluster nodes.
+    pub addrs: Option<Vec<String>>,
+    /// ACL user name.
+    pub username: Option<String>,
+    /// Password.
+    pub password: Option<String>,
 }
 
 /// The keys every web login has.

@@ -133,21 +133,26 @@ pub(super) fn postgres_transport(path: &str, url: &str) -> Option<ConfigIssue> {
 
 /// A warning for a Redis URL (`store.url`) to a host that is not local: the Redis store speaks
 /// plaintext only (`rediss://` is refused at load), so minted-password hashes and sessions cross
-/// the network readable and alterable.
+/// the network readable and alterable. Every host of a `redis+sentinel://` or
+/// `redis+cluster://` URL is checked.
 pub(super) fn redis_transport(path: &str, url: &str) -> Option<ConfigIssue> {
-    let (host, _) = url_host_and_query(url);
-    (!is_local_host(host)).then(|| {
-        ConfigIssue::new(
-            path,
-            format!(
-                "the connection to Redis at {host} is plaintext (the Redis store has no TLS): \
-                 minted passwords' hashes and sessions cross the network readable and \
-                 alterable; run Redis on this host or reach it through a TLS tunnel (a sidecar \
-                 such as stunnel listening on 127.0.0.1), or use `kind: postgres` with \
-                 `sslmode=verify-full`"
-            ),
-        )
-    })
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let hosts = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = hosts.split(',').find_map(|h| {
+        let (host, _) = url_host_and_query(h);
+        (!is_local_host(host)).then_some(host)
+    })?;
+    Some(ConfigIssue::new(
+        path,
+        format!(
+            "the connection to Redis at {host} is plaintext (the Redis store has no TLS): \
+             minted passwords' hashes and sessions cross the network readable and \
+             alterable; run Redis on this host or reach it through a TLS tunnel (a sidecar \
+             such as stunnel listening on 127.0.0.1), or use `kind: postgres` with \
+             `sslmode=verify-full`"
+        ),
+    ))
 }
 
 /// A warning for `ldap_auth` over plaintext to a host that is not local (binds send passwords),
@@ -228,6 +233,12 @@ mod tests {
         assert!(!warns("redis://127.0.0.1:6379/0"));
         assert!(!warns("redis://localhost/0"));
         assert!(!warns("redis://[::1]:6379"));
+        assert!(!warns(
+            "redis+sentinel://:pw@127.0.0.1:26379,[::1]:26380/m/0"
+        ));
+        assert!(warns("redis+sentinel://127.0.0.1:26379,sentinel-2:26379/m"));
+        assert!(warns("redis+cluster://n1.example.com:7000,127.0.0.1:7001"));
+        assert!(!warns("redis+cluster://localhost:7000,127.0.0.1:7001"));
         let w = redis_transport("store.url", "redis://:hunter2@cache:6379/0").unwrap();
         assert!(!w.message.contains("hunter2"), "{}", w.message);
     }

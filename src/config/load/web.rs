@@ -381,7 +381,9 @@ impl Loader {
                         format!(
                             "missing; a {name} store needs `url` (or `url_file`), e.g. {}",
                             if kind == StoreKindSpec::Redis {
-                                "`redis://127.0.0.1:6379/0`"
+                                "`redis://127.0.0.1:6379/0`, \
+                                 `redis+sentinel://sentinel-1:26379,sentinel-2:26379/mymaster/0` \
+                                 or `redis+cluster://node-1:6379,node-2:6379`"
                             } else {
                                 "`postgres://registry_auth:PASSWORD@db:5432/registry`"
                             }
@@ -478,15 +480,47 @@ impl Loader {
         }
         if let Some(r) = &c.redis_token_db {
             let path = format!("{section}.redis_token_db");
-            if r.redis_cluster_options.is_some() {
-                self.issue(
-                    format!("{path}.redis_cluster_options"),
-                    "Redis Cluster is not supported (the store needs its keys on one node); \
-                     remove `redis_token_db` and set top-level `store: {type: redis, url: \
-                     redis://HOST:PORT/DB}` (one Redis, e.g. with a replica for failover) or \
-                     `{type: postgres, url: …}`",
-                );
-                ok = false;
+            let enc = |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+            // The URL, and the same with the password shown as `***` for the warning.
+            let auth = |u: &Option<String>, p: &Option<String>| match (u, p) {
+                (Some(u), Some(p)) => (
+                    format!("{}:{}@", enc(u), enc(p)),
+                    format!("{}:***@", enc(u)),
+                ),
+                (None, Some(p)) => (format!(":{}@", enc(p)), ":***@".to_owned()),
+                _ => (String::new(), String::new()),
+            };
+            if let Some(c) = &r.redis_cluster_options {
+                let addrs = c.addrs.as_deref().unwrap_or_default();
+                if addrs.is_empty() || addrs.iter().any(|a| a.is_empty() || a.contains(',')) {
+                    self.issue(
+                        format!("{path}.redis_cluster_options.addrs"),
+                        "needs a list of `host:port` (some nodes of the cluster)",
+                    );
+                    return false;
+                }
+                let (auth, shown) = auth(&c.username, &c.password);
+                let hosts = addrs.join(",");
+                let url = format!("redis+cluster://{auth}{hosts}");
+                match store::parse_redis_url(&url) {
+                    Ok(target) => {
+                        self.warnings.push(ConfigIssue::new(
+                            path.clone(),
+                            format!(
+                                "docker_auth's Redis Cluster token DB is mapped onto `store: \
+                                 {{type: redis, url: \"redis+cluster://{shown}{hosts}\"}}` \
+                                 (docker_auth's entries are not read: people sign in once \
+                                 more); write that `store` instead (the password in \
+                                 `url_file`) to silence this"
+                            ),
+                        ));
+                        out.push((path, StoreSettings::Redis { target }));
+                    }
+                    Err(e) => {
+                        self.issue(format!("{path}.redis_cluster_options"), e);
+                        ok = false;
+                    }
+                }
             } else if let Some(o) = &r.redis_options {
                 if o.network.as_deref().is_some_and(|n| n != "tcp") {
                     self.issue(
@@ -500,16 +534,7 @@ impl Loader {
                     self.issue(format!("{path}.redis_options.addr"), "missing `host:port`");
                     return false;
                 };
-                let enc =
-                    |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
-                let (auth, shown) = match (&o.username, &o.password) {
-                    (Some(u), Some(p)) => (
-                        format!("{}:{}@", enc(u), enc(p)),
-                        format!("{}:***@", enc(u)),
-                    ),
-                    (None, Some(p)) => (format!(":{}@", enc(p)), ":***@".to_owned()),
-                    _ => (String::new(), String::new()),
-                };
+                let (auth, shown) = auth(&o.username, &o.password);
                 let db = o.db.unwrap_or(0);
                 let url = format!("redis://{auth}{addr}/{db}");
                 match store::parse_redis_url(&url) {
@@ -1262,6 +1287,63 @@ mod tests {
     }
 
     #[test]
+    fn redis_sentinel_and_cluster_urls_load_and_mistakes_name_store_url() {
+        let d = tempfile::tempdir().unwrap();
+        let web = "github_auth: {client_id: a, client_secret: b}\n";
+        let c = load(
+            d.path(),
+            &format!(
+                "{web}store: {{type: redis, url: \"redis+sentinel://:pw@127.0.0.1:26379,127.0.0.1:26380/mymaster/2?sentinel_password=sp\"}}\n"
+            ),
+        )
+        .unwrap();
+        assert_eq!(
+            c.web_logins.unwrap().store_description(),
+            "redis (sentinel master mymaster via 127.0.0.1:26379,127.0.0.1:26380)"
+        );
+        let c = load(
+            d.path(),
+            &format!("{web}store: {{type: redis, url: \"redis+cluster://127.0.0.1:7000,127.0.0.1:7001\"}}\n"),
+        )
+        .unwrap();
+        assert!(
+            c.warnings.iter().all(|w| w.path != "store.url"),
+            "{:?}",
+            c.warnings
+        );
+        let c = load(
+            d.path(),
+            &format!("{web}store: {{type: redis, url: \"redis+cluster://127.0.0.1:7000,redis-2:7001\"}}\n"),
+        )
+        .unwrap();
+        assert!(
+            c.warnings
+                .iter()
+                .any(|w| w.path == "store.url" && w.message.contains("redis-2")),
+            "{:?}",
+            c.warnings
+        );
+        for (url, text) in [
+            ("redis+sentinel://127.0.0.1:26379", "MASTER"),
+            (
+                "redis+sentinel://127.0.0.1:26379/m?password=x",
+                "sentinel_password",
+            ),
+            ("redis+cluster://127.0.0.1:7000/2", "database 0"),
+            ("redis+cluster://127.0.0.1:7000,,h:1", "empty host"),
+            ("rediss+sentinel://127.0.0.1/m", "TLS"),
+            ("redis+ha://127.0.0.1/m", "redis+sentinel://"),
+        ] {
+            let i = issues(
+                d.path(),
+                &format!("{web}store: {{type: redis, url: \"{url}\"}}\n"),
+            );
+            has(&i, "store.url", text);
+            assert!(i.iter().all(|x| !x.message.contains("pw")), "{i:#?}");
+        }
+    }
+
+    #[test]
     fn docker_auth_token_dbs_map_onto_the_store() {
         let d = tempfile::tempdir().unwrap();
         let c = load(
@@ -1294,14 +1376,25 @@ mod tests {
              gitlab_auth: {client_id: a, client_secret: b, level_token_db: {path: x}}\n",
         );
         assert!(i.iter().any(|x| x.message.contains("one store")), "{i:#?}");
+        // go-redis cluster options become a `redis+cluster://` store.
+        let c = load(
+            d.path(),
+            "github_auth: {client_id: a, client_secret: b, redis_token_db: {redis_cluster_options: \
+             {addrs: [\"127.0.0.1:7000\", \"127.0.0.1:7001\"], password: \"p@ss\", read_only: true}}}\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.web_logins.unwrap().store_description(),
+            "redis (cluster 127.0.0.1:7000,127.0.0.1:7001)"
+        );
         let i = issues(
             d.path(),
-            "github_auth: {client_id: a, client_secret: b, redis_token_db: {redis_cluster_options: {addrs: [a]}}}\n",
+            "github_auth: {client_id: a, client_secret: b, redis_token_db: {redis_cluster_options: {addrs: []}}}\n",
         );
         has(
             &i,
-            "github_auth.redis_token_db.redis_cluster_options",
-            "Cluster",
+            "github_auth.redis_token_db.redis_cluster_options.addrs",
+            "host:port",
         );
         let i = issues(
             d.path(),
