@@ -43,6 +43,7 @@ mod packaging;
 mod principals;
 mod props;
 mod reference_fixture;
+mod registry_v3;
 mod reload;
 mod robots;
 mod rotation;

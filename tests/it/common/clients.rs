@@ -10,6 +10,9 @@
 //!   invalid username/password" (skopeo, podman), "invalid username/password" (podman login),
 //!   "…/v2/\": unauthorized: …" (docker login).
 //! * `NotFound`: "manifest unknown", "not found", …
+//! * `Refused`: the token server issued a token and the registry refused it (bad signature,
+//!   untrusted key, wrong issuer, …): a 401 without `insufficient_scope`, which the clients
+//!   print as "unauthorized: authentication required". The registry logs the reason.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -29,6 +32,8 @@ pub enum Outcome {
     Denied,
     Unauthorized,
     NotFound,
+    /// The registry refused the token the server issued (see the module doc).
+    Refused,
     /// Anything else (unrecognised failure, wrong content, …).
     Fail(String),
 }
@@ -40,6 +45,7 @@ impl Outcome {
             "denied" => Self::Denied,
             "unauthorized" => Self::Unauthorized,
             "notfound" => Self::NotFound,
+            "refused" => Self::Refused,
             other => Self::Fail(other.to_owned()),
         }
     }
@@ -52,6 +58,7 @@ impl fmt::Display for Outcome {
             Self::Denied => f.write_str("denied"),
             Self::Unauthorized => f.write_str("unauthorized"),
             Self::NotFound => f.write_str("notfound"),
+            Self::Refused => f.write_str("refused"),
             Self::Fail(why) => write!(f, "fail({why})"),
         }
     }
@@ -104,6 +111,10 @@ pub fn classify(out: &CmdOutput, login: bool) -> Outcome {
         || o.contains("incorrect username or password")
     {
         return Outcome::Unauthorized;
+    }
+    // A token was issued (no token-server refusal above) and the registry still says 401.
+    if !login && o.contains("authentication required") {
+        return Outcome::Refused;
     }
     // `docker login`: the only failure with a working registry is the token server's 401.
     if login && o.contains("unauthorized") {

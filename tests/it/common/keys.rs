@@ -20,6 +20,14 @@ pub enum KeySetup {
     EcLeafX5c,
     /// `token.generate: true`: the server creates key and certificate; bundle = that certificate.
     Generate,
+    /// Self-signed EC P-256 (ES256), `x5c`; bundle = the certificate itself.
+    EcCertX5c,
+    /// Self-signed RSA 2048 (RS256), `kid-thumbprint`; bundle = the certificate.
+    RsaThumbprint,
+    /// Self-signed EC P-256 (ES256), `kid-thumbprint`; bundle = the certificate. (The generator
+    /// never makes a key with a leading-zero coordinate, so distribution v3.1's thumbprint
+    /// agrees with ours.)
+    EcThumbprint,
 }
 
 /// Files written for a [`KeySetup`].
@@ -44,8 +52,12 @@ impl KeyFiles {
         let mut bundle = cert.clone();
         let mut signing_header = "kid-libtrust";
         match setup {
-            KeySetup::EcKid | KeySetup::RsaKid => {
-                let kind = if setup == KeySetup::RsaKid {
+            KeySetup::EcKid
+            | KeySetup::RsaKid
+            | KeySetup::EcCertX5c
+            | KeySetup::RsaThumbprint
+            | KeySetup::EcThumbprint => {
+                let kind = if matches!(setup, KeySetup::RsaKid | KeySetup::RsaThumbprint) {
                     KeyKind::Rsa2048
                 } else {
                     KeyKind::EcP256
@@ -53,6 +65,11 @@ impl KeyFiles {
                 let k = token::generate_self_signed(kind, "registry-auth it signer", 30)
                     .expect("generate self-signed signing key");
                 write_pair(&k, &key, &cert);
+                signing_header = match setup {
+                    KeySetup::EcCertX5c => "x5c",
+                    KeySetup::RsaThumbprint | KeySetup::EcThumbprint => "kid-thumbprint",
+                    _ => "kid-libtrust",
+                };
             }
             KeySetup::EcLeafX5c => {
                 let ca = token::generate_ca(KeyKind::EcP256, "registry-auth it CA", 30)

@@ -1,5 +1,8 @@
-//! CNCF distribution registry 2.8.2 (`docker-registry`) on a loopback port, token auth,
-//! filesystem storage in a temp dir, deletes enabled.
+//! A CNCF distribution registry on a loopback port, token auth, filesystem storage in a temp
+//! dir, deletes enabled: 2.8.2 (Debian's `docker-registry`, [`RegistryKind::V2`]) or the
+//! upstream v3.1.1 (`registry:3`'s program, built by `scripts/tools/install-registry-v3.sh`,
+//! [`RegistryKind::V3`]), with the same token settings (`realm`, `service`, `issuer`,
+//! `rootcertbundle` and, v3 only, `jwks` and `signingalgorithms`).
 
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
@@ -10,6 +13,67 @@ use std::time::{Duration, Instant};
 use super::http;
 use super::keys::yaml_str;
 use super::proc::{ChildGuard, StopMode, free_port, require_tool, tail, tail_filtered};
+use super::tools;
+
+/// Which registry program.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RegistryKind {
+    /// distribution 2.8.2, Debian's `docker-registry` (`registry:2`).
+    V2,
+    /// distribution v3.1.1 (`registry:3`), `$RA_TOOLS/bin/registry-v3`.
+    V3,
+}
+
+impl RegistryKind {
+    /// The version, for test titles and messages.
+    pub fn version(self) -> &'static str {
+        match self {
+            Self::V2 => "2.8.2",
+            Self::V3 => "v3.1.1",
+        }
+    }
+
+    /// The program (the test fails loudly, naming how to install it, when it is missing).
+    pub fn program(self) -> PathBuf {
+        match self {
+            Self::V2 => require_tool("docker-registry"),
+            Self::V3 => tools::bin("registry-v3", "install-registry-v3.sh"),
+        }
+    }
+
+    /// The line the registry logs, at info level, when it refuses a token, before the reason.
+    pub fn refusal_prefix(self) -> &'static str {
+        match self {
+            // 2.8 logs the bare reason (`token signed by untrusted key with ID: …`).
+            Self::V2 => "",
+            Self::V3 => "failed to verify token: ",
+        }
+    }
+}
+
+/// How the registry is told to trust the token server, beyond [`RegistrySpec`].
+#[derive(Debug, Clone)]
+pub struct RegistryOptions {
+    pub kind: RegistryKind,
+    /// Write `rootcertbundle: <spec.rootcertbundle>` (false: no bundle; v3 then needs `jwks`).
+    pub bundle: bool,
+    /// `auth.token.jwks` (v3 only; 2.8 ignores the key).
+    pub jwks: Option<PathBuf>,
+    /// `auth.token.signingalgorithms` (v3 only); empty = the registry's default list.
+    pub signingalgorithms: Vec<String>,
+}
+
+impl RegistryOptions {
+    /// `kind` trusting `spec.rootcertbundle` only, as the 2.8 tests always did.
+    pub fn new(kind: RegistryKind) -> Self {
+        Self {
+            kind,
+            bundle: true,
+            jwks: None,
+            signingalgorithms: Vec::new(),
+        }
+    }
+}
 
 #[derive(Debug)]
 pub struct RegistrySpec {
@@ -21,6 +85,7 @@ pub struct RegistrySpec {
 
 #[derive(Debug)]
 pub struct Registry {
+    pub kind: RegistryKind,
     /// `127.0.0.1:PORT`
     pub addr: String,
     pub dir: PathBuf,
@@ -32,7 +97,29 @@ impl Registry {
     /// Starts a registry in `dir` (config.yml, registry.log, data/ — `data/` is reused if it
     /// exists, so a second registry can serve what a first one stored).
     pub fn start(dir: &Path, spec: &RegistrySpec) -> Self {
-        let bin = require_tool("docker-registry");
+        Self::start_with(dir, spec, &RegistryOptions::new(RegistryKind::V2))
+    }
+
+    /// [`Registry::start`] for either registry, trusting `spec.rootcertbundle`.
+    #[allow(dead_code)] // the shared API for tests that start a registry by hand
+    pub fn start_kind(kind: RegistryKind, dir: &Path, spec: &RegistrySpec) -> Self {
+        Self::start_with(dir, spec, &RegistryOptions::new(kind))
+    }
+
+    /// [`Registry::start`] with every option; panics with the registry's log when it does not
+    /// come up.
+    pub fn start_with(dir: &Path, spec: &RegistrySpec, opts: &RegistryOptions) -> Self {
+        Self::try_start_with(dir, spec, opts)
+            .unwrap_or_else(|e| panic!("could not start registry {}: {e}", opts.kind.version()))
+    }
+
+    /// Starts the registry, or says why it exited or did not answer (with its log).
+    pub fn try_start_with(
+        dir: &Path,
+        spec: &RegistrySpec,
+        opts: &RegistryOptions,
+    ) -> Result<Self, String> {
+        let bin = opts.kind.program();
         fs::create_dir_all(dir.join("data")).expect("mkdir registry data");
         let log = dir.join("registry.log");
         let mut last_err = String::new();
@@ -40,7 +127,7 @@ impl Registry {
             let port = free_port();
             let addr = format!("127.0.0.1:{port}");
             let config = dir.join("config.yml");
-            fs::write(&config, config_yaml(dir, &addr, spec)).expect("write registry config");
+            fs::write(&config, config_yaml(dir, &addr, spec, opts)).expect("write registry config");
             let logf = File::create(&log).expect("create registry.log");
             let mut cmd = Command::new(&bin);
             cmd.arg("serve")
@@ -54,19 +141,25 @@ impl Registry {
                     cmd.env_remove(k);
                 }
             }
-            let child = cmd.spawn().expect("spawn docker-registry");
-            let mut guard = ChildGuard::new("docker-registry", child, StopMode::Kill);
+            // v3 exports traces by OTLP to localhost:4318 unless told not to: no such traffic.
+            cmd.env("OTEL_TRACES_EXPORTER", "none")
+                .env("OTEL_SDK_DISABLED", "true");
+            let child = cmd
+                .spawn()
+                .unwrap_or_else(|e| panic!("spawn {}: {e}", bin.display()));
+            let mut guard = ChildGuard::new("registry", child, StopMode::Kill);
             let deadline = Instant::now() + Duration::from_secs(15);
             loop {
                 if let Ok(r) = http::try_request("GET", &format!("http://{addr}/v2/"), &[])
                     && r.status == 401
                 {
-                    return Self {
+                    return Ok(Self {
+                        kind: opts.kind,
                         addr,
                         dir: dir.to_owned(),
                         log,
                         guard,
-                    };
+                    });
                 }
                 if let Some(status) = guard.try_wait() {
                     last_err = format!(
@@ -89,7 +182,7 @@ impl Registry {
                 break;
             }
         }
-        panic!("could not start docker-registry: {last_err}");
+        Err(last_err)
     }
 
     pub fn base_url(&self) -> String {
@@ -99,7 +192,16 @@ impl Registry {
     /// The last `n` log lines, without the noise (access log, Go runtime fields), shortened.
     pub fn log_tail(&self, n: usize) -> String {
         tail_filtered(&self.log, n, 400, |l| l.starts_with("time="))
-            .replace(" go.version=go1.19.8", "")
+            .lines()
+            .map(|l| match l.find(" go.version=") {
+                Some(i) => {
+                    let rest = &l[i + 1..];
+                    let end = rest.find(' ').map_or(l.len(), |e| i + 1 + e);
+                    format!("{}{}\n", &l[..i], &l[end..])
+                }
+                None => format!("{l}\n"),
+            })
+            .collect()
     }
 
     /// Registry log lines that explain refused tokens (`token …`, `untrusted`, …).
@@ -109,12 +211,35 @@ impl Registry {
             .lines()
             .filter(|l| {
                 l.contains("level=info")
-                    && ["msg=\"token", "untrusted", "msg=\"unable", "error while"]
-                        .iter()
-                        .any(|k| l.contains(k))
+                    && [
+                        "msg=\"token",
+                        "msg=\"failed to verify token",
+                        "untrusted",
+                        "msg=\"unable",
+                        "error while",
+                    ]
+                    .iter()
+                    .any(|k| l.contains(k))
             })
             .collect();
         lines[lines.len().saturating_sub(10)..].join("\n")
+    }
+
+    /// The info lines in which the registry refused a token (v3: `failed to verify token: …`),
+    /// for the tests that assert the reason.
+    pub fn token_refusals(&self) -> Vec<String> {
+        let text = fs::read_to_string(&self.log).unwrap_or_default();
+        let prefix = self.kind.refusal_prefix();
+        text.lines()
+            .filter(|l| l.contains("level=info"))
+            .filter(|l| match self.kind {
+                RegistryKind::V3 => l.contains(prefix),
+                RegistryKind::V2 => {
+                    l.contains("msg=\"token") || l.contains("untrusted") || l.contains("unable")
+                }
+            })
+            .map(str::to_owned)
+            .collect()
     }
 
     pub fn stop(&mut self) {
@@ -122,7 +247,23 @@ impl Registry {
     }
 }
 
-fn config_yaml(dir: &Path, addr: &str, spec: &RegistrySpec) -> String {
+fn config_yaml(dir: &Path, addr: &str, spec: &RegistrySpec, opts: &RegistryOptions) -> String {
+    let mut trust = String::new();
+    if opts.bundle {
+        trust += &format!(
+            "    rootcertbundle: {}\n",
+            yaml_str(&spec.rootcertbundle.to_string_lossy())
+        );
+    }
+    if let Some(j) = &opts.jwks {
+        trust += &format!("    jwks: {}\n", yaml_str(&j.to_string_lossy()));
+    }
+    if !opts.signingalgorithms.is_empty() {
+        trust += "    signingalgorithms:\n";
+        for a in &opts.signingalgorithms {
+            trust += &format!("      - {}\n", yaml_str(a));
+        }
+    }
     format!(
         "version: 0.1
 log:
@@ -146,12 +287,10 @@ auth:
     realm: {realm}
     service: {service}
     issuer: {issuer}
-    rootcertbundle: {bundle}
-",
+{trust}",
         data = yaml_str(&dir.join("data").to_string_lossy()),
         realm = yaml_str(&spec.realm),
         service = yaml_str(&spec.service),
         issuer = yaml_str(&spec.issuer),
-        bundle = yaml_str(&spec.rootcertbundle.to_string_lossy()),
     )
 }

@@ -244,6 +244,8 @@ fn http_flow(
             let chal = info.challenge2.clone().unwrap_or_default();
             if chal.contains("error=\"insufficient_scope\"") {
                 Outcome::Denied
+            } else if info.token.is_some() && chal.contains("error=\"invalid_token\"") {
+                Outcome::Refused
             } else {
                 Outcome::Fail(format!("registry 401 without insufficient_scope: {chal}"))
             }

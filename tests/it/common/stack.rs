@@ -9,7 +9,7 @@ use std::sync::Mutex;
 use super::clients::Clients;
 use super::image;
 use super::keys::{KeyFiles, KeySetup, bcrypt_hash, yaml_str};
-use super::registry::{Registry, RegistrySpec};
+use super::registry::{Registry, RegistryKind, RegistryOptions, RegistrySpec};
 use super::server::{self, AuthServer};
 
 pub const ISSUER: &str = "Acme auth server";
@@ -65,6 +65,37 @@ pub fn config_yaml(keys: &KeyFiles, users: &[User], anonymous: bool, acl: &str) 
     s
 }
 
+/// Which registry a [`Stack`] starts and how that registry trusts the server's keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Trust {
+    pub kind: RegistryKind,
+    /// `rootcertbundle` = the key setup's bundle.
+    pub bundle: bool,
+    /// `jwks` = the output of `registry-auth jwks --config FILE` (v3 only).
+    pub jwks: bool,
+}
+
+impl Trust {
+    /// `kind` with `rootcertbundle` only.
+    pub const fn bundle(kind: RegistryKind) -> Self {
+        Self {
+            kind,
+            bundle: true,
+            jwks: false,
+        }
+    }
+
+    /// What the registry is told, in a test title: `v3.1.1 rootcertbundle+jwks`.
+    pub fn describe(&self) -> String {
+        let what: Vec<&str> = [("rootcertbundle", self.bundle), ("jwks", self.jwks)]
+            .iter()
+            .filter(|(_, on)| *on)
+            .map(|(k, _)| *k)
+            .collect();
+        format!("{} {}", self.kind.version(), what.join("+"))
+    }
+}
+
 #[derive(Debug)]
 pub struct Stack {
     pub clients: Clients,
@@ -84,6 +115,23 @@ pub struct Stack {
 impl Stack {
     /// Keys per `setup`, config from `users`/`anonymous`/`acl`, then server, then registry.
     pub fn start(setup: KeySetup, users: &[User], anonymous: bool, acl: &str) -> Self {
+        Self::start_on(
+            Trust::bundle(RegistryKind::V2),
+            setup,
+            users,
+            anonymous,
+            acl,
+        )
+    }
+
+    /// [`Stack::start`] with the registry and trust settings of `trust`.
+    pub fn start_on(
+        trust: Trust,
+        setup: KeySetup,
+        users: &[User],
+        anonymous: bool,
+        acl: &str,
+    ) -> Self {
         let tmp = tempdir("ra-it");
         let keys = KeyFiles::write(setup, &tmp.path().join("keys"));
         let config = tmp.path().join("registry-auth.yml");
@@ -92,11 +140,22 @@ impl Stack {
             .iter()
             .map(|u| (u.name.clone(), u.password.clone()))
             .collect();
-        Self::start_with_config(tmp, keys, config, users)
+        Self::start_with_config_on(trust, tmp, keys, config, users)
     }
 
     /// Starts with a config file already written into `tmp`.
     pub fn start_with_config(
+        tmp: tempfile::TempDir,
+        keys: KeyFiles,
+        config: PathBuf,
+        users: BTreeMap<String, String>,
+    ) -> Self {
+        Self::start_with_config_on(Trust::bundle(RegistryKind::V2), tmp, keys, config, users)
+    }
+
+    /// [`Stack::start_with_config`] with the registry and trust settings of `trust`.
+    pub fn start_with_config_on(
+        trust: Trust,
         tmp: tempfile::TempDir,
         keys: KeyFiles,
         config: PathBuf,
@@ -113,7 +172,12 @@ impl Stack {
                 ""
             }
         );
-        let registry = Registry::start(
+        let mut opts = RegistryOptions::new(trust.kind);
+        opts.bundle = trust.bundle;
+        if trust.jwks {
+            opts.jwks = Some(write_jwks(&config, &tmp.path().join("jwks.json")));
+        }
+        let registry = Registry::start_with(
             &tmp.path().join("registry"),
             &RegistrySpec {
                 realm: server.realm(),
@@ -121,6 +185,7 @@ impl Stack {
                 issuer: ISSUER.to_owned(),
                 rootcertbundle: keys.bundle.clone(),
             },
+            &opts,
         );
         let img = image::build(&tmp.path().join("image"), "latest");
         let clients = Clients::new(&tmp.path().join("clients"), &registry.addr, img);
@@ -199,6 +264,20 @@ impl Stack {
             .clone();
         server::assert_log_has_no_secrets(&self.server.log, &secrets, &tokens);
     }
+}
+
+/// Writes the registry's `jwks` file the way the README says: `registry-auth jwks --config
+/// FILE --output OUT`.
+pub fn write_jwks(config: &std::path::Path, out: &std::path::Path) -> PathBuf {
+    let config = config.to_string_lossy();
+    let path = out.to_string_lossy();
+    let r = server::run_cli(&["jwks", "--config", &config, "--output", &path]);
+    assert!(
+        r.success() && out.is_file(),
+        "registry-auth jwks --config {config} --output {path} failed:\n{}",
+        r.describe()
+    );
+    out.to_owned()
 }
 
 /// A temp dir under /tmp (short paths: unix socket paths are limited). Kept after the test
