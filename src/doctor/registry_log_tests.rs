@@ -3,9 +3,11 @@ use std::collections::BTreeSet;
 use super::*;
 use crate::doctor::Status;
 
-// Lines as distribution writes them (logrus text formatter).
-const V28_UNTRUSTED_KEY: &str = r#"time="2026-12-07T20:40:01.5Z" level=info msg="failed to verify token: token signed by untrusted key with ID: \"AAAA:BBBB:CCCC\"""#;
-const V3_UNTRUSTED_KEY: &str = r#"time="2026-12-07T20:40:01.5Z" level=info msg="failed to verify token: token signed by untrusted key with ID: \"AAAA:BBBB:CCCC\"" go.version=go1.26"#;
+// Lines as distribution writes them (logrus text formatter), copied from registry 2.8.2 and
+// v3.1.1 logs of the doctor's end-to-end tests.
+const V28_UNTRUSTED_KEY: &str = r#"time="2026-12-07T20:44:10.019453145Z" level=info msg="token signed by untrusted key with ID: \"AAAA:BBBB:CCCC\"""#;
+const V28_CHAIN: &str = r#"time="2026-12-07T20:44:10.025098457Z" level=info msg="unable to verify certificate chain: x509: certificate signed by unknown authority (possibly because of \"x509: invalid signature: parent certificate cannot sign this kind of certificate\" while trying to verify candidate authority certificate \"registry-auth token signer\")""#;
+const V3_UNTRUSTED_KEY: &str = r#"time="2026-12-07T20:50:29.553259009Z" level=info msg="failed to verify token: token signed by untrusted key with ID: \"AAAA:BBBB:CCCC\"""#;
 const ISSUER: &str =
     r#"time="2026-12-07T20:40:02Z" level=info msg="token from untrusted issuer: \"Acme\"""#;
 const AUDIENCE_28: &str =
@@ -32,10 +34,14 @@ fn reasons_are_read_from_both_wordings() {
             v3: false
         })
     );
-    assert!(matches!(
+    assert_eq!(
         classify(V28_UNTRUSTED_KEY),
-        Some(Reason::UntrustedKey { .. })
-    ));
+        Some(Reason::UntrustedKey {
+            kid: "AAAA:BBBB:CCCC".into(),
+            v3: false
+        })
+    );
+    assert_eq!(classify(V28_CHAIN), Some(Reason::UnknownAuthority));
     assert_eq!(classify(ISSUER), Some(Reason::Issuer("Acme".into())));
     assert_eq!(classify(AUDIENCE_28), Some(Reason::Audience("svc".into())));
     assert_eq!(classify(AUDIENCE_3), Some(Reason::Audience("svc".into())));
@@ -125,8 +131,7 @@ fn each_reason_becomes_the_precise_fix() {
             .contains("http://auth/rootcertbundle.pem")
     );
 
-    let two_eight = r#"msg="unable to get token signing key: token signed by untrusted key with ID: \"AAAA:BBBB:CCCC\"""#;
-    let f = &findings(&[two_eight], true, &ctx(HeaderMode::KidLibtrust))[0];
+    let f = &findings(&[V28_UNTRUSTED_KEY], true, &ctx(HeaderMode::KidLibtrust))[0];
     assert!(!f.seen.contains("v3"), "{}", f.seen);
     assert!(f.fix.as_deref().expect("fix").contains("rootcertbundle"));
 

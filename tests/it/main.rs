@@ -32,6 +32,7 @@ mod bad_input;
 mod casbin;
 mod client_addr;
 mod config_errors;
+mod doctor;
 mod faults;
 mod full_disk;
 mod identity_tokens;

@@ -61,6 +61,8 @@ pub struct RegistryOptions {
     pub jwks: Option<PathBuf>,
     /// `auth.token.signingalgorithms` (v3 only); empty = the registry's default list.
     pub signingalgorithms: Vec<String>,
+    /// Serve HTTPS with this certificate and key (`http.tls`), e.g. a [`super::keys::Pki`] leaf.
+    pub tls: Option<(PathBuf, PathBuf)>,
 }
 
 impl RegistryOptions {
@@ -71,6 +73,7 @@ impl RegistryOptions {
             bundle: true,
             jwks: None,
             signingalgorithms: Vec::new(),
+            tls: None,
         }
     }
 }
@@ -90,6 +93,8 @@ pub struct Registry {
     pub addr: String,
     pub dir: PathBuf,
     pub log: PathBuf,
+    /// Serves HTTPS.
+    pub tls: bool,
     guard: ChildGuard,
 }
 
@@ -149,15 +154,19 @@ impl Registry {
                 .unwrap_or_else(|e| panic!("spawn {}: {e}", bin.display()));
             let mut guard = ChildGuard::new("registry", child, StopMode::Kill);
             let deadline = Instant::now() + Duration::from_secs(15);
+            let tls = opts.tls.is_some();
             loop {
+                // A TLS listener answers a plain HTTP request with 400 ("Client sent an HTTP
+                // request to an HTTPS server"): it is up.
                 if let Ok(r) = http::try_request("GET", &format!("http://{addr}/v2/"), &[])
-                    && r.status == 401
+                    && (r.status == 401 || (tls && r.status == 400))
                 {
                     return Ok(Self {
                         kind: opts.kind,
                         addr,
                         dir: dir.to_owned(),
                         log,
+                        tls,
                         guard,
                     });
                 }
@@ -186,7 +195,11 @@ impl Registry {
     }
 
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!(
+            "{}://{}",
+            if self.tls { "https" } else { "http" },
+            self.addr
+        )
     }
 
     /// The last `n` log lines, without the noise (access log, Go runtime fields), shortened.
@@ -264,6 +277,14 @@ fn config_yaml(dir: &Path, addr: &str, spec: &RegistrySpec, opts: &RegistryOptio
             trust += &format!("      - {}\n", yaml_str(a));
         }
     }
+    let tls = match &opts.tls {
+        Some((cert, key)) => format!(
+            "  tls:\n    certificate: {}\n    key: {}\n",
+            yaml_str(&cert.to_string_lossy()),
+            yaml_str(&key.to_string_lossy())
+        ),
+        None => String::new(),
+    };
     format!(
         "version: 0.1
 log:
@@ -282,7 +303,7 @@ storage:
 http:
   addr: {addr}
   secret: registry-auth-it-not-secret
-auth:
+{tls}auth:
   token:
     realm: {realm}
     service: {service}
