@@ -400,7 +400,10 @@ impl<'a> Probe<'a> {
         };
         let now = SystemTime::now();
         let (subject, signed, granted) = match self.sign(&issuer, bearer, &scopes, now).await {
-            Ok(x) => x,
+            Ok((subject, signed, granted, ok)) => {
+                report.push(ok);
+                (subject, signed, granted)
+            }
             Err(f) => {
                 report.push(f);
                 return false;
@@ -458,15 +461,16 @@ impl<'a> Probe<'a> {
     }
 
     /// A token for the challenge's service, through the configured authentication and ACL.
-    /// Returns the subject, the token and the actions granted on the first scope; a refused
-    /// login is a finding (the trust check then has nothing to present).
+    /// Returns the subject, the token, the actions granted on the first scope and the `login`
+    /// finding; a refused login is a failed finding (the trust check then has nothing to
+    /// present).
     async fn sign(
         &self,
         issuer: &TokenIssuer,
         bearer: &BearerChallenge,
         scopes: &[registry_auth::token::Scope],
         now: SystemTime,
-    ) -> Result<(String, String, Vec<String>), Finding> {
+    ) -> Result<(String, String, Vec<String>, Finding), Finding> {
         let authenticator = Authenticator::with_order(
             self.config.authn.clone(),
             self.config.authn_order.clone(),
@@ -517,6 +521,7 @@ impl<'a> Probe<'a> {
         match grant::grant_authenticated(&self.config, issuer, &request, outcome, now).await {
             Ok(GrantOutcome::Issued {
                 account,
+                source,
                 token,
                 decisions,
                 ..
@@ -525,7 +530,15 @@ impl<'a> Probe<'a> {
                     .first()
                     .map(|d| d.granted.clone())
                     .unwrap_or_default();
-                Ok((account, token.token, granted))
+                let ok = Finding::ok(
+                    "login",
+                    format!(
+                        "this config issues {who} a token for service \"{}\" (subject \"{account}\", \
+                         vouched for by {source})",
+                        bearer.service
+                    ),
+                );
+                Ok((account, token.token, granted, ok))
             }
             Ok(GrantOutcome::Unauthorized { reason, .. }) => Err(fail(format!(
                 "this config refuses a token to {who}: {reason}"

@@ -100,7 +100,10 @@ fn deploy(kind: RegistryKind, setup: KeySetup, v: Variant) -> Deployment {
         keys.bundle
     };
     let mut opts = RegistryOptions::new(kind);
-    let pki = v.tls.map(|dir| Pki::write(&dir, "registry"));
+    // A certificate for `localhost` only: https://127.0.0.1:PORT is a name mismatch.
+    let pki = v
+        .tls
+        .map(|dir| Pki::write_for(&dir, "registry", &["localhost"]));
     if let Some(p) = &pki {
         opts.tls = Some((p.cert.clone(), p.key.clone()));
     }
@@ -237,6 +240,7 @@ fn correct_deployment_passes(kind: RegistryKind, setup: KeySetup) {
         "realm",
         "path-prefix",
         "service",
+        "login",
         "trust",
         "scope",
         "clock",
@@ -246,6 +250,7 @@ fn correct_deployment_passes(kind: RegistryKind, setup: KeySetup) {
     }
     run.expect("realm", "ok", &["is this server", ISSUER]);
     run.expect("scope", "ok", &["\"alice\"", "alice/app", "granted: pull"]);
+    run.expect("login", "ok", &["\"alice\"", "vouched for by users"]);
     // The text form: one line per check, no secret.
     let text = doctor_raw(&d.config, &url, &args, Some(&format!("{}\n", d.password)));
     assert!(text.success(), "{}", text.describe());
@@ -596,7 +601,7 @@ fn v2_a_registry_clock_behind_ours_fails() {
 }
 
 #[test]
-fn v2_a_registry_tls_ca_the_doctor_does_not_know_is_named() {
+fn v2_a_registry_tls_ca_the_doctor_does_not_know_and_a_wrong_name_are_named() {
     let pki_dir = tempdir("ra-doctor-pki");
     let d = deploy(
         RegistryKind::V2,
@@ -606,8 +611,9 @@ fn v2_a_registry_tls_ca_the_doctor_does_not_know_is_named() {
             ..Variant::default()
         },
     );
-    let url = d.registry.base_url();
-    assert!(url.starts_with("https://"), "{url}");
+    let by_ip = d.registry.base_url();
+    assert!(by_ip.starts_with("https://127.0.0.1:"), "{by_ip}");
+    let url = by_ip.replace("127.0.0.1", "localhost");
     let run = doctor(&d, &url, &[], None);
     run.exit(1);
     run.expect(
@@ -627,4 +633,11 @@ fn v2_a_registry_tls_ca_the_doctor_does_not_know_is_named() {
     run.exit(0);
     run.expect("tls", "ok", &["trusted"]);
     run.expect("trust", "ok", &[]);
+    let run = doctor(&d, &by_ip, &["--ca-file", &ca], None);
+    run.exit(1);
+    run.expect(
+        "tls",
+        "fail",
+        &["not valid for the host name", "subjectAltName"],
+    );
 }

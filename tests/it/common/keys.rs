@@ -192,6 +192,11 @@ impl Pki {
     /// `<name>-ca.pem`, `<name>-leaf.pem` (for `127.0.0.1` and `localhost`) and
     /// `<name>-leaf.key` in `dir`.
     pub fn write(dir: &Path, name: &str) -> Self {
+        Self::write_for(dir, name, &["127.0.0.1", "localhost"])
+    }
+
+    /// [`Pki::write`] with a leaf valid for `names` only (host names or IP addresses).
+    pub fn write_for(dir: &Path, name: &str, names: &[&str]) -> Self {
         fs::create_dir_all(dir).expect("mkdir pki");
         let ca_key = rcgen::KeyPair::generate().expect("CA key");
         let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
@@ -202,12 +207,14 @@ impl Pki {
         let ca = ca_params.self_signed(&ca_key).expect("self-sign CA");
         let issuer = rcgen::Issuer::new(ca_params, ca_key);
         let leaf_key = rcgen::KeyPair::generate().expect("leaf key");
-        let mut leaf_params =
-            rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
-                .expect("leaf params");
-        leaf_params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "127.0.0.1");
+        let mut leaf_params = rcgen::CertificateParams::new(
+            names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>(),
+        )
+        .expect("leaf params");
+        leaf_params.distinguished_name.push(
+            rcgen::DnType::CommonName,
+            names.first().copied().unwrap_or("127.0.0.1"),
+        );
         let leaf = leaf_params
             .signed_by(&leaf_key, &issuer)
             .expect("sign leaf");
