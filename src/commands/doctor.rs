@@ -286,6 +286,9 @@ impl<'a> Probe<'a> {
         };
         let mut seen = RealmSeen::default();
         let mut statuses = Vec::new();
+        // Connection-level failures: when every request to the realm's host failed so, the
+        // realm is unreachable rather than something else.
+        let mut unreachable = Vec::new();
         match self.document(&format!("{base}/rootcertbundle.pem")).await {
             Ok(Some(body)) => seen.bundle_kids = Some(cert_ids(&body)),
             Ok(None) => statuses.push("rootcertbundle.pem: not found".to_owned()),
@@ -301,6 +304,7 @@ impl<'a> Probe<'a> {
                     return Some(base);
                 }
                 statuses.push(format!("rootcertbundle.pem: {}", describe(&e)));
+                unreachable.push(describe(&e));
             }
         }
         if seen.bundle_kids.is_none() {
@@ -310,7 +314,10 @@ impl<'a> Probe<'a> {
             {
                 Ok(Some(body)) => seen.jwks_kids = jwks_kids(&body),
                 Ok(None) => statuses.push("jwks.json: not found".to_owned()),
-                Err(e) => statuses.push(format!("jwks.json: {}", describe(&e))),
+                Err(e) => {
+                    statuses.push(format!("jwks.json: {}", describe(&e)));
+                    unreachable.push(describe(&e));
+                }
             }
         }
         seen.documents_status = statuses.join(", ");
@@ -338,7 +345,13 @@ impl<'a> Probe<'a> {
                 }
             }
             Ok(r) => seen.token_status = Some(format!("HTTP {}", r.status().as_u16())),
-            Err(e) => seen.token_status = Some(describe(&e)),
+            Err(e) => {
+                seen.token_status = Some(describe(&e));
+                unreachable.push(describe(&e));
+            }
+        }
+        if unreachable.len() == 3 {
+            seen.unreachable = unreachable.pop();
         }
         if url.scheme() == "https" && (seen.bundle_kids.is_some() || seen.token_issuer.is_some()) {
             report.push(Finding::ok(

@@ -276,6 +276,9 @@ pub struct RealmSeen {
     pub token_issuer: Option<String>,
     /// How the token request answered when it gave no token (`HTTP 401`, …).
     pub token_status: Option<String>,
+    /// Why nothing at the realm's host answered (connection refused, DNS, timeout), when
+    /// nothing did.
+    pub unreachable: Option<String>,
 }
 
 /// What this configuration publishes.
@@ -298,6 +301,19 @@ pub fn realm_identity(realm: &str, ours: &Ours<'_>, seen: &RealmSeen) -> (Findin
         (None, Some(kids)) => Some(kids == &ours.jwks_kids),
         (None, None) => None,
     };
+    if let Some(why) = &seen.unreachable {
+        return (
+            Finding::fail(
+                CHECK,
+                format!("the realm {realm} cannot be reached from here: {why}"),
+                "the realm must be registry-auth's /auth as clients reach it (a public host \
+                 name, not a container or cluster-internal one), and registry-auth must be \
+                 running there",
+                Entry::Realm,
+            ),
+            false,
+        );
+    }
     let issuer_match = seen.token_issuer.as_deref().map(|i| i == ours.issuer);
     let ours_first = ours
         .libtrust_kids

@@ -155,6 +155,18 @@ fn the_realm_is_us_when_it_publishes_our_keys_and_issuer() {
     assert_eq!(f.status, Status::Fail);
     assert!(f.seen.contains("is not this server"), "{}", f.seen);
     assert_eq!(f.entry, Some(Entry::Realm));
+    let down = RealmSeen {
+        unreachable: Some("cannot connect: Connection refused".into()),
+        ..RealmSeen::default()
+    };
+    let (f, confirmed) = realm_identity("http://r/auth", &ours, &down);
+    assert!(!confirmed);
+    assert!(
+        f.seen
+            .contains("cannot be reached from here: cannot connect"),
+        "{}",
+        f.seen
+    );
 }
 
 #[test]

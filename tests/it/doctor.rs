@@ -44,6 +44,8 @@ struct Variant {
     foreign_bundle: bool,
     /// The registry's realm is another registry-auth with its own key.
     foreign_realm: bool,
+    /// The registry's realm is a loopback port nothing listens on.
+    dead_realm: bool,
     /// The registry serves HTTPS with a test CA's certificate.
     tls: Option<PathBuf>,
 }
@@ -93,6 +95,9 @@ fn deploy(kind: RegistryKind, setup: KeySetup, v: Variant) -> Deployment {
         let o = AuthServer::start(&other_config, &root.join("other.log"));
         realm = o.realm();
         other = Some(o);
+    }
+    if v.dead_realm {
+        realm = format!("http://127.0.0.1:{}/auth", proc::free_port());
     }
     let bundle = if v.foreign_bundle {
         KeyFiles::write(KeySetup::EcKid, &root.join("stale-keys")).bundle
@@ -476,6 +481,26 @@ fn v2_a_realm_that_is_another_token_server_is_named() {
     run.entry("realm", "realm");
     // The registry itself trusts our key: only the realm is wrong.
     run.expect("trust", "ok", &[]);
+}
+
+#[test]
+fn v2_a_realm_nothing_answers_at_is_named() {
+    let d = deploy(
+        RegistryKind::V2,
+        KeySetup::EcKid,
+        Variant {
+            dead_realm: true,
+            ..Variant::default()
+        },
+    );
+    let run = doctor(&d, &d.registry.base_url(), &[], None);
+    run.exit(1);
+    run.expect(
+        "realm",
+        "fail",
+        &["cannot be reached from here", "as clients reach it"],
+    );
+    run.entry("realm", "realm");
 }
 
 #[test]
