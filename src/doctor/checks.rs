@@ -621,7 +621,7 @@ pub fn trust(
         |b| format!("{b}/rootcertbundle.pem"),
     );
     let why = if ctx.has_log {
-        "the registry-log line says which"
+        "the registry-log check below says which"
     } else {
         "give --registry-log to learn which"
     };

@@ -666,3 +666,29 @@ fn v2_a_registry_tls_ca_the_doctor_does_not_know_and_a_wrong_name_are_named() {
         &["not valid for the host name", "subjectAltName"],
     );
 }
+
+#[test]
+fn conflicting_or_incomplete_options_are_refused_before_any_request() {
+    let tmp = tempdir("ra-doctor-args");
+    let config = tmp.path().join("missing.yml");
+    let url = "http://127.0.0.1:9/";
+    let out = doctor_raw(&config, url, &["--username", "alice"], None);
+    assert_eq!(out.code, Some(2), "{}", out.describe());
+    assert!(
+        out.stderr.contains("--password-stdin"),
+        "{}",
+        out.describe()
+    );
+    let out = doctor_raw(
+        &config,
+        url,
+        &["--username", "a", "--password-stdin", "--registry-log", "-"],
+        Some("pw\n"),
+    );
+    assert_eq!(out.code, Some(1), "{}", out.describe());
+    assert!(out.stderr.contains("both read stdin"), "{}", out.describe());
+    let out = doctor_raw(&config, url, &[], None);
+    assert_eq!(out.code, Some(1), "{}", out.describe());
+    assert!(out.stderr.contains("missing.yml"), "{}", out.describe());
+    assert!(out.stdout.is_empty(), "{}", out.describe());
+}
