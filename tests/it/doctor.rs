@@ -17,7 +17,7 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::Value;
 
-use crate::common::keys::{KeyFiles, KeySetup, Pki};
+use crate::common::keys::{KeyFiles, KeySetup, Pki, yaml_str};
 use crate::common::proc::{self, ChildGuard, CmdOutput, StopMode};
 use crate::common::registry::{Registry, RegistryKind, RegistryOptions, RegistrySpec};
 use crate::common::server::{self, AuthServer};
@@ -46,8 +46,11 @@ struct Variant {
     foreign_realm: bool,
     /// The registry's realm is a loopback port nothing listens on.
     dead_realm: bool,
-    /// The registry serves HTTPS with a test CA's certificate.
+    /// The registry serves HTTPS with a test CA's certificate (PKI files in this dir).
     tls: Option<PathBuf>,
+    /// registry-auth serves HTTPS with a test CA's certificate (PKI files in this dir), and
+    /// the realm is `https://localhost:PORT/auth`.
+    realm_tls: Option<PathBuf>,
 }
 
 /// A registry-auth server and a registry configured per [`Variant`], in one temp dir.
@@ -75,6 +78,20 @@ fn deploy(kind: RegistryKind, setup: KeySetup, v: Variant) -> Deployment {
             1,
         );
     }
+    let realm_pki = v
+        .realm_tls
+        .map(|dir| Pki::write_for(&dir, "realm", &["localhost"]));
+    if let Some(p) = &realm_pki {
+        yaml = yaml.replacen(
+            "server:\n",
+            &format!(
+                "server:\n  certificate: {}\n  key: {}\n",
+                yaml_str(&p.cert.to_string_lossy()),
+                yaml_str(&p.key.to_string_lossy())
+            ),
+            1,
+        );
+    }
     if let Some(services) = v.allowed_services {
         yaml = yaml.replacen(
             "token:\n",
@@ -87,6 +104,9 @@ fn deploy(kind: RegistryKind, setup: KeySetup, v: Variant) -> Deployment {
     let server = AuthServer::start(&config, &root.join("registry-auth.log"));
 
     let mut realm = server.realm();
+    if realm_pki.is_some() {
+        realm = format!("https://localhost:{}/auth", port_of(&server.addr));
+    }
     let mut other = None;
     if v.foreign_realm {
         let other_keys = KeyFiles::write(KeySetup::EcKid, &root.join("other-keys"));
@@ -106,10 +126,12 @@ fn deploy(kind: RegistryKind, setup: KeySetup, v: Variant) -> Deployment {
     };
     let mut opts = RegistryOptions::new(kind);
     // A certificate for `localhost` only: https://127.0.0.1:PORT is a name mismatch.
+    let tls_registry = v.tls.is_some();
     let pki = v
         .tls
-        .map(|dir| Pki::write_for(&dir, "registry", &["localhost"]));
-    if let Some(p) = &pki {
+        .map(|dir| Pki::write_for(&dir, "registry", &["localhost"]))
+        .or(realm_pki);
+    if let (Some(p), true) = (&pki, tls_registry) {
         opts.tls = Some((p.cert.clone(), p.key.clone()));
     }
     let registry = Registry::start_with(
@@ -131,6 +153,11 @@ fn deploy(kind: RegistryKind, setup: KeySetup, v: Variant) -> Deployment {
         _other: other,
         _tmp: tmp,
     }
+}
+
+/// The port of `HOST:PORT`.
+fn port_of(addr: &str) -> &str {
+    addr.rsplit(':').next().unwrap_or_default()
 }
 
 /// One doctor run: its output and the parsed JSON report.
@@ -691,4 +718,42 @@ fn conflicting_or_incomplete_options_are_refused_before_any_request() {
     assert_eq!(out.code, Some(1), "{}", out.describe());
     assert!(out.stderr.contains("missing.yml"), "{}", out.describe());
     assert!(out.stdout.is_empty(), "{}", out.describe());
+}
+
+#[test]
+fn v2_a_realm_tls_ca_the_doctor_does_not_know_is_named() {
+    let pki_dir = tempdir("ra-doctor-pki");
+    let d = deploy(
+        RegistryKind::V2,
+        KeySetup::EcKid,
+        Variant {
+            realm_tls: Some(pki_dir.path().to_owned()),
+            ..Variant::default()
+        },
+    );
+    let url = d.registry.base_url();
+    let run = doctor(&d, &url, &[], None);
+    run.exit(1);
+    run.expect(
+        "tls",
+        "fail",
+        &[
+            "the realm https://localhost:",
+            "CA this host does not trust",
+            "--ca-file",
+        ],
+    );
+    run.expect("realm", "fail", &["could not be reached over TLS"]);
+    run.entry("realm", "tls");
+    let ca = d
+        .pki
+        .as_ref()
+        .expect("pki")
+        .ca
+        .to_string_lossy()
+        .into_owned();
+    let run = doctor(&d, &url, &["--ca-file", &ca], None);
+    run.exit(0);
+    run.expect("tls", "ok", &["realm's certificate"]);
+    run.expect("realm", "ok", &["is this server"]);
 }
