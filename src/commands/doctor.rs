@@ -167,6 +167,7 @@ impl<'a> Probe<'a> {
         let started = unix_now();
         let mut skew = 0i64;
         let mut refused = false;
+        let mut other_header_accepted = false;
         let mut service = None;
         let mut realm_base = None;
         let v2 = format!("{}/v2/", self.registry);
@@ -205,7 +206,7 @@ impl<'a> Probe<'a> {
                         ),
                     };
                     let clock_failed = clock.status == registry_auth::doctor::Status::Fail;
-                    refused = self
+                    (refused, other_header_accepted) = self
                         .trust_checks(&bearer, realm_base.as_deref(), clock_failed, &mut report)
                         .await;
                     report.push(clock);
@@ -240,6 +241,7 @@ impl<'a> Probe<'a> {
                     .collect(),
                 service: service.as_deref(),
                 bundle_url: realm_base.map(|b| format!("{b}/rootcertbundle.pem")),
+                other_header_accepted,
             };
             let found = registry_log::findings(&lines, refused, &ctx);
             if let Some(trust) = report.findings.iter_mut().find(|f| f.check == "trust") {
@@ -381,14 +383,15 @@ impl<'a> Probe<'a> {
         Some(base)
     }
 
-    /// Check 3 (and 3b with `--scope`). Returns whether the registry refused a token.
+    /// Check 3 (and 3b with `--scope`). Returns whether the registry refused our token, and
+    /// whether it accepted it with another signing header.
     async fn trust_checks(
         &self,
         bearer: &BearerChallenge,
         realm_base: Option<&str>,
         clock_failed: bool,
         report: &mut Report,
-    ) -> bool {
+    ) -> (bool, bool) {
         let mode = self.config.token.header_mode;
         let issuer = TokenIssuer::new(
             self.config.token.issuer.clone(),
@@ -419,7 +422,7 @@ impl<'a> Probe<'a> {
             }
             Err(f) => {
                 report.push(f);
-                return false;
+                return (false, false);
             }
         };
         let first = self
@@ -470,7 +473,8 @@ impl<'a> Probe<'a> {
                 ));
             }
         }
-        first != Presented::Accepted
+        let other_accepted = retries.iter().any(|(_, p)| *p == Presented::Accepted);
+        (first != Presented::Accepted, other_accepted)
     }
 
     /// A token for the challenge's service, through the configured authentication and ACL.

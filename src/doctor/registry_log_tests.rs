@@ -8,6 +8,7 @@ use crate::doctor::Status;
 const V28_UNTRUSTED_KEY: &str = r#"time="2026-12-07T20:44:10.019453145Z" level=info msg="token signed by untrusted key with ID: \"AAAA:BBBB:CCCC\"""#;
 const V28_CHAIN: &str = r#"time="2026-12-07T20:44:10.025098457Z" level=info msg="unable to verify certificate chain: x509: certificate signed by unknown authority (possibly because of \"x509: invalid signature: parent certificate cannot sign this kind of certificate\" while trying to verify candidate authority certificate \"registry-auth token signer\")""#;
 const V3_UNTRUSTED_KEY: &str = r#"time="2026-12-07T20:50:29.553259009Z" level=info msg="failed to verify token: token signed by untrusted key with ID: \"AAAA:BBBB:CCCC\"""#;
+// The others follow the format strings of distribution's registry/auth/token/token.go.
 const ISSUER: &str =
     r#"time="2026-12-07T20:40:02Z" level=info msg="token from untrusted issuer: \"Acme\"""#;
 const AUDIENCE_28: &str =
@@ -97,6 +98,7 @@ fn ctx(mode: HeaderMode) -> LogContext<'static> {
         our_kids: BTreeSet::from(["AAAA:BBBB:CCCC".to_owned(), "thumb".to_owned()]),
         service: Some("svc"),
         bundle_url: Some("http://auth/rootcertbundle.pem".into()),
+        other_header_accepted: true,
     }
 }
 
@@ -121,6 +123,25 @@ fn each_reason_becomes_the_precise_fix() {
             .as_deref()
             .expect("fix")
             .contains("signing_header: x5c")
+    );
+
+    // v3 refusing a libtrust kid, and every other header too: the key is missing, not the
+    // header.
+    let none_accepted = LogContext {
+        other_header_accepted: false,
+        ..ctx(HeaderMode::KidLibtrust)
+    };
+    let f = &findings(&[V3_UNTRUSTED_KEY], true, &none_accepted)[0];
+    assert!(
+        f.seen.contains("does not hold our signing key"),
+        "{}",
+        f.seen
+    );
+    assert!(
+        f.fix
+            .as_deref()
+            .expect("fix")
+            .contains("http://auth/rootcertbundle.pem")
     );
 
     let f = &findings(&[V3_UNTRUSTED_KEY], true, &ctx(HeaderMode::KidThumbprint))[0];

@@ -399,10 +399,11 @@ fn v3_a_wrong_issuer_is_named() {
     wrong_issuer(RegistryKind::V3, KeySetup::EcLeafX5c);
 }
 
-#[test]
-fn v2_a_rootcertbundle_without_our_certificate_is_named() {
+/// The registry's bundle holds a stale certificate: every header is refused, and the log's
+/// "untrusted key" (with our kid) means our key is missing, whatever the version.
+fn bundle_without_our_certificate(kind: RegistryKind) {
     let d = deploy(
-        RegistryKind::V2,
+        kind,
         KeySetup::EcKid,
         Variant {
             foreign_bundle: true,
@@ -435,6 +436,17 @@ fn v2_a_rootcertbundle_without_our_certificate_is_named() {
         ],
     );
     run.entry("registry-log", "untrusted-key");
+    run.entry("trust", "untrusted-key");
+}
+
+#[test]
+fn v2_a_rootcertbundle_without_our_certificate_is_named() {
+    bundle_without_our_certificate(RegistryKind::V2);
+}
+
+#[test]
+fn v3_a_rootcertbundle_without_our_certificate_is_named() {
+    bundle_without_our_certificate(RegistryKind::V3);
 }
 
 #[test]
