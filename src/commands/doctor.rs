@@ -361,8 +361,7 @@ impl<'a> Probe<'a> {
                 format!("the realm's certificate at {origin} is trusted"),
             ));
         }
-        let (finding, confirmed) = checks::realm_identity(&bearer.realm, &ours, &seen);
-        report.push(finding);
+        let (mut finding, confirmed) = checks::realm_identity(&bearer.realm, &ours, &seen);
         let prefix = &self.config.server.path_prefix;
         let mut found_at = None;
         if !confirmed && checks::realm_prefix(&path) != Some(prefix.as_str()) {
@@ -373,6 +372,11 @@ impl<'a> Probe<'a> {
                 found_at = Some(format!("{at}/auth"));
             }
         }
+        if let Some(at) = &found_at {
+            // The host is this server; only the path is wrong: one cause, named once.
+            finding = checks::realm_at_other_path(&bearer.realm, at);
+        }
+        report.push(finding);
         report.push(checks::path_prefix(
             &origin,
             &path,
@@ -549,11 +553,18 @@ impl<'a> Probe<'a> {
                     .unwrap_or_default();
                 let ok = Finding::ok(
                     "login",
-                    format!(
-                        "this config issues {who} a token for service \"{}\" (subject \"{account}\", \
-                         vouched for by {source})",
-                        bearer.service
-                    ),
+                    if self.credentials.is_anonymous() {
+                        format!(
+                            "this config issues anonymous clients a token for service \"{}\"",
+                            bearer.service
+                        )
+                    } else {
+                        format!(
+                            "this config issues {who} a token for service \"{}\" (subject \
+                             \"{account}\", vouched for by {source})",
+                            bearer.service
+                        )
+                    },
                 );
                 Ok((account, token.token, granted, ok))
             }

@@ -405,6 +405,19 @@ pub fn realm_identity(realm: &str, ours: &Ours<'_>, seen: &RealmSeen) -> (Findin
     }
 }
 
+/// Check 1b when the realm's host is this server but the realm's path misses it: this server
+/// was found at `found_at` instead (the path-prefix check gives the fix).
+pub fn realm_at_other_path(realm: &str, found_at: &str) -> Finding {
+    Finding::fail(
+        "realm",
+        format!(
+            "nothing of registry-auth answers at the realm {realm}; this server is at {found_at}"
+        ),
+        "fix the path (see the path-prefix check)",
+        Entry::PathPrefix,
+    )
+}
+
 /// The leeway distribution (2.8 and v3) allows on `nbf`/`exp`, in seconds.
 pub const REGISTRY_LEEWAY_SECS: i64 = 60;
 /// Clock differences up to this many seconds pass without a warning (`Date` has whole

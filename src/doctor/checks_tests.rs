@@ -363,3 +363,15 @@ fn the_log_names_the_cause_a_refused_trust_left_open() {
     assert_eq!(ok.status, Status::Ok);
     assert_eq!(ok.fix, None);
 }
+
+#[test]
+fn a_realm_on_our_host_at_another_path_points_at_the_prefix() {
+    let f = realm_at_other_path("http://h/auth", "http://h/ra/auth");
+    assert_eq!(f.status, Status::Fail);
+    assert_eq!(f.entry, Some(Entry::PathPrefix));
+    assert!(
+        f.seen.contains("this server is at http://h/ra/auth"),
+        "{}",
+        f.seen
+    );
+}

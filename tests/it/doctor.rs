@@ -566,7 +566,8 @@ fn v2_a_realm_path_that_misses_the_path_prefix_says_where_the_server_is() {
         ],
     );
     run.entry("path-prefix", "path-prefix");
-    run.expect("realm", "fail", &["is not this server"]);
+    run.expect("realm", "fail", &[&format!("this server is at {at}")]);
+    run.entry("realm", "path-prefix");
 }
 
 /// A proxy in front of the registry that replaces its `Date` with one `offset` seconds off
