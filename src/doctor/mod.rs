@@ -9,8 +9,8 @@
 //! registry and the realm, signing through [`crate::grant`]) live in the binary's `doctor`
 //! command, which feeds their results to the functions here.
 //!
-//! * [`checks`]: the challenge, the realm, `service`/`path_prefix`, the clock and the
-//!   signing-header retries;
+//! * [`checks`]: the challenge, the realm, `service`/`path_prefix`, the clock and TLS;
+//! * [`trust`]: the token signed here and its retries with the other signing headers;
 //! * [`registry_log`]: the registry's reason lines (2.8 and v3 wordings) and their fixes.
 //!
 //! Every failure names its entry in the troubleshooting guide, docs/troubleshooting.md
@@ -18,6 +18,7 @@
 
 pub mod checks;
 pub mod registry_log;
+pub mod trust;
 
 use std::fmt::Write as _;
 

@@ -6,30 +6,29 @@
 //! Tokens are signed here through the library's authentication chain and grant code, never
 //! printed; passwords are never printed.
 
-use std::collections::BTreeSet;
-use std::io::{self, Read as _, Seek as _, SeekFrom, Write};
-use std::path::{Path, PathBuf};
+use std::io::{self, Write};
+use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result, bail};
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use registry_auth::authn::{Authenticator, AuthnContext, CacheStats, Credentials, Secret};
+mod reading;
+
+use reading::{
+    STDIN_GRACE, StdinLog, cert_ids, jwks_kids, parse_http_date, read_log, token_issuer, unix_now,
+};
 use registry_auth::cli::DoctorFormat;
 use registry_auth::config::Config;
-use registry_auth::doctor::checks::{
-    self, BearerChallenge, Challenge, Ours, Presented, RealmSeen, TrustContext,
-};
+use registry_auth::doctor::checks::{self, BearerChallenge, Challenge, Ours, RealmSeen};
 use registry_auth::doctor::registry_log::{self, LogContext};
+use registry_auth::doctor::trust::{self, Presented, TrustContext};
 use registry_auth::doctor::{Entry, Finding, Report};
 use registry_auth::grant::{self, GrantOutcome, TokenRequest};
 use registry_auth::token::jws::NOT_BEFORE_SKEW;
-use registry_auth::token::{PublishedKey, PublishedKeys, SigningKey, TokenIssuer};
+use registry_auth::token::{PublishedKeys, SigningKey, TokenIssuer};
 use reqwest::header::{AUTHORIZATION, DATE, WWW_AUTHENTICATE};
-use rustls_pki_types::CertificateDer;
-use rustls_pki_types::pem::PemObject;
 
 /// The command line of `doctor`.
 #[derive(Debug)]
@@ -44,8 +43,6 @@ pub(crate) struct DoctorArgs {
     pub format: DoctorFormat,
 }
 
-/// Largest registry log read (the tail is kept).
-const MAX_LOG: u64 = 64 << 20;
 /// Time allowed per request.
 const TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -245,7 +242,7 @@ impl<'a> Probe<'a> {
             };
             let found = registry_log::findings(&lines, refused, &ctx);
             if let Some(trust) = report.findings.iter_mut().find(|f| f.check == "trust") {
-                checks::refine_trust(trust, &found);
+                trust::refine_trust(trust, &found);
             }
             for f in found {
                 report.push(f);
@@ -434,7 +431,7 @@ impl<'a> Probe<'a> {
             .await;
         let mut retries = Vec::new();
         if first != Presented::Accepted && !matches!(first, Presented::Failed(_)) {
-            for other in checks::MODE_PREFERENCE.into_iter().filter(|m| *m != mode) {
+            for other in trust::MODE_PREFERENCE.into_iter().filter(|m| *m != mode) {
                 let alt = TokenIssuer::new(
                     self.config.token.issuer.clone(),
                     self.config.token.lifetime,
@@ -459,7 +456,7 @@ impl<'a> Probe<'a> {
             has_log: self.args.registry_log.is_some(),
         };
         let kid = self.key.public_key().kid(mode).to_owned();
-        report.push(checks::trust(mode, &kid, &first, &retries, &ctx));
+        report.push(trust::trust(mode, &kid, &first, &retries, &ctx));
         if first == Presented::Accepted
             && let Some(scope) = scopes.first()
         {
@@ -467,7 +464,7 @@ impl<'a> Probe<'a> {
                 let url = format!("{}/v2/{}/tags/list", self.registry, scope.name);
                 let answer = self.present(&url, &signed).await;
                 let label = format!("{}:{}", scope.kind, scope.name);
-                report.push(checks::scope(&label, &subject, &answer, &granted));
+                report.push(trust::scope(&label, &subject, &answer, &granted));
             } else {
                 report.push(Finding::warn(
                     "scope",
@@ -627,62 +624,6 @@ struct Answer {
     received: i64,
 }
 
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
-
-/// An IMF-fixdate (`Mon, 07 Dec 2026 20:30:00 GMT`) as unix seconds.
-fn parse_http_date(value: &str) -> Option<i64> {
-    let format = time::format_description::parse_borrowed::<2>(
-        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT",
-    )
-    .ok()?;
-    time::PrimitiveDateTime::parse(value.trim(), &format)
-        .ok()
-        .map(|t| t.assume_utc().unix_timestamp())
-}
-
-/// The identities of the certificates of a PEM bundle: the libtrust key ID of each one's key,
-/// or its DER hash when the key is of a kind tokens cannot use.
-fn cert_ids(pem: &[u8]) -> BTreeSet<String> {
-    CertificateDer::pem_slice_iter(pem)
-        .filter_map(Result::ok)
-        .map(|der| {
-            PublishedKey::from_chain(vec![der.to_vec()], "bundle").map_or_else(
-                |_| {
-                    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &der);
-                    format!("sha256:{}", URL_SAFE_NO_PAD.encode(digest.as_ref()))
-                },
-                |k| k.libtrust_kid().to_owned(),
-            )
-        })
-        .collect()
-}
-
-/// The `kid`s of a JWK Set document.
-fn jwks_kids(body: &[u8]) -> Option<BTreeSet<String>> {
-    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
-    Some(
-        v.get("keys")?
-            .as_array()?
-            .iter()
-            .filter_map(|k| k.get("kid").and_then(|k| k.as_str()).map(str::to_owned))
-            .collect(),
-    )
-}
-
-/// The `iss` of the token in a token response (decoded, not verified: it is only compared).
-fn token_issuer(body: &[u8]) -> Option<String> {
-    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
-    let token = v.get("token").or_else(|| v.get("access_token"))?.as_str()?;
-    let payload = token.split('.').nth(1)?;
-    let claims: serde_json::Value =
-        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).ok()?).ok()?;
-    claims.get("iss")?.as_str().map(str::to_owned)
-}
-
 /// A transport error in one line, with its causes.
 fn describe(e: &reqwest::Error) -> String {
     registry_auth::oidc::describe_reqwest(e)
@@ -712,65 +653,4 @@ fn connection_finding(target: &str, url: &str, e: &reqwest::Error, args: &Doctor
             Entry::RegistryChallenge,
         )
     })
-}
-
-/// How long the log stream on stdin is still read after the last probe.
-const STDIN_GRACE: Duration = Duration::from_millis(1500);
-
-/// The registry log streamed on stdin, read by a background thread into a bounded buffer
-/// (the thread ends with the process; a stream like `docker logs -f` never ends by itself).
-#[derive(Debug, Clone, Default)]
-struct StdinLog(Arc<Mutex<Vec<u8>>>);
-
-impl StdinLog {
-    fn start() -> StdinLog {
-        let log = StdinLog::default();
-        let buffer = log.0.clone();
-        std::thread::spawn(move || {
-            let mut stdin = io::stdin().lock();
-            let mut chunk = [0u8; 8192];
-            while let Ok(n) = stdin.read(&mut chunk) {
-                if n == 0 {
-                    break;
-                }
-                let mut b = buffer
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-                b.extend_from_slice(&chunk[..n]);
-                let len = b.len();
-                if len as u64 > MAX_LOG {
-                    b.drain(..len - MAX_LOG as usize);
-                }
-            }
-        });
-        log
-    }
-
-    fn snapshot(&self) -> String {
-        let b = self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        String::from_utf8_lossy(&b).into_owned()
-    }
-}
-
-/// The registry log file from `offset` (its length before the probes; from the start if it
-/// shrank). At most the last [`MAX_LOG`] bytes.
-fn read_log(source: &str, offset: Option<u64>) -> Result<String> {
-    let mut bytes = Vec::new();
-    {
-        let path = Path::new(source);
-        let mut file = std::fs::File::open(path)
-            .with_context(|| format!("cannot open --registry-log {source}"))?;
-        let len = file.metadata()?.len();
-        let from = match offset {
-            Some(o) if o <= len => o,
-            _ => 0,
-        };
-        file.seek(SeekFrom::Start(from.max(len.saturating_sub(MAX_LOG))))?;
-        file.read_to_end(&mut bytes)
-            .with_context(|| format!("while reading --registry-log {source}"))?;
-    }
-    Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
