@@ -8,7 +8,8 @@
 //! # Layering
 //!
 //! ```text
-//! main.rs / cli.rs        ──▶ config, server, token (key generation), authz (explain)
+//! main.rs / cli.rs        ──▶ config, server, token (key generation), authz (explain),
+//!                             doctor, grant + authn (the doctor's probe token)
 //! server/  (HTTP only)    ──▶ authn, authz, token, config
 //! authn, authz, token     ──▶ config::file types only; pure, no HTTP, unit-tested
 //! doctor/ (diagnosis)     ──▶ token (header modes); pure: findings from observations
