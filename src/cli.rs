@@ -116,6 +116,39 @@ pub enum Command {
         #[arg(long, short = 'o')]
         output: Option<PathBuf>,
     },
+    /// Diagnose a live deployment: probe the registry and its realm with this config and print
+    /// one line per check (ok / warn / FAIL, what was seen, what to change). Exit 0 when every
+    /// check passes, 1 when one fails. Read-only; never prints a password or a token.
+    Doctor {
+        /// The YAML config file of the token server the registry should trust.
+        #[arg(long, short = 'c')]
+        config: PathBuf,
+        /// The registry's base URL as clients use it, e.g. `https://registry.example.com`.
+        #[arg(long)]
+        registry: String,
+        /// Also probe this scope's repository (its tags list), e.g. `repository:alice/app:pull`.
+        #[arg(long)]
+        scope: Option<String>,
+        /// Sign the probe token for this user (through the configured authentication) instead
+        /// of anonymous; needs --password-stdin.
+        #[arg(long, requires = "password_stdin")]
+        username: Option<String>,
+        /// Read the user's password from the first line of stdin.
+        #[arg(long, requires = "username")]
+        password_stdin: bool,
+        /// The registry's log, to read its reasons for refusing the doctor's tokens: a file
+        /// (what is appended during the run is read), or `-` for a stream on stdin (e.g.
+        /// `docker logs -f --since 1m registry 2>&1 |`).
+        #[arg(long, value_name = "FILE|-")]
+        registry_log: Option<String>,
+        /// A PEM file of CA certificates to trust for the registry and the realm (instead of
+        /// the system's).
+        #[arg(long)]
+        ca_file: Option<PathBuf>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = DoctorFormat::Text)]
+        format: DoctorFormat,
+    },
     /// ACL tools.
     #[command(subcommand)]
     Acl(AclCommand),
@@ -134,6 +167,15 @@ pub enum Command {
     /// The `sql_auth`/`acl_sql` database: apply the schema migrations.
     #[command(subcommand)]
     Db(DbCommand),
+}
+
+/// Output format of `doctor`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DoctorFormat {
+    /// One line per check and a summary.
+    Text,
+    /// `{"ok": bool, "findings": [{check, status, seen, fix, entry, link}]}`.
+    Json,
 }
 
 /// `tokens` subcommands.

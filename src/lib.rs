@@ -8,10 +8,15 @@
 //! # Layering
 //!
 //! ```text
-//! main.rs / cli.rs        ──▶ config, server, token (key generation), authz (explain)
+//! main.rs / cli.rs        ──▶ config, server, token (key generation), authz (explain),
+//!                             doctor, grant + authn (the doctor's probe token)
 //! server/  (HTTP only)    ──▶ authn, authz, token, config
 //! authn, authz, token     ──▶ config::file types only; pure, no HTTP, unit-tested
+//! doctor/ (diagnosis)     ──▶ token (header modes); pure: findings from observations
 //! ```
+//!
+//! `registry-auth doctor` probes a registry over HTTP from the binary's `commands::doctor`
+//! (a client, like `healthcheck`); what it saw is judged by the pure functions of [`doctor`].
 //!
 //! Identity: every decision is about one principal, a source and its canonical account there
 //! (`authn::Identity`, `authn::principal`); client values are data, never patterns.
@@ -26,6 +31,7 @@ pub mod breaker;
 pub mod cli;
 pub mod client_tls;
 pub mod config;
+pub mod doctor;
 pub mod ext;
 pub mod files;
 pub mod grant;

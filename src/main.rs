@@ -41,6 +41,25 @@ fn main() -> ExitCode {
         Command::PublicKey { config, output } => {
             commands::trust::public_key(&config, output.as_deref())
         }
+        Command::Doctor {
+            config,
+            registry,
+            scope,
+            username,
+            password_stdin,
+            registry_log,
+            ca_file,
+            format,
+        } => commands::doctor::doctor(&commands::doctor::DoctorArgs {
+            config,
+            registry,
+            scope,
+            username,
+            password_stdin,
+            registry_log,
+            ca_file,
+            format,
+        }),
         Command::Acl(AclCommand::Explain {
             config,
             account,

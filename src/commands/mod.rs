@@ -1,6 +1,7 @@
 //! The subcommands of the binary. `anyhow` is used here and in `main.rs` only.
 
 pub(crate) mod config;
+pub(crate) mod doctor;
 pub(crate) mod health;
 pub(crate) mod keys;
 pub(crate) mod logins;

@@ -29,6 +29,7 @@ use crate::common::clients::Outcome;
 use crate::common::http::{self, fetch_token, get};
 use crate::common::image;
 use crate::common::jwt;
+use crate::common::keys::Pki;
 use crate::common::keys::{KeyFiles, KeySetup, bcrypt_hash, yaml_str};
 use crate::common::proc::{self, ChildGuard, StopMode, free_port, require_tool, tail};
 use crate::common::server::{AuthServer, assert_log_has_no_secrets};
@@ -48,46 +49,6 @@ pub(crate) struct Slapd {
     ldaps_port: Option<u16>,
     admin_pw: String,
     guard: Option<ChildGuard>,
-}
-
-/// PEM files of a test CA and a leaf for 127.0.0.1.
-pub(crate) struct Pki {
-    ca: PathBuf,
-    cert: PathBuf,
-    key: PathBuf,
-}
-
-impl Pki {
-    fn write(dir: &Path, name: &str) -> Self {
-        fs::create_dir_all(dir).expect("mkdir pki");
-        let ca_key = rcgen::KeyPair::generate().expect("CA key");
-        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
-        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, format!("{name} test CA"));
-        let ca = ca_params.self_signed(&ca_key).expect("self-sign CA");
-        let issuer = rcgen::Issuer::new(ca_params, ca_key);
-        let leaf_key = rcgen::KeyPair::generate().expect("leaf key");
-        let mut leaf_params =
-            rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
-                .expect("leaf params");
-        leaf_params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "127.0.0.1");
-        let leaf = leaf_params
-            .signed_by(&leaf_key, &issuer)
-            .expect("sign leaf");
-        let pki = Self {
-            ca: dir.join(format!("{name}-ca.pem")),
-            cert: dir.join(format!("{name}-leaf.pem")),
-            key: dir.join(format!("{name}-leaf.key")),
-        };
-        fs::write(&pki.ca, ca.pem()).expect("write CA");
-        fs::write(&pki.cert, leaf.pem()).expect("write leaf");
-        fs::write(&pki.key, leaf_key.serialize_pem()).expect("write key");
-        pki
-    }
 }
 
 impl Slapd {

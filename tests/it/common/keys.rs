@@ -180,3 +180,52 @@ pub fn kid_of_cert_file(path: &Path) -> String {
         .unwrap_or_else(|| panic!("{} holds no certificate", path.display()));
     libtrust_kid(&spki_der(first))
 }
+
+/// PEM files of a test CA and a leaf for 127.0.0.1.
+pub struct Pki {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl Pki {
+    /// `<name>-ca.pem`, `<name>-leaf.pem` (for `127.0.0.1` and `localhost`) and
+    /// `<name>-leaf.key` in `dir`.
+    pub fn write(dir: &Path, name: &str) -> Self {
+        Self::write_for(dir, name, &["127.0.0.1", "localhost"])
+    }
+
+    /// [`Pki::write`] with a leaf valid for `names` only (host names or IP addresses).
+    pub fn write_for(dir: &Path, name: &str, names: &[&str]) -> Self {
+        fs::create_dir_all(dir).expect("mkdir pki");
+        let ca_key = rcgen::KeyPair::generate().expect("CA key");
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, format!("{name} test CA"));
+        let ca = ca_params.self_signed(&ca_key).expect("self-sign CA");
+        let issuer = rcgen::Issuer::new(ca_params, ca_key);
+        let leaf_key = rcgen::KeyPair::generate().expect("leaf key");
+        let mut leaf_params = rcgen::CertificateParams::new(
+            names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>(),
+        )
+        .expect("leaf params");
+        leaf_params.distinguished_name.push(
+            rcgen::DnType::CommonName,
+            names.first().copied().unwrap_or("127.0.0.1"),
+        );
+        let leaf = leaf_params
+            .signed_by(&leaf_key, &issuer)
+            .expect("sign leaf");
+        let pki = Self {
+            ca: dir.join(format!("{name}-ca.pem")),
+            cert: dir.join(format!("{name}-leaf.pem")),
+            key: dir.join(format!("{name}-leaf.key")),
+        };
+        fs::write(&pki.ca, ca.pem()).expect("write CA");
+        fs::write(&pki.cert, leaf.pem()).expect("write leaf");
+        fs::write(&pki.key, leaf_key.serialize_pem()).expect("write key");
+        pki
+    }
+}

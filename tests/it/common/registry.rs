@@ -61,6 +61,8 @@ pub struct RegistryOptions {
     pub jwks: Option<PathBuf>,
     /// `auth.token.signingalgorithms` (v3 only); empty = the registry's default list.
     pub signingalgorithms: Vec<String>,
+    /// Serve HTTPS with this certificate and key (`http.tls`), e.g. a [`super::keys::Pki`] leaf.
+    pub tls: Option<(PathBuf, PathBuf)>,
 }
 
 impl RegistryOptions {
@@ -71,6 +73,7 @@ impl RegistryOptions {
             bundle: true,
             jwks: None,
             signingalgorithms: Vec::new(),
+            tls: None,
         }
     }
 }
@@ -90,6 +93,8 @@ pub struct Registry {
     pub addr: String,
     pub dir: PathBuf,
     pub log: PathBuf,
+    /// Serves HTTPS.
+    pub tls: bool,
     guard: ChildGuard,
 }
 
@@ -119,17 +124,22 @@ impl Registry {
         opts: &RegistryOptions,
     ) -> Result<Self, String> {
         let auth = auth_yaml(spec, opts);
-        Self::try_start_config(opts.kind, dir, &auth)
+        Self::try_start_config(opts.kind, dir, &auth, opts.tls.as_ref())
     }
 
     /// Starts `kind` with this `auth:` block (top-level YAML, e.g. a documented example) after
     /// the test's storage, log and `http` settings; panics with the log when it does not come up.
     pub fn start_with_auth_yaml(kind: RegistryKind, dir: &Path, auth: &str) -> Self {
-        Self::try_start_config(kind, dir, auth)
+        Self::try_start_config(kind, dir, auth, None)
             .unwrap_or_else(|e| panic!("could not start registry {}: {e}", kind.version()))
     }
 
-    fn try_start_config(kind: RegistryKind, dir: &Path, auth: &str) -> Result<Self, String> {
+    fn try_start_config(
+        kind: RegistryKind,
+        dir: &Path,
+        auth: &str,
+        tls: Option<&(PathBuf, PathBuf)>,
+    ) -> Result<Self, String> {
         let bin = kind.program();
         fs::create_dir_all(dir.join("data")).expect("mkdir registry data");
         let log = dir.join("registry.log");
@@ -138,7 +148,7 @@ impl Registry {
             let port = free_port();
             let addr = format!("127.0.0.1:{port}");
             let config = dir.join("config.yml");
-            fs::write(&config, config_yaml(dir, &addr, auth)).expect("write registry config");
+            fs::write(&config, config_yaml(dir, &addr, auth, tls)).expect("write registry config");
             let logf = File::create(&log).expect("create registry.log");
             let mut cmd = Command::new(&bin);
             cmd.arg("serve")
@@ -160,9 +170,12 @@ impl Registry {
                 .unwrap_or_else(|e| panic!("spawn {}: {e}", bin.display()));
             let mut guard = ChildGuard::new("registry", child, StopMode::Kill);
             let deadline = Instant::now() + Duration::from_secs(15);
+            let tls = tls.is_some();
             loop {
+                // A TLS listener answers a plain HTTP request with 400 ("Client sent an HTTP
+                // request to an HTTPS server"): it is up.
                 if let Ok(r) = http::try_request("GET", &format!("http://{addr}/v2/"), &[])
-                    && r.status == 401
+                    && (r.status == 401 || (tls && r.status == 400))
                 {
                     // The right program answered (not some other registry on PATH).
                     if kind == RegistryKind::V3 {
@@ -179,6 +192,7 @@ impl Registry {
                         addr,
                         dir: dir.to_owned(),
                         log,
+                        tls,
                         guard,
                     });
                 }
@@ -207,7 +221,11 @@ impl Registry {
     }
 
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!(
+            "{}://{}",
+            if self.tls { "https" } else { "http" },
+            self.addr
+        )
     }
 
     /// The last `n` log lines, without the noise (access log, Go runtime fields), shortened.
@@ -297,7 +315,15 @@ fn auth_yaml(spec: &RegistrySpec, opts: &RegistryOptions) -> String {
     s
 }
 
-fn config_yaml(dir: &Path, addr: &str, auth: &str) -> String {
+fn config_yaml(dir: &Path, addr: &str, auth: &str, tls: Option<&(PathBuf, PathBuf)>) -> String {
+    let tls = match tls {
+        Some((cert, key)) => format!(
+            "  tls:\n    certificate: {}\n    key: {}\n",
+            yaml_str(&cert.to_string_lossy()),
+            yaml_str(&key.to_string_lossy())
+        ),
+        None => String::new(),
+    };
     format!(
         "version: 0.1
 log:
@@ -316,7 +342,7 @@ storage:
 http:
   addr: {addr}
   secret: registry-auth-it-not-secret
-{auth}",
+{tls}{auth}",
         data = yaml_str(&dir.join("data").to_string_lossy()),
     )
 }
