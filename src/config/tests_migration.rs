@@ -132,14 +132,13 @@ fn a_token_db_next_to_an_explicit_store_says_which_to_remove() {
 }
 
 #[test]
-fn gcs_token_db_and_redis_cluster_name_the_replacement() {
+fn gcs_token_db_names_the_replacement_and_redis_cluster_maps_onto_the_store() {
     let d = dir();
     let i = issues(load_in(
         d.path(),
         &format!(
             "{TOKEN}users: {{\"\": {{}}}}\nacl: []\n\
-             google_auth: {{{GH}, gcs_token_db: {{bucket: b, client_secret_file: f}}}}\n\
-             github_auth: {{{GH}, redis_token_db: {{redis_cluster_options: {{addrs: [a]}}}}}}\n"
+             google_auth: {{{GH}, gcs_token_db: {{bucket: b, client_secret_file: f}}}}\n"
         ),
     ));
     let gcs = at(&i, "google_auth.gcs_token_db");
@@ -147,8 +146,24 @@ fn gcs_token_db_and_redis_cluster_name_the_replacement() {
         gcs.message.contains("Google Cloud Storage") && gcs.message.contains("type: redis"),
         "{gcs}"
     );
-    let cluster = at(&i, "github_auth.redis_token_db.redis_cluster_options");
-    assert!(cluster.message.contains("store: {type: redis"), "{cluster}");
+    // go-redis cluster options become a `redis+cluster://` store, with the password hidden in
+    // the warning.
+    let c = load_in(
+        d.path(),
+        &format!(
+            "{TOKEN}users: {{\"\": {{}}}}\nacl: []\n\
+             github_auth: {{{GH}, redis_token_db: {{redis_cluster_options: \
+             {{addrs: [\"127.0.0.1:7000\", \"127.0.0.1:7001\"], password: s3cret}}}}}}\n"
+        ),
+    )
+    .unwrap();
+    let w = at(&c.warnings, "github_auth.redis_token_db");
+    assert!(
+        w.message
+            .contains("redis+cluster://:***@127.0.0.1:7000,127.0.0.1:7001")
+            && !w.message.contains("s3cret"),
+        "{w}"
+    );
 }
 
 #[test]
