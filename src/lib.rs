@@ -9,6 +9,7 @@
 //!
 //! ```text
 //! main.rs / cli.rs        ──▶ config, server, token (key generation), authz (explain)
+//! docs (generated pages)  ──▶ config (schema), cli (clap), server::metrics (registry)
 //! server/  (HTTP only)    ──▶ authn, authz, token, config
 //! authn, authz, token     ──▶ config::file types only; pure, no HTTP, unit-tested
 //! ```
@@ -26,6 +27,7 @@ pub mod breaker;
 pub mod cli;
 pub mod client_tls;
 pub mod config;
+pub mod docs;
 pub mod ext;
 pub mod files;
 pub mod grant;

@@ -33,6 +33,7 @@ mod bad_input;
 mod casbin;
 mod client_addr;
 mod config_errors;
+mod docs;
 mod faults;
 mod full_disk;
 mod helm;
