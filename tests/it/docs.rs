@@ -3,7 +3,8 @@
 //!   code produces (src/docs.rs); `UPDATE_DOCS=1 cargo test --test it docs::` rewrites them;
 //! * `mdbook build docs` (the pinned mdBook of scripts/tools/install-mdbook.sh) builds without a
 //!   warning, and headless chromium renders two pages of the result into screenshots that are
-//!   neither empty nor a single flat colour (a broken theme or a blank page fails);
+//!   neither empty nor one background colour (a blank or unstyled page fails; an unstyled
+//!   control page checks that the check can fail);
 //! * every relative link and `#anchor` in docs/, README.md and the chart's README resolves, with
 //!   GitHub's heading slugs (a small checker: no network, nothing outside the repository).
 
@@ -134,46 +135,80 @@ fn book_builds_without_warnings_and_renders() {
         "config page lacks its keys"
     );
 
+    // A control: an unstyled page with one line of text (what a broken theme looks like) must
+    // fail the same check the book's pages pass.
+    let plain = tmp.path().join("plain.html");
+    fs::write(
+        &plain,
+        "<html><body><p>plain unstyled text</p></body></html>",
+    )
+    .unwrap();
+    let (colours, dominant) = screenshot(tmp.path(), &plain, "plain");
+    assert!(
+        !looks_rendered(colours, dominant),
+        "the screenshot check passes an unstyled page ({colours} colours, {dominant:.2} one colour)"
+    );
     for (i, page) in ["index.html", "reference/config.html"].iter().enumerate() {
-        let png = tmp.path().join(format!("page{i}.png"));
-        let profile = tmp.path().join(format!("profile{i}"));
-        let out = Command::new("chromium")
-            .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--no-first-run",
-                "--hide-scrollbars",
-                "--window-size=1200,900",
-            ])
-            .arg(format!("--user-data-dir={}", profile.display()))
-            .arg(format!("--screenshot={}", png.display()))
-            .arg(format!("file://{}", site.join(page).display()))
-            .output()
-            .expect("run chromium (scripts/install-test-deps.sh installs it)");
+        let (colours, dominant) = screenshot(tmp.path(), &site.join(page), &format!("page{i}"));
         assert!(
-            out.status.success() && png.is_file(),
-            "chromium could not screenshot {page}:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let colours = distinct_colours(&png);
-        // A rendered page has text in several colours over the theme's background, sidebar
-        // and anti-aliasing; a blank page or a missing stylesheet has one or two.
-        assert!(
-            colours > 50,
-            "{page} rendered with only {colours} colours: a blank page or a broken theme ({})",
-            png.display()
+            looks_rendered(colours, dominant),
+            "{page} rendered with {colours} colours, {dominant:.2} of the pixels one colour: a \
+             blank page or a broken theme (target/test-artifacts/book-{i}.png)"
         );
         // Kept for a look: target/test-artifacts/book-<n>.png.
         let artifacts = root().join("target/test-artifacts");
         let _ = fs::create_dir_all(&artifacts);
-        let _ = fs::copy(&png, artifacts.join(format!("book-{i}.png")));
+        let _ = fs::copy(
+            tmp.path().join(format!("page{i}.png")),
+            artifacts.join(format!("book-{i}.png")),
+        );
     }
 }
 
-/// The number of distinct RGB colours in a PNG (8-bit RGB or RGBA).
-fn distinct_colours(path: &Path) -> usize {
+/// A themed page: text in several colours with anti-aliasing, and no colour covering nearly the
+/// whole window (the book's sidebar, header and content differ; a blank or unstyled page is one
+/// background with a little text).
+fn looks_rendered(colours: usize, dominant: f64) -> bool {
+    colours > 50 && dominant < 0.9
+}
+
+/// Screenshots `file` with headless chromium into `<dir>/<name>.png`; returns its number of
+/// distinct colours and the share of pixels of the most common one.
+fn screenshot(dir: &Path, file: &Path, name: &str) -> (usize, f64) {
+    let png = dir.join(format!("{name}.png"));
+    let profile = dir.join(format!("profile-{name}"));
+    let out = Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--no-first-run",
+            "--hide-scrollbars",
+            "--window-size=1200,900",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg(format!("--screenshot={}", png.display()))
+        .arg(format!("file://{}", file.display()))
+        .output()
+        .expect("run chromium (scripts/install-test-deps.sh installs it)");
+    assert!(
+        out.status.success() && png.is_file(),
+        "chromium could not screenshot {}:\n{}",
+        file.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stats = colour_stats(&png);
+    eprintln!(
+        "{name}: {} colours, {:.2} of the pixels one colour",
+        stats.0, stats.1
+    );
+    stats
+}
+
+/// The number of distinct RGB colours in a PNG (8-bit RGB or RGBA) and the share of pixels of
+/// the most common one.
+fn colour_stats(path: &Path) -> (usize, f64) {
     let decoder = png::Decoder::new(std::io::BufReader::new(
         fs::File::open(path).expect("open the screenshot"),
     ));
@@ -186,11 +221,14 @@ fn distinct_colours(path: &Path) -> usize {
         png::ColorType::Rgba => 4,
         other => panic!("unexpected PNG colour type {other:?}"),
     };
-    let mut seen = BTreeSet::new();
+    let mut counts: std::collections::HashMap<(u8, u8, u8), usize> = Default::default();
+    let mut total = 0;
     for px in buf[..info.buffer_size()].chunks_exact(step) {
-        seen.insert((px[0], px[1], px[2]));
+        *counts.entry((px[0], px[1], px[2])).or_default() += 1;
+        total += 1;
     }
-    seen.len()
+    let max = counts.values().copied().max().unwrap_or(0);
+    (counts.len(), max as f64 / total.max(1) as f64)
 }
 
 // ------------------------------------------------------------------------------------------
