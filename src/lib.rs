@@ -10,6 +10,7 @@
 //! ```text
 //! main.rs / cli.rs        ──▶ config, server, token (key generation), authz (explain),
 //!                             doctor, grant + authn (the doctor's probe token)
+//! docs (generated pages)  ──▶ config (schema), cli (clap), server::metrics (registry)
 //! server/  (HTTP only)    ──▶ authn, authz, token, config
 //! authn, authz, token     ──▶ config::file types only; pure, no HTTP, unit-tested
 //! doctor/ (diagnosis)     ──▶ token (header modes); pure: findings from observations
@@ -32,6 +33,7 @@ pub mod cli;
 pub mod client_tls;
 pub mod config;
 pub mod doctor;
+pub mod docs;
 pub mod ext;
 pub mod files;
 pub mod grant;

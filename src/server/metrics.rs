@@ -265,3 +265,50 @@ impl Metrics {
         Ok(out)
     }
 }
+
+/// What each metric label means (the generated metrics reference lists it; a test checks that
+/// every label the registry exports is here).
+pub const LABEL_DOCS: &[(&str, &str)] = &[
+    (
+        "route",
+        "the matched route (`/auth`, `/token`, …) or `unmatched`.",
+    ),
+    ("status", "the HTTP status code of the answer."),
+    (
+        "outcome",
+        "`granted`, `partially_denied`, `denied`, `bad_credentials` or `locked_out`.",
+    ),
+    (
+        "backend",
+        "the config key of the backend (`users`, `robots`, `ext_auth`, `ldap_auth`, \
+         `http_auth`, `sql_auth`, `ext_authz`, `http_authz`, …).",
+    ),
+    (
+        "result",
+        "`success` or `failure` of a configuration reload.",
+    ),
+    (
+        "version",
+        "the version of the running binary (`build_info` is always 1).",
+    ),
+];
+
+/// The OpenMetrics text exposition of a fresh registry with one sample in every labelled
+/// family, so each metric shows its labels: what the generated metrics reference
+/// (`crate::docs`) is read from.
+pub fn sample_exposition() -> String {
+    let m = Metrics::new();
+    m.http_requests
+        .get_or_create(&HttpLabels {
+            route: Route(None),
+            status: 200,
+        })
+        .inc();
+    m.decision("granted");
+    m.backend_error("users");
+    m.authn_time("users", Duration::ZERO);
+    m.config_reloads
+        .get_or_create(&ResultLabels { result: "success" })
+        .inc();
+    m.encode().unwrap_or_default()
+}

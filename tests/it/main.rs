@@ -34,6 +34,7 @@ mod casbin;
 mod client_addr;
 mod config_errors;
 mod doctor;
+mod docs;
 mod faults;
 mod full_disk;
 mod helm;
