@@ -8,8 +8,9 @@
 //! # Layering
 //!
 //! ```text
-//! main.rs / cli.rs        ──▶ config, server, token (key generation), authz (explain)
-//! server/  (HTTP only)    ──▶ authn, authz, token, config
+//! main.rs / cli.rs        ──▶ config, server, token (key generation), authz (explain), policy
+//! server/  (HTTP only)    ──▶ authn, authz, token, config, policy::audit (the audit line)
+//! policy/  (acl test, replay, diff) ──▶ authz, config, grant; pure, unit-tested
 //! authn, authz, token     ──▶ config::file types only; pure, no HTTP, unit-tested
 //! ```
 //!
@@ -31,6 +32,7 @@ pub mod files;
 pub mod grant;
 pub mod health;
 pub mod oidc;
+pub mod policy;
 pub mod server;
 pub mod sql;
 pub mod store;

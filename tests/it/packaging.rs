@@ -1029,6 +1029,14 @@ fn chart_default_config_passes_check_config() {
         "check-config warns about the chart's default config:\n{}",
         check.describe()
     );
+    // The shipped ACL test cases for the chart's default config pass.
+    let cases = "examples/acl-tests/chart-default.tests.yaml";
+    let test = run_cli(&["acl", "test", "--config", &file.to_string_lossy(), cases]);
+    assert!(
+        test.success() && test.stdout.contains("0 failed, 0 invalid, 0 not evaluable"),
+        "`acl test` of {cases} against the chart's default config:\n{}",
+        test.describe()
+    );
 }
 
 /// Every `.Values.a.b` a template reads exists in values.yaml (typos would silently render
