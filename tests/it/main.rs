@@ -27,6 +27,7 @@
 
 mod common;
 
+mod acl_as_code;
 mod acl_matrix;
 mod bad_input;
 mod casbin;
