@@ -113,65 +113,55 @@ impl Report {
     }
 }
 
-/// What identifies one decision: the same key always gets the same verdict under one
-/// configuration.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct MemoKey {
-    source: &'static str,
-    account: String,
-    labels: Vec<(String, Vec<String>)>,
-    ip: Option<IpAddr>,
-    service: String,
-    scope: Scope,
-}
-
 /// Decides recorded requests, remembering each distinct decision (real traffic repeats the
 /// same principal, repository and actions many times). Bounded: at most [`MEMO_LIMIT`]
 /// decisions are kept; past that it starts over.
-#[derive(Debug)]
+///
+/// The key is the text of everything a decision depends on (source, account, labels, address,
+/// service, scope), built in one reused buffer, so a hit allocates nothing but the verdict's
+/// copy.
+#[derive(Debug, Default)]
 pub struct Memo {
-    memo: HashMap<MemoKey, Verdict>,
+    memo: HashMap<Box<str>, Verdict>,
+    key: String,
 }
 
 /// Distinct decisions remembered at most.
 pub const MEMO_LIMIT: usize = 1 << 20;
 
-impl Default for Memo {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl Memo {
     /// An empty memo.
     pub fn new() -> Self {
-        Self {
-            memo: HashMap::new(),
-        }
+        Self::default()
     }
 
-    fn key(who: &Principal, ip: Option<IpAddr>, service: &str, scope: &Scope) -> MemoKey {
-        MemoKey {
-            source: who.source,
-            account: who.account.clone(),
-            labels: who
-                .labels
-                .0
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-            ip,
-            service: service.to_owned(),
-            scope: scope.clone(),
-        }
+    fn key(&mut self, who: &Principal, ip: Option<IpAddr>, service: &str, scope: &Scope) {
+        use std::fmt::Write as _;
+        let k = &mut self.key;
+        k.clear();
+        // Client-chosen parts are length-prefixed, so no value can imitate a separator.
+        let labels = super::audit::encode_labels(&who.labels);
+        let _ = write!(
+            k,
+            "{} {}:{} {}:{labels} {}:{service} ",
+            who.source,
+            who.account.len(),
+            who.account,
+            labels.len(),
+            service.len()
+        );
+        let _ = match ip {
+            Some(ip) => write!(k, "{ip} {scope}"),
+            None => write!(k, "- {scope}"),
+        };
     }
 
     /// The verdicts of one record, without awaiting; `None` when Casbin has to be asked.
     pub fn decide_sync(&mut self, offline: &Offline, rec: &AuditRecord) -> Option<Vec<Verdict>> {
         let mut out = Vec::with_capacity(rec.scopes.len());
         for s in &rec.scopes {
-            let key = Self::key(&rec.principal, rec.ip, &rec.service, &s.scope);
-            if let Some(v) = self.memo.get(&key) {
+            self.key(&rec.principal, rec.ip, &rec.service, &s.scope);
+            if let Some(v) = self.memo.get(self.key.as_str()) {
                 out.push(v.clone());
                 continue;
             }
@@ -179,7 +169,7 @@ impl Memo {
             if self.memo.len() >= MEMO_LIMIT {
                 self.memo.clear();
             }
-            self.memo.insert(key, v.clone());
+            self.memo.insert(self.key.as_str().into(), v.clone());
             out.push(v);
         }
         Some(out)
