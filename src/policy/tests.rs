@@ -462,3 +462,93 @@ fn literal_acls_diff_exactly() {
     assert_eq!(r.changes[0].after, acts(&["pull", "push"]));
     assert!(text.contains("gains push"), "{text}");
 }
+
+#[test]
+fn acl_sql_rows_and_casbin_are_decided_offline() {
+    let rt = rt();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display();
+    // acl_sql (SQLite) after the static ACL.
+    let o = offline_with(
+        &rt,
+        &format!("acl_sql: {{url: \"sqlite:{d}/acl.db\"}}\nauthz_order: [acl, acl_sql]\n"),
+        "\n  - match: {account: alice, name: \"alice/*\"}\n    actions: [pull]\n",
+    );
+    let crate::config::AuthzBackend::Sql(sql) = &o.config().authz_order[1] else {
+        panic!("acl_sql is second");
+    };
+    rt.block_on(async {
+        sql.db().migrate().await.unwrap();
+        sql.db()
+            .execute(
+                r#"INSERT INTO registry_auth_acl (seq, entry) VALUES
+                   (10, '{"match": {"name": "shared/*"}, "actions": ["pull", "push"]}')"#,
+            )
+            .await
+            .unwrap();
+    });
+    // Read the rows now that they exist.
+    let o = rt
+        .block_on(Offline::new(Arc::new(o.config().clone())))
+        .unwrap();
+    let file = cases::parse(
+        "cases:\n  - account: alice\n    expect:\n      \"repository:alice/x:pull,push\": pull\n      \
+         \"repository:shared/x:pull,push\": pull\n",
+    )
+    .unwrap();
+    let results = rt.block_on(cases::run(&o, &file));
+    match &results[0].outcome {
+        cases::Outcome::Failed(m) => {
+            assert_eq!(m.len(), 1, "{m:?}");
+            assert_eq!(m[0].granted, acts(&["pull", "push"]));
+            assert!(
+                m[0].decided_by
+                    .starts_with("acl_sql row seq=10: match {name: \"shared/*\"}"),
+                "{m:?}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+
+    // Casbin after the static ACL: it decides what the ACL does not match.
+    std::fs::write(
+        dir.path().join("model.conf"),
+        "[request_definition]\nr = account, type, name, service, ip, action, labels\n\n\
+         [policy_definition]\np = account, type, name, service, ip, action, labels\n\n\
+         [policy_effect]\ne = some(where (p.eft == allow))\n\n[matchers]\nm = r.account == \
+         p.account && keyMatch(r.name, p.name) && r.action == p.action\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("policy.csv"),
+        "p, alice, repository, team/*, reg, 0.0.0.0/0, push, \"{}\"\n",
+    )
+    .unwrap();
+    let o = offline_with(
+        &rt,
+        &format!(
+            "casbin_authz: {{model_path: {d}/model.conf, policy_path: {d}/policy.csv}}\n\
+             authz_order: [acl, casbin_authz]\n"
+        ),
+        "\n  - match: {account: alice, name: \"alice/*\"}\n    actions: [pull]\n",
+    );
+    let alice = user("alice", &[]);
+    assert!(
+        o.decide_sync(&alice, "reg", None, &scope("repository:team/x:push"))
+            .is_none()
+    );
+    let v = rt
+        .block_on(o.decide(&alice, "reg", None, &scope("repository:team/x:pull,push")))
+        .unwrap();
+    assert_eq!(
+        v,
+        Verdict::Decided {
+            granted: acts(&["push"]),
+            by: Decider::Other("casbin_authz".into())
+        }
+    );
+    assert_eq!(
+        granted(&o, &alice, None, "repository:alice/x:pull,push"),
+        (acts(&["pull"]), Decider::Acl(0))
+    );
+}
