@@ -119,11 +119,10 @@ pub(crate) fn acl_replay(
                     continue;
                 }
             };
-            let verdicts: Vec<Verdict> = match memo.decide_sync(&offline, &rec) {
-                Some(v) => v,
-                None => runtime.block_on(replay::decide(&offline, &rec))?,
-            };
-            report.add(&rec, &verdicts);
+            if !memo.replay(&offline, &rec, &mut report) {
+                let verdicts: Vec<Verdict> = runtime.block_on(replay::decide(&offline, &rec))?;
+                report.add(&rec, &verdicts);
+            }
         }
     }
     report.stats.lines = line_no;

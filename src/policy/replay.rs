@@ -78,36 +78,51 @@ impl Report {
 
     /// Adds one request and its new verdicts (one per recorded scope, in order).
     pub fn add(&mut self, rec: &AuditRecord, verdicts: &[Verdict]) {
+        self.start(rec);
+        for (recorded, verdict) in rec.scopes.iter().zip(verdicts) {
+            self.add_scope(rec, recorded, verdict);
+        }
+    }
+
+    /// Counts a request (its scopes come through [`Report::add_scope`]).
+    fn start(&mut self, rec: &AuditRecord) {
         self.stats.requests += 1;
         if rec.version == 0 {
             self.stats.unversioned += 1;
         }
-        for (recorded, verdict) in rec.scopes.iter().zip(verdicts) {
-            self.stats.scopes += 1;
-            match verdict {
-                Verdict::External(name) => {
-                    self.stats.external += 1;
-                    *self.external.entry(name).or_default() += 1;
-                }
-                Verdict::Decided { granted, by } => {
-                    if *granted == recorded.granted {
-                        if *by != recorded.by {
-                            self.stats.moved += 1;
-                        }
-                        continue;
+    }
+
+    /// Adds the new verdict of one recorded scope of `rec`.
+    fn add_scope(
+        &mut self,
+        rec: &AuditRecord,
+        recorded: &super::audit::RecordedScope,
+        verdict: &Verdict,
+    ) {
+        self.stats.scopes += 1;
+        match verdict {
+            Verdict::External(name) => {
+                self.stats.external += 1;
+                *self.external.entry(name).or_default() += 1;
+            }
+            Verdict::Decided { granted, by } => {
+                if *granted == recorded.granted {
+                    if *by != recorded.by {
+                        self.stats.moved += 1;
                     }
-                    self.stats.changed += 1;
-                    let key = ChangeKey {
-                        subject: rec.subject.clone(),
-                        source: rec.principal.source,
-                        resource: format!("{}:{}", recorded.scope.kind, recorded.scope.name),
-                        requested: recorded.scope.actions.clone(),
-                        before: recorded.granted.clone(),
-                        after: granted.clone(),
-                        now: by.clone(),
-                    };
-                    *self.changes.entry(key).or_default() += 1;
+                    return;
                 }
+                self.stats.changed += 1;
+                let key = ChangeKey {
+                    subject: rec.subject.clone(),
+                    source: rec.principal.source,
+                    resource: format!("{}:{}", recorded.scope.kind, recorded.scope.name),
+                    requested: recorded.scope.actions.clone(),
+                    before: recorded.granted.clone(),
+                    after: granted.clone(),
+                    now: by.clone(),
+                };
+                *self.changes.entry(key).or_default() += 1;
             }
         }
     }
@@ -140,20 +155,48 @@ impl Memo {
         let k = &mut self.key;
         k.clear();
         // Client-chosen parts are length-prefixed, so no value can imitate a separator.
-        let labels = super::audit::encode_labels(&who.labels);
-        let _ = write!(
-            k,
-            "{} {}:{} {}:{labels} {}:{service} ",
-            who.source,
-            who.account.len(),
-            who.account,
-            labels.len(),
-            service.len()
-        );
+        let _ = write!(k, "{} {}:", who.source, who.account.len());
+        k.push_str(&who.account);
+        for (key, values) in &who.labels.0 {
+            let _ = write!(k, " {}:", key.len());
+            k.push_str(key);
+            for v in values {
+                let _ = write!(k, ",{}:", v.len());
+                k.push_str(v);
+            }
+        }
+        let _ = write!(k, " {}:", service.len());
+        k.push_str(service);
         let _ = match ip {
-            Some(ip) => write!(k, "{ip} {scope}"),
-            None => write!(k, "- {scope}"),
+            Some(ip) => write!(k, " {ip} {scope}"),
+            None => write!(k, " - {scope}"),
         };
+    }
+
+    /// Decides every scope of `rec` and adds it to `report`, without awaiting: false (and
+    /// nothing added) when Casbin has to be asked.
+    pub fn replay(&mut self, offline: &Offline, rec: &AuditRecord, report: &mut Report) -> bool {
+        if !offline.is_sync() {
+            return false;
+        }
+        report.start(rec);
+        for s in &rec.scopes {
+            self.key(&rec.principal, rec.ip, &rec.service, &s.scope);
+            if let Some(v) = self.memo.get(self.key.as_str()) {
+                report.add_scope(rec, s, v);
+                continue;
+            }
+            let Some(v) = offline.decide_sync(&rec.principal, &rec.service, rec.ip, &s.scope)
+            else {
+                unreachable!("is_sync: every decision is synchronous");
+            };
+            report.add_scope(rec, s, &v);
+            if self.memo.len() >= MEMO_LIMIT {
+                self.memo.clear();
+            }
+            self.memo.insert(self.key.as_str().into(), v);
+        }
+        true
     }
 
     /// The verdicts of one record, without awaiting; `None` when Casbin has to be asked.
