@@ -269,6 +269,61 @@ pub enum AclCommand {
         #[arg(required = true)]
         scopes: Vec<String>,
     },
+    /// Run a file of ACL test cases (identity, scopes, expected actions) against a config:
+    /// one line per failing case with the entry that decided; exit 1 on any failure.
+    Test {
+        /// The YAML config file.
+        #[arg(long, short = 'c')]
+        config: PathBuf,
+        /// The test file (YAML; see README "Changing an ACL safely").
+        tests: PathBuf,
+        /// Report format: text, or JUnit XML for CI systems.
+        #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+        format: ReportFormat,
+    },
+    /// Re-decide every token request of an audit log (text or JSON lines, `.gz` too) under a
+    /// new config and report every decision that would change.
+    Replay {
+        /// The new YAML config file.
+        #[arg(long, short = 'c')]
+        config: PathBuf,
+        /// The audit log(s) the server wrote (its stderr; other lines are ignored). `-` is
+        /// stdin.
+        #[arg(required = true)]
+        logs: Vec<PathBuf>,
+        /// Exit 1 when any decision would change.
+        #[arg(long)]
+        fail_on_change: bool,
+        /// Report format: text, or JSON (one object per change, then the summary).
+        #[arg(long, value_enum, default_value_t = ReplayFormat::Text)]
+        format: ReplayFormat,
+        /// No progress bar even on a terminal.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Compare the ACLs of two configs symbolically: which (identity class, repository
+    /// pattern) pairs gain or lose actions, and which entries became shadowed.
+    Diff {
+        /// The old config, then the new one: `--config OLD.yaml --config NEW.yaml`.
+        #[arg(long, short = 'c', num_args = 1, required = true)]
+        config: Vec<PathBuf>,
+        /// Exit 1 when anything changes.
+        #[arg(long)]
+        fail_on_change: bool,
+    },
+    /// Write a synthetic audit log for the replay benchmark (`scripts/bench-replay`).
+    #[command(hide = true)]
+    GenerateLog {
+        /// The YAML config file that decides the logged requests.
+        #[arg(long, short = 'c')]
+        config: PathBuf,
+        /// How many token requests.
+        #[arg(long)]
+        requests: u64,
+        /// Where to write the log.
+        #[arg(long, short = 'o')]
+        output: PathBuf,
+    },
     /// List the `acl_sql` rows in evaluation (`seq`) order, flagging broken ones (exit 1 when
     /// one is: the server keeps its previous ACL until they are fixed).
     List {
@@ -276,6 +331,24 @@ pub enum AclCommand {
         #[arg(long, short = 'c')]
         config: PathBuf,
     },
+}
+
+/// `acl test` report formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReportFormat {
+    /// One line per failing case, then a summary.
+    Text,
+    /// JUnit XML.
+    Junit,
+}
+
+/// `acl replay` report formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReplayFormat {
+    /// Lines for people.
+    Text,
+    /// JSON lines: one per change, then one summary.
+    Json,
 }
 
 /// `users` subcommands (the `sql_auth` database). Passwords are read from stdin (one line) or

@@ -89,6 +89,8 @@ pub enum GrantOutcome {
         account: String,
         /// The source that vouched for the principal.
         source: &'static str,
+        /// The principal's labels (for the audit line, which `acl replay` reads).
+        labels: Labels,
         /// The signed token.
         token: IssuedToken,
         /// Per-scope decisions, in request order.
@@ -359,6 +361,7 @@ fn sign(
     Ok(GrantOutcome::Issued {
         account: subject.into_owned(),
         source: identity.source(),
+        labels: identity.labels.clone(),
         token,
         decisions,
         refresh,

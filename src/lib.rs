@@ -8,10 +8,11 @@
 //! # Layering
 //!
 //! ```text
-//! main.rs / cli.rs        ──▶ config, server, token (key generation), authz (explain),
+//! main.rs / cli.rs        ──▶ config, server, token (key generation), authz (explain), policy,
 //!                             doctor, grant + authn (the doctor's probe token)
 //! docs (generated pages)  ──▶ config (schema), cli (clap), server::metrics (registry)
-//! server/  (HTTP only)    ──▶ authn, authz, token, config
+//! server/  (HTTP only)    ──▶ authn, authz, token, config, policy::audit (the audit line)
+//! policy/  (acl test, replay, diff) ──▶ authz, config, grant; pure, unit-tested
 //! authn, authz, token     ──▶ config::file types only; pure, no HTTP, unit-tested
 //! doctor/ (diagnosis)     ──▶ token (header modes); pure: findings from observations
 //! ```
@@ -32,13 +33,14 @@ pub mod breaker;
 pub mod cli;
 pub mod client_tls;
 pub mod config;
-pub mod doctor;
 pub mod docs;
+pub mod doctor;
 pub mod ext;
 pub mod files;
 pub mod grant;
 pub mod health;
 pub mod oidc;
+pub mod policy;
 pub mod server;
 pub mod sql;
 pub mod store;

@@ -80,6 +80,27 @@ fn main() -> ExitCode {
             cost,
         }) => commands::tokens::robot_create(&name, &scopes, expires.as_deref(), cost),
         Command::Acl(AclCommand::List { config }) => commands::sql::acl_list(&config),
+        Command::Acl(AclCommand::Test {
+            config,
+            tests,
+            format,
+        }) => commands::acl_test::acl_test(&config, &tests, format),
+        Command::Acl(AclCommand::Replay {
+            config,
+            logs,
+            fail_on_change,
+            format,
+            quiet,
+        }) => commands::acl_replay::acl_replay(&config, &logs, fail_on_change, format, quiet),
+        Command::Acl(AclCommand::GenerateLog {
+            config,
+            requests,
+            output,
+        }) => commands::acl_replay::generate_log(&config, requests, &output),
+        Command::Acl(AclCommand::Diff {
+            config,
+            fail_on_change,
+        }) => commands::acl_diff::acl_diff(&config, fail_on_change),
         Command::Users(UsersCommand::Add {
             config,
             name,

@@ -1,5 +1,8 @@
 //! The subcommands of the binary. `anyhow` is used here and in `main.rs` only.
 
+pub(crate) mod acl_diff;
+pub(crate) mod acl_replay;
+pub(crate) mod acl_test;
 pub(crate) mod config;
 pub(crate) mod doctor;
 pub(crate) mod health;

@@ -477,6 +477,14 @@ fn rendered_configs_pass_check_config_with_the_pods_files() {
                 "check-config warns about the chart's default config:\n{}",
                 check.describe()
             );
+            // The shipped ACL test cases for the chart's default config pass.
+            let cases = "examples/acl-tests/chart-default.tests.yaml";
+            let test = run_cli(&["acl", "test", "--config", &file.to_string_lossy(), cases]);
+            assert!(
+                test.success() && test.stdout.contains("0 failed, 0 invalid, 0 not evaluable"),
+                "`acl test` of {cases} against the chart's default config:\n{}",
+                test.describe()
+            );
         }
     }
 }

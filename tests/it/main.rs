@@ -28,13 +28,14 @@
 
 mod common;
 
+mod acl_as_code;
 mod acl_matrix;
 mod bad_input;
 mod casbin;
 mod client_addr;
 mod config_errors;
-mod doctor;
 mod docs;
+mod doctor;
 mod faults;
 mod full_disk;
 mod helm;

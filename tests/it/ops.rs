@@ -1312,9 +1312,16 @@ fn audit_log_has_one_line_per_decision_in_text_and_json_without_secrets() {
                     "a refusal says why: {line}"
                 );
             } else {
-                for s in scopes {
+                for s in &scopes {
                     assert!(line.contains(s), "{format}: `{s}` missing from {line}");
                 }
+                // `acl replay` reads the line back, in either format.
+                let record = registry_auth::policy::audit::parse_line(&line)
+                    .unwrap_or_else(|e| panic!("{format}: acl replay cannot read {line}: {e}"))
+                    .unwrap_or_else(|| panic!("{format}: not a token-issued line: {line}"));
+                assert_eq!(record.version, 1, "{line}");
+                assert_eq!(record.subject, account, "{line}");
+                assert_eq!(record.scopes.len(), scopes.len(), "{line}");
             }
             // Marked as audit: target `audit`.
             let marked = if format == "json" {

@@ -23,7 +23,8 @@ use tracing::{info, warn};
 
 use crate::authn::{AuthnAnswer, AuthnContext, Credentials};
 use crate::config::AuthzBackend;
-use crate::grant::{self, DecidedBy, GrantOutcome, RefreshRequest, ScopeDecision, TokenRequest};
+use crate::grant::{self, GrantOutcome, RefreshRequest, TokenRequest};
+use crate::policy::{Decider, audit};
 use crate::server::client_ip::{client_ip, ignored_forwarding};
 use crate::server::error::ApiError;
 use crate::server::extract::{
@@ -540,6 +541,7 @@ fn audit(
         GrantOutcome::Issued {
             account,
             source,
+            labels,
             decisions,
             refresh,
             ..
@@ -553,16 +555,27 @@ fn audit(
                 (n, _) if n == decisions.len() => "denied",
                 _ => "partially_denied",
             });
+            // The fields are a stable format (policy::audit, README "Audit log format"), read
+            // back by `acl replay`; `scopes` stays last (its text value has spaces).
+            let scopes = audit::encode_scopes(decisions.iter().map(|d| {
+                (
+                    &d.scope,
+                    d.granted.as_slice(),
+                    Decider::from_grant(d.decided_by),
+                )
+            }));
             info!(
                 target: "audit",
+                audit_version = audit::AUDIT_VERSION,
                 account,
                 source,
+                labels = audit::encode_labels(labels).as_str(),
                 client_ip = %display_ip(ip),
                 service,
                 client_id,
                 grant,
-                scopes = %DecisionsDisplay(decisions),
                 refresh_token_id = refresh.as_ref().map_or("", |r| r.id.as_str()),
+                scopes = %scopes,
                 "token issued"
             );
         }
@@ -577,33 +590,6 @@ fn truncate(s: &str) -> &str {
     match s.char_indices().nth(64) {
         Some((i, _)) => &s[..i],
         None => s,
-    }
-}
-
-/// `repository:a:pull,push→pull [acl 2]; registry:catalog:*→- [no match]` for the log line.
-struct DecisionsDisplay<'a>(&'a [ScopeDecision]);
-
-impl std::fmt::Display for DecisionsDisplay<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        for (i, d) in self.0.iter().enumerate() {
-            if i > 0 {
-                f.write_str("; ")?;
-            }
-            write!(f, "{}→", d.scope)?;
-            if d.granted.is_empty() {
-                f.write_str("-")?;
-            } else {
-                f.write_str(&d.granted.join(","))?;
-            }
-            match d.decided_by {
-                DecidedBy::AclEntry(e) => write!(f, " [acl {e}]")?,
-                DecidedBy::NoMatch => f.write_str(" [no match]")?,
-                DecidedBy::RobotScopes => f.write_str(" [robot scopes]")?,
-                DecidedBy::External(name) => write!(f, " [{name}]")?,
-                DecidedBy::AclSqlRow(seq) => write!(f, " [acl_sql seq {seq}]")?,
-            }
-        }
-        Ok(())
     }
 }
 
