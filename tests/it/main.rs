@@ -40,6 +40,7 @@ mod key_modes;
 mod ldap;
 mod ldap_identity;
 mod lints;
+mod log_sink;
 mod monitoring;
 mod ops;
 mod packaging;

@@ -562,8 +562,21 @@ fn audit(
     }
 }
 
-fn display_ip(ip: Option<IpAddr>) -> String {
-    ip.map_or_else(|| "unix".to_owned(), |i| i.to_string())
+/// A client address for a log field, formatted where the line is written (no `String`):
+/// the address, or `unix` for a unix-socket peer.
+fn display_ip(ip: Option<IpAddr>) -> DisplayIp {
+    DisplayIp(ip)
+}
+
+struct DisplayIp(Option<IpAddr>);
+
+impl std::fmt::Display for DisplayIp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(ip) => ip.fmt(f),
+            None => f.write_str("unix"),
+        }
+    }
 }
 
 fn truncate(s: &str) -> &str {
@@ -585,8 +598,12 @@ impl std::fmt::Display for DecisionsDisplay<'_> {
             write!(f, "{}→", d.scope)?;
             if d.granted.is_empty() {
                 f.write_str("-")?;
-            } else {
-                f.write_str(&d.granted.join(","))?;
+            }
+            for (j, action) in d.granted.iter().enumerate() {
+                if j > 0 {
+                    f.write_str(",")?;
+                }
+                f.write_str(action)?;
             }
             match d.decided_by {
                 DecidedBy::AclEntry(e) => write!(f, " [acl {e}]")?,
