@@ -13,15 +13,34 @@ stage() { printf '\n==> %s\n' "$*" >&2; }
 stage "install test dependencies"
 scripts/install-test-deps.sh
 # Tools no Debian package provides, cached in one folder (scripts/tools/lib.sh) that the next
-# run on this machine reuses. Each script is quick when its tool is already there.
+# run on this machine reuses. Each script is quick when its tool is already there. On a fresh
+# machine they download (Go, helm, PyPI wheels, a debootstrap) and build (registry v3, mdBook):
+# they run in the background, each with its own log, while fmt, clippy and cargo deny run, and
+# the tests wait for them.
 # shellcheck source=scripts/tools/lib.sh
 . scripts/tools/lib.sh
+tools_log="$(mktemp -d)"
+tool_pids=()
 for tool in scripts/tools/install-*.sh; do
   [ -e "$tool" ] || continue
-  t0=$(date +%s)
-  "$tool"
-  echo "$(basename "$tool"): $(( $(date +%s) - t0 )) s" >&2
+  name="$(basename "$tool" .sh)"
+  ( t0=$(date +%s); "$tool"; echo "$name: $(( $(date +%s) - t0 )) s" ) >"$tools_log/$name.log" 2>&1 &
+  tool_pids+=("$!:$name")
 done
+wait_tools() {
+  local failed=0 entry pid name
+  for entry in "${tool_pids[@]}"; do
+    pid="${entry%%:*}"; name="${entry#*:}"
+    if wait "$pid"; then
+      tail -n 1 "$tools_log/$name.log" >&2
+    else
+      echo "scripts/tools/$name.sh failed:" >&2
+      cat "$tools_log/$name.log" >&2
+      failed=1
+    fi
+  done
+  [ "$failed" = 0 ] || exit 1
+}
 
 stage "cargo fmt --check"
 cargo fmt --check
@@ -37,6 +56,11 @@ if ! cargo deny --version >/dev/null 2>&1; then
 fi
 cargo deny check --hide-inclusion-graph bans licenses sources
 echo "cargo deny stage: $(( $(date +%s) - t0 )) s" >&2
+
+stage "test tools (scripts/tools/install-*.sh, started in the background above)"
+t0=$(date +%s)
+wait_tools
+echo "waited $(( $(date +%s) - t0 )) s for the test tools" >&2
 
 stage "cargo test"
 cargo test "$@"
