@@ -46,7 +46,6 @@ mod key_modes;
 mod ldap;
 mod ldap_identity;
 mod lints;
-mod log_sink;
 mod migration;
 mod monitoring;
 mod ops;
