@@ -1,6 +1,6 @@
 //! The test tools that no Debian package provides (registry v3, helm, linters, …): fetched or
 //! built by `scripts/tools/*.sh` into one cache folder that the test command reuses.
-//! Same rule as `scripts/tools/lib.sh`: `$REGISTRY_AUTH_TOOLS`, default
+//! Same rule as `scripts/tools/lib.sh`: `$RA_TEST_TOOLS`, default
 //! `${XDG_CACHE_HOME:-$HOME/.cache}/registry-auth-tools`, programs under `bin/`.
 
 // Used by the tests that need these tools; until one does, nothing calls them.
@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 /// The cache folder of the test tools.
 pub fn dir() -> PathBuf {
-    if let Some(d) = std::env::var_os("REGISTRY_AUTH_TOOLS").filter(|d| !d.is_empty()) {
+    if let Some(d) = std::env::var_os("RA_TEST_TOOLS").filter(|d| !d.is_empty()) {
         return PathBuf::from(d);
     }
     let cache = std::env::var_os("XDG_CACHE_HOME")
