@@ -158,13 +158,7 @@ impl Finding {
         fix: impl Into<String>,
         entry: Entry,
     ) -> Finding {
-        Finding {
-            check,
-            status: Status::Warn,
-            seen: seen.into(),
-            fix: Some(fix.into()),
-            entry: Some(entry),
-        }
+        Self::with_fix(Status::Warn, check, seen.into(), fix.into(), entry)
     }
 
     /// A failed check with its fix.
@@ -174,11 +168,21 @@ impl Finding {
         fix: impl Into<String>,
         entry: Entry,
     ) -> Finding {
+        Self::with_fix(Status::Fail, check, seen.into(), fix.into(), entry)
+    }
+
+    fn with_fix(
+        status: Status,
+        check: &'static str,
+        seen: String,
+        fix: String,
+        entry: Entry,
+    ) -> Finding {
         Finding {
             check,
-            status: Status::Fail,
-            seen: seen.into(),
-            fix: Some(fix.into()),
+            status,
+            seen,
+            fix: Some(fix),
             entry: Some(entry),
         }
     }
