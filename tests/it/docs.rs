@@ -6,7 +6,8 @@
 //!   neither empty nor one background colour (a blank or unstyled page fails; an unstyled
 //!   control page checks that the check can fail);
 //! * every relative link and `#anchor` in docs/, README.md and the chart's README resolves, with
-//!   GitHub's heading slugs (a small checker: no network, nothing outside the repository).
+//!   GitHub's heading slugs (a small checker: no network, nothing outside the repository); a page
+//!   made of `{{#include FILE}}` has the included file's headings.
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -340,6 +341,27 @@ fn anchors(text: &str) -> BTreeSet<String> {
     seen
 }
 
+/// A Markdown file's text with mdBook's `{{#include FILE}}` lines replaced by that file (the book
+/// includes docs/deployment.md and docs/troubleshooting.md that way), so that links into an
+/// including page find the included headings.
+fn with_includes(file: &Path) -> String {
+    let text = fs::read_to_string(file).unwrap_or_default();
+    let mut out = String::new();
+    for line in text.lines() {
+        let included = line
+            .trim()
+            .strip_prefix("{{#include ")
+            .and_then(|rest| rest.strip_suffix("}}"))
+            .map(|rel| file.parent().expect("a folder").join(rel.trim()));
+        match included {
+            Some(path) => out.push_str(&fs::read_to_string(&path).unwrap_or_default()),
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
+
 /// The broken links of one Markdown file, as `file: target (why)`.
 fn broken_links(file: &Path) -> Vec<String> {
     let text = fs::read_to_string(file).expect("read a Markdown file");
@@ -374,7 +396,7 @@ fn broken_links(file: &Path) -> Vec<String> {
         if dest.extension().is_none_or(|e| e != "md") {
             continue;
         }
-        let dest_text = fs::read_to_string(&dest).unwrap_or_default();
+        let dest_text = with_includes(&dest);
         if !anchors(&dest_text).contains(anchor) {
             broken.push(format!("{rel}: {target} (no heading with that anchor)"));
         }
@@ -423,4 +445,34 @@ fn the_link_checker_finds_broken_links() {
     let _ = fs::remove_file(&file);
     assert_eq!(broken.len(), 2, "{broken:?}");
     assert!(broken[0].contains("#nope") && broken[1].contains("no-such-file.md"));
+
+    // A page that includes another (mdBook's `{{#include}}`, as the book's deployment and
+    // troubleshooting pages do) has the included headings, and only those.
+    let dir = root().join("target").join(format!(
+        "links-selftest-inc-{}",
+        tmp.path().file_name().unwrap().to_string_lossy()
+    ));
+    fs::create_dir_all(dir.join("src")).unwrap();
+    fs::write(dir.join("guide.md"), "# Guide\n## Several replicas\n").unwrap();
+    fs::write(
+        dir.join("src/page.md"),
+        "# Page\n{{#include ../guide.md}}\n",
+    )
+    .unwrap();
+    let a = anchors(&with_includes(&dir.join("src/page.md")));
+    assert!(
+        a.contains("several-replicas") && a.contains("page"),
+        "{a:?}"
+    );
+    assert!(!a.contains("nope"));
+    let linking = dir.join("src/links.md");
+    fs::write(
+        &linking,
+        "[ok](page.md#several-replicas) [bad](page.md#single-replica)\n",
+    )
+    .unwrap();
+    let broken = broken_links(&linking);
+    let _ = fs::remove_dir_all(&dir);
+    assert_eq!(broken.len(), 1, "{broken:?}");
+    assert!(broken[0].contains("#single-replica"), "{broken:?}");
 }
