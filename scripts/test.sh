@@ -48,7 +48,7 @@ cargo fmt --check
 stage "cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets -- -D warnings
 
-stage "cargo deny check bans licenses sources (deny.toml; advisories: see README, Reliability)"
+stage "cargo deny check bans licenses sources (deny.toml; advisories: see docs/src/project/reliability/supply-chain.md)"
 t0=$(date +%s)
 if ! cargo deny --version >/dev/null 2>&1; then
   echo "installing cargo-deny from crates.io (cargo install cargo-deny --locked; ~3 min on 2 cores)" >&2

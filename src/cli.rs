@@ -275,7 +275,7 @@ pub enum AclCommand {
         /// The YAML config file.
         #[arg(long, short = 'c')]
         config: PathBuf,
-        /// The test file (YAML; see README "Changing an ACL safely").
+        /// The test file (YAML; see docs/src/access/acl-as-code.md, "Changing an ACL safely").
         tests: PathBuf,
         /// Report format: text, or JUnit XML for CI systems.
         #[arg(long, value_enum, default_value_t = ReportFormat::Text)]

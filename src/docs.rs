@@ -59,7 +59,7 @@ pub fn config_reference() -> String {
          Schema as the Helm chart's `values.schema.json`). For each key: its type, its default \
          (from the schema, or as its description states it), whether a configuration reload \
          applies it (the `server` section takes effect at the next restart; everything else on \
-         reload, see [Reload](../../../README.md#reload)), and an example (its value in \
+         reload, see [Reload](../operating/reload.md)), and an example (its value in \
          [examples/reference.yml](../../../examples/reference.yml), or the one its description \
          gives). `registry-auth check-config FILE` checks a file.\n\n",
     );

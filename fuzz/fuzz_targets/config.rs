@@ -8,7 +8,7 @@
 //! Inputs are skipped (not run) when a string in them could make the harness itself hang or
 //! wander outside the sandbox: paths into `/dev`, `/proc`, `/sys` (reading `/dev/zero` never
 //! ends) or FIFOs, and bcrypt hashes with a cost above 10 (loading computes one bcrypt at the
-//! highest configured cost; cost 31 takes days, see README "Reliability", known findings).
+//! highest configured cost; cost 31 takes days, see docs/src/project/reliability/known-findings.md).
 //!
 //! Invariants: no panic; an accepted config is consistent (`acl.len() == acl_entries.len()`);
 //! every refusal lists at least one issue.

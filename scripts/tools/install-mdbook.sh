@@ -3,7 +3,7 @@
 # build without warnings. Built from crates.io with `cargo install --locked` (its own lock file),
 # pinned by version, without the `serve`/`watch` features (a static build needs neither; that
 # halves the build). Result: $RA_TOOLS/bin/mdbook. A no-op when the pinned version is there.
-# First run: ~2.5 min on 2 cores (measured; see README, Testing); cached: instant.
+# First run: ~2.5 min on 2 cores (measured; see docs/src/project/ci-cost.md); cached: instant.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 

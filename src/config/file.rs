@@ -62,7 +62,7 @@ pub struct ServerSpec {
     pub session_secret_file: Option<PathBuf>,
 }
 
-/// `ext_auth:` / `ext_authz:`: an external program (docker_auth's contract; see the README).
+/// `ext_auth:` / `ext_authz:`: an external program (docker_auth's contract; see docs/src/users/chains.md).
 #[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExtSpec {
@@ -158,7 +158,7 @@ pub struct LdapLabelSpec {
     pub lower_case: bool,
 }
 
-/// `http_auth:` / `http_authz:`: a webhook that decides (JSON over HTTP POST; see the README).
+/// `http_auth:` / `http_authz:`: a webhook that decides (JSON over HTTP POST; see docs/src/users/webhooks.md).
 #[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HttpHookSpec {
@@ -365,7 +365,7 @@ pub struct MatchSpec {
     pub ip: Option<String>,
     /// The source(s) of the principals this entry is for: `ldap_auth`, `github_auth`, `users`,
     /// … (one name or a list; compared exactly, never a pattern). Without it, the entry is for
-    /// the principals whose name alone identifies them (the README's Security model).
+    /// the principals whose name alone identifies them (docs/src/security/identity.md).
     pub source: Option<SourceSpec>,
     /// Label name → pattern; the user must have a matching value for every key.
     #[serde(default)]

@@ -86,7 +86,7 @@ const UNSUPPORTED_SECTIONS: &[(&str, bool, &str)] = &[
         true,
         "docker_auth's xorm tables are not read (their layout, labels as JSON in xorm_user, is \
          xorm's); use `sql_auth: {url: …}` (PostgreSQL or SQLite, table registry_auth_users; \
-         the README shows the SQL that copies xorm_user rows into it)",
+         docs/src/users/sql.md shows the SQL that copies xorm_user rows into it)",
     ),
     (
         "plugin_authn",
@@ -106,7 +106,7 @@ const UNSUPPORTED_SECTIONS: &[(&str, bool, &str)] = &[
         false,
         "docker_auth's xorm tables are not read (xorm_acl_entry holds Go-named JSON); use \
          `acl_sql: {url: …, cache_ttl: 30s}` (PostgreSQL or SQLite, table registry_auth_acl; \
-         the README shows the SQL that copies xorm_acl_entry rows into it)",
+         docs/src/users/sql.md shows the SQL that copies xorm_acl_entry rows into it)",
     ),
     (
         "plugin_authz",

@@ -101,7 +101,7 @@ pub fn registry_challenge(
 ) -> (Finding, Option<BearerChallenge>) {
     const CHECK: &str = "registry";
     let configure = "give the registry an `auth.token` section (realm, service, issuer, \
-                     rootcertbundle) as in README \"Next to a registry\"";
+                     rootcertbundle) as in docs/src/registry/index.md";
     if status == 200 {
         return (
             Finding::fail(

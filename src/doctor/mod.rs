@@ -24,7 +24,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-/// The troubleshooting guide the findings link to (the README points at it).
+/// The troubleshooting guide the findings link to (the README and the book point at it).
 pub const GUIDE: &str = "docs/troubleshooting.md";
 
 /// How a check came out.

@@ -2,7 +2,7 @@
 //! and the reader `acl replay` uses, for the text and JSON log formats.
 //!
 //! Every issued token writes one line, target `audit`, message `token issued`, with these
-//! fields (README "Audit log format"):
+//! fields (docs/src/reference/audit-log.md):
 //!
 //! | field | value |
 //! | --- | --- |

@@ -188,7 +188,7 @@ fn warn_expiry(state: &AppState, last: &mut Option<Instant>) {
         warn!(
             certificate = %inner.config.token.certificate.display(),
             days_left = left.as_secs() / 86_400,
-            "the signing certificate expires soon; rotate the key (see the README's Key rotation)"
+            "the signing certificate expires soon; rotate the key (see docs/src/registry/key-rotation.md)"
         );
         *last = Some(Instant::now());
     }

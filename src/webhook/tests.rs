@@ -282,7 +282,7 @@ fn unix_now() -> u64 {
         .as_secs()
 }
 
-/// A webhook's check, step by step as the README specifies it: the timestamp is 1–20 ASCII
+/// A webhook's check, step by step as docs/src/users/webhooks.md specifies it: the timestamp is 1–20 ASCII
 /// digits within 300 s of `now`, and the signature is `sha256=` + 64 hex digits equal (compared
 /// in constant time by `hmac::verify`) to HMAC-SHA256(secret, "<timestamp>.<body>").
 pub(crate) fn receiver_verify(
@@ -382,7 +382,7 @@ async fn requests_are_signed_with_bearer_and_hmac() {
         .unwrap();
     let seen = fake.last();
     assert_eq!(seen.authorization.as_deref(), Some("Bearer tok-123"));
-    // The fake verifies the request as the README tells a webhook to.
+    // The fake verifies the request as docs/src/users/webhooks.md tells a webhook to.
     let (ts, sig) = (seen.timestamp.unwrap(), seen.signature.unwrap());
     let now = unix_now();
     assert_eq!(receiver_verify(secret, &ts, &sig, &seen.raw, now), Ok(()));

@@ -1209,7 +1209,7 @@ fn metrics_count_decisions_requests_reloads_and_serve_on_metrics_addr() {
     let mut secrets = fx.secrets();
     secrets.push(("alice".into(), "wrong-password-x".into()));
     assert_log_has_no_secrets(&fx.log, &secrets, &tokens);
-    // Last, so that everything above is checked too: the README's name for the bcrypt counter
+    // Last, so that everything above is checked too: the documented name of the bcrypt counter
     // (alice's first login and the wrong password ran bcrypt).
     assert!(
         metric(&samples, "registry_auth_bcrypt_verifications_total", &[]).is_some_and(|v| v >= 2.0),
@@ -1350,7 +1350,7 @@ fn audit_log_has_one_line_per_decision_in_text_and_json_without_secrets() {
     assert_log_has_no_secrets(&fx.log, &secrets, &tokens);
     assert!(
         target_problems.is_empty(),
-        "the README promises audit lines with target `audit`, but the log hides targets \
+        "the docs promise audit lines with target `audit`, but the log hides targets \
          (telemetry::init uses .with_target(false)):\n{}",
         target_problems.join("\n")
     );

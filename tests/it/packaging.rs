@@ -1157,17 +1157,32 @@ fn docs_show_the_shipped_files_and_are_linked() {
             "docs/deployment.md must include {file} verbatim (copy it again)"
         );
     }
-    let readme = read("README.md");
-    for needle in [
-        "docker build -t registry-auth .",
-        "docs/deployment.md",
-        "docs/troubleshooting.md",
-        "charts/registry-auth",
+    // The front door and the book's Deploying page both point at the image, the guides and the
+    // chart.
+    for (page, needles) in [
+        (
+            "README.md",
+            [
+                "docker build -t registry-auth .",
+                "docs/deployment.md",
+                "docs/troubleshooting.md",
+                "charts/registry-auth",
+            ],
+        ),
+        (
+            "docs/src/operating/deploying.md",
+            [
+                "docker build -t registry-auth .",
+                "deployment.md",
+                "troubleshooting.md",
+                "charts/registry-auth",
+            ],
+        ),
     ] {
-        assert!(
-            readme.contains(needle),
-            "README.md does not mention {needle}"
-        );
+        let text = read(page);
+        for needle in needles {
+            assert!(text.contains(needle), "{page} does not mention {needle}");
+        }
     }
     let troubleshooting = read("docs/troubleshooting.md");
     for needle in [

@@ -1,4 +1,4 @@
-//! One account name space across sources (README "Security model": identity): a principal is
+//! One account name space across sources (docs/src/security/identity.md): a principal is
 //! its source and its account there, through `registry-auth serve` with a real `slapd` and the
 //! fake GitHub (real web login walk, minted passwords):
 //!

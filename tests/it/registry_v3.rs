@@ -4,12 +4,13 @@
 //! its CA in `rootcertbundle`, `kid-thumbprint` RSA and EC) × how the registry trusts us
 //! (`rootcertbundle`, `jwks` = `registry-auth jwks` output, or both).
 //!
-//! Every combination the README's "Registry versions" table calls working pushes, pulls, lists
-//! and deletes with skopeo, and gets the ACL's refusals; the main ones (2.8 + `kid-libtrust`,
-//! v3 + `x5c` CA-only, v3 + `kid-thumbprint` EC, v3 + `kid-libtrust` with `jwks`) also with
-//! podman, the docker CLI and dockerd. Every combination the table calls broken is asserted as
-//! broken: the token is issued, the registry refuses it (the client sees a 401 that is not
-//! `insufficient_scope`), and the registry's log gives the expected reason.
+//! Every combination the "Registry versions" table (docs/src/registry/versions.md) calls working
+//! pushes, pulls, lists and deletes with skopeo, and gets the ACL's refusals; the main ones (2.8
+//! with `kid-libtrust`, v3 with `x5c` CA-only, v3 with `kid-thumbprint` EC, v3 with
+//! `kid-libtrust` and `jwks`) also with podman, the docker CLI and dockerd. Every combination the
+//! table calls broken is asserted as broken: the token is issued, the registry refuses it (the
+//! client sees a 401 that is not `insufficient_scope`), and the registry's log gives the expected
+//! reason.
 
 use serde_json::json;
 
@@ -299,16 +300,18 @@ fn default_kid_libtrust_warns_about_registry_v3_in_check_config_and_serve() {
     }
 }
 
-/// The README's registry v3 `config.yml` block, as shipped, works with registry v3.1.1 both
-/// with `kid-libtrust` (our JWK Set in its `jwks`) and with `x5c` (its `rootcertbundle`).
+/// The registry v3 `config.yml` block of the book's "Next to a registry" page
+/// (docs/src/registry/index.md), as shipped, works with registry v3.1.1 both with `kid-libtrust`
+/// (our JWK Set in its `jwks`) and with `x5c` (its `rootcertbundle`).
 #[test]
-fn readme_registry_v3_config_works() {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
-        .expect("read README.md");
+fn documented_registry_v3_config_works() {
+    const PAGE: &str = "docs/src/registry/index.md";
+    let page = std::fs::read_to_string(format!("{}/{PAGE}", env!("CARGO_MANIFEST_DIR")))
+        .unwrap_or_else(|e| panic!("read {PAGE}: {e}"));
     let marker = "<!-- registry v3 config.yml";
-    let after = &readme[readme
+    let after = &page[page
         .find(marker)
-        .unwrap_or_else(|| panic!("README.md has no `{marker}` block"))..];
+        .unwrap_or_else(|| panic!("{PAGE} has no `{marker}` block"))..];
     let from = after.find("```yaml\n").expect("```yaml after the marker") + "```yaml\n".len();
     let end = from + after[from..].find("```").expect("end of the yaml block");
     // The block sits in a list item (indented by two).
@@ -320,7 +323,7 @@ fn readme_registry_v3_config_works() {
         let mut stack = start(Trust::bundle(V3), setup);
         let jwks = crate::common::stack::write_jwks(
             &stack.server.config,
-            &stack.registry.dir.with_file_name("readme-jwks.json"),
+            &stack.registry.dir.with_file_name("documented-jwks.json"),
         );
         let mut auth = block.clone();
         for (from, to) in [
@@ -347,14 +350,14 @@ fn readme_registry_v3_config_works() {
         ] {
             assert!(
                 auth.contains(&from),
-                "{from:?} not in the README block:\n{block}"
+                "{from:?} not in the block of {PAGE}:\n{block}"
             );
             auth = auth.replacen(&from, &to, 1);
         }
         stack.registry.stop();
         let registry = Registry::start_with_auth_yaml(
             V3,
-            &stack.registry.dir.with_file_name("readme-registry"),
+            &stack.registry.dir.with_file_name("documented-registry"),
             &auth,
         );
         stack.clients.registry = registry.addr.clone();
@@ -366,7 +369,7 @@ fn readme_registry_v3_config_works() {
         ]));
         scenario::run(
             &stack,
-            &format!("the README's registry v3 config.yml, {setup:?}"),
+            &format!("the registry v3 config.yml of {PAGE}, {setup:?}"),
             &table,
         );
         assert!(

@@ -1,5 +1,5 @@
-//! Key rotation, the README's two procedures, against a registry that is never restarted
-//! (2.8.2 and v3.1.1):
+//! Key rotation, the two procedures of docs/src/registry/key-rotation.md, against a registry that
+//! is never restarted (2.8.2 and v3.1.1):
 //! * `x5c` with only a CA in the registry's `rootcertbundle`: leaf A, then (our server restarted)
 //!   leaf B issued by the same CA;
 //! * `kid-libtrust` with the registry's bundle taken from our `GET /rootcertbundle.pem` (2.8) or

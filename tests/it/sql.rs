@@ -10,7 +10,7 @@
 //!   `cache_ttl`, a broken row keeping the previous ACL and logged with its `seq`;
 //! * PostgreSQL stopped mid-run: logins that need it get a 5xx while the kept ACL still
 //!   answers; PostgreSQL started again: logins work without restarting registry-auth;
-//! * docker_auth's xorm tables copied with the README's SQL (users, Go-cased ACL JSON);
+//! * docker_auth's xorm tables copied with the documented SQL (users, Go-cased ACL JSON);
 //! * TLS to PostgreSQL (`sslmode=verify-full` with a test CA; an unknown CA refused) and a unix
 //!   socket (`host=`);
 //! * the database password never reaches the server's log or the CLI's output.
@@ -837,9 +837,9 @@ fn connection_variants(pg: &Postgres) {
     assert_eq!(ssl.stdout.trim(), "t", "psql negotiated TLS by default");
 }
 
-/// The README's SQL (section "SQL users and ACL", "From docker_auth's xorm_auth/acl_xorm"),
-/// verbatim.
-const README_XORM_SQL: &str = r#"
+/// The SQL of docs/src/users/sql.md ("From docker_auth's xorm_auth/acl_xorm"), verbatim (checked
+/// below).
+const DOCS_XORM_SQL: &str = r#"
 INSERT INTO registry_auth_users (name, password_hash, labels)
 SELECT DISTINCT ON (username) username, password_hash,
        COALESCE(NULLIF(NULLIF(labels, ''), 'null'), '{}')::jsonb
@@ -856,7 +856,7 @@ FROM (SELECT seq, acl_entry::jsonb AS e FROM xorm_acl_entry) AS x;
 "#;
 
 /// docker_auth's xorm tables (as its Sync2 creates them, with Go-cased JSON), copied with the
-/// README's SQL: the users and rows work.
+/// documented SQL: the users and rows work.
 fn migrate_from_xorm(port: u16, dir: &Path) {
     let hash = crate::common::keys::bcrypt_hash("dave-pass");
     psql(
@@ -876,7 +876,16 @@ fn migrate_from_xorm(port: u16, dir: &Path) {
                DELETE FROM registry_auth_acl;"#
         ),
     );
-    psql(port, README_XORM_SQL);
+    let page = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/docs/src/users/sql.md"
+    ))
+    .expect("read docs/src/users/sql.md");
+    assert!(
+        page.contains(DOCS_XORM_SQL.trim()),
+        "docs/src/users/sql.md no longer shows the SQL this test runs"
+    );
+    psql(port, DOCS_XORM_SQL);
     let c = dir.join("config.yml");
     let c = c.to_str().unwrap();
     let acl = cli_ok(&["acl", "list", "--config", c], None);

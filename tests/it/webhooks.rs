@@ -1,7 +1,7 @@
 //! `http_auth` and `http_authz` through the `registry-auth serve` binary, against a webhook
 //! served by this test (axum on 127.0.0.1:0) that checks the bearer token and verifies the HMAC
-//! signature and its timestamp of every request as the README tells a receiver to (and refuses
-//! a captured request replayed later): the chains (local users first, the ACL before the webhook), every answer
+//! signature and its timestamp of every request as docs/src/users/webhooks.md tells a receiver to
+//! (and refuses a captured request replayed later): the chains (local users first, the ACL before the webhook), every answer
 //! shape, a failing webhook (5xx, counted in `registry_auth_backend_errors_total`, shown in
 //! `/readyz`), and no secret in the server's log.
 
@@ -67,7 +67,7 @@ fn unix_now() -> u64 {
         .as_secs()
 }
 
-/// The receiver's check, as the README's Webhooks section specifies it: `timestamp` is 1–20 ASCII
+/// The receiver's check, as docs/src/users/webhooks.md specifies it: `timestamp` is 1–20 ASCII
 /// digits within 300 s of `now`; `signature` is `sha256=` and 64 hex digits, equal (compared in
 /// constant time by `hmac::verify`) to HMAC-SHA256(secret, "<timestamp>.<raw body>").
 fn verify(

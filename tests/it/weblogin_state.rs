@@ -1,4 +1,4 @@
-//! Trustworthy store state (README, Security model → Stored state), on the embedded store, a
+//! Trustworthy store state (docs/src/security/stored-state.md), on the embedded store, a
 //! real Redis and a real PostgreSQL:
 //!
 //! * A sign-out or `logins revoke` that lands while a revalidation's upstream calls are in

@@ -555,7 +555,7 @@ fn audit(
                 (n, _) if n == decisions.len() => "denied",
                 _ => "partially_denied",
             });
-            // The fields are a stable format (policy::audit, README "Audit log format"), read
+            // The fields are a stable format (policy::audit, docs/src/reference/audit-log.md), read
             // back by `acl replay`; `scopes` stays last (its text value has spaces).
             let scopes = audit::encode_scopes(decisions.iter().map(|d| {
                 (

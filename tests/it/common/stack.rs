@@ -266,7 +266,7 @@ impl Stack {
     }
 }
 
-/// Writes the registry's `jwks` file the way the README says: `registry-auth jwks --config
+/// Writes the registry's `jwks` file the way docs/src/registry/index.md says: `registry-auth jwks --config
 /// FILE --output OUT`.
 pub fn write_jwks(config: &std::path::Path, out: &std::path::Path) -> PathBuf {
     let config = config.to_string_lossy();
