@@ -125,6 +125,14 @@ fn book_builds_without_warnings_and_renders() {
     build_book(&site);
     for page in [
         "index.html",
+        "getting-started.html",
+        "registry/versions.html",
+        "users/ldap.html",
+        "access/acl.html",
+        "operating/deployment.html",
+        "operating/troubleshooting.html",
+        "security/identity.html",
+        "project/readme-sections.html",
         "reference/config.html",
         "reference/metrics.html",
     ] {
@@ -134,6 +142,13 @@ fn book_builds_without_warnings_and_renders() {
     assert!(
         config.contains("credential_cache.ttl"),
         "config page lacks its keys"
+    );
+    // The included guides are rendered into their pages, not left as an include directive.
+    let deployment =
+        fs::read_to_string(site.join("operating/deployment.html")).expect("deployment page");
+    assert!(
+        deployment.contains("Several replicas") && !deployment.contains("{{#include"),
+        "operating/deployment.html does not hold docs/deployment.md"
     );
 
     // A control: an unstyled page with one line of text (what a broken theme looks like) must
