@@ -81,7 +81,7 @@ pub enum Entry {
 }
 
 impl Entry {
-    /// Every entry (for the README test).
+    /// Every entry (for the guide test).
     pub const ALL: [Entry; 12] = [
         Self::RegistryChallenge,
         Self::Realm,
