@@ -364,3 +364,23 @@ fn example_config_test_cases_pass() {
         out.describe()
     );
 }
+
+/// The worked example of docs/src/access/acl.md (tests/it/docs.rs checks that the page shows
+/// these two files as they are) holds.
+#[test]
+fn worked_example_test_cases_pass() {
+    let out = run_cli(&[
+        "acl",
+        "test",
+        "--config",
+        "examples/acl-tests/worked.yml",
+        "examples/acl-tests/worked.tests.yaml",
+    ]);
+    assert!(out.success(), "{}", out.describe());
+    assert!(
+        out.stdout
+            .contains("6 cases: 6 passed, 0 failed, 0 invalid, 0 not evaluable offline"),
+        "{}",
+        out.describe()
+    );
+}

@@ -419,6 +419,25 @@ fn broken_links(file: &Path) -> Vec<String> {
     broken
 }
 
+/// Pages that show a shipped file show it as it is (the file is what a test runs).
+#[test]
+fn pages_show_the_shipped_examples_verbatim() {
+    for (page, file) in [
+        ("docs/src/access/acl.md", "examples/acl-tests/worked.yml"),
+        (
+            "docs/src/access/acl.md",
+            "examples/acl-tests/worked.tests.yaml",
+        ),
+    ] {
+        let text = fs::read_to_string(root().join(page)).expect("read the page");
+        let shown = fs::read_to_string(root().join(file)).expect("read the example");
+        assert!(
+            text.contains(&format!("```yaml\n{shown}```")),
+            "{page} must show {file} verbatim in a ```yaml block (copy it again)"
+        );
+    }
+}
+
 #[test]
 fn every_relative_link_and_anchor_resolves() {
     let files = checked_files();

@@ -928,6 +928,7 @@ fn every_shipped_config_validates_against_the_config_schema() {
     let mut files = vec![
         root().join("config.example.yaml"),
         root().join("deploy/config.yaml"),
+        root().join("examples/acl-tests/worked.yml"),
     ];
     // The migration corpus' refused files (a repeated key, unsupported backends) are left out.
     let refused = ["ldap_auth_repeated_key.yml", "unsupported.yml"];
