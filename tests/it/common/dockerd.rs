@@ -5,7 +5,8 @@
 //! the daemon stops (SIGTERM, then SIGKILL; its containerd child by pid as a fallback) and its
 //! directory is removed when the last user drops it. Every test uses its own `DOCKER_CONFIG`,
 //! so credentials never leak between tests; images are tagged with each test's own registry
-//! address, so they never collide either.
+//! address, so they never collide either. [`dedicated`] starts a daemon of one test's own
+//! (ingress: with `HTTPS_PROXY`, see `connect_proxy`).
 
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
@@ -34,13 +35,19 @@ pub fn shared() -> Arc<Dockerd> {
     if let Some(d) = slot.upgrade() {
         return d;
     }
-    let d = Arc::new(Dockerd::start());
+    let d = Arc::new(Dockerd::start(&[]));
     *slot = Arc::downgrade(&d);
     d
 }
 
+/// A daemon of the caller's own, with `env` set (e.g. `HTTPS_PROXY`); the proxy variables of
+/// the test's environment are never inherited by it.
+pub fn dedicated(env: &[(&str, &str)]) -> Arc<Dockerd> {
+    Arc::new(Dockerd::start(env))
+}
+
 impl Dockerd {
-    fn start() -> Self {
+    fn start(env: &[(&str, &str)]) -> Self {
         let bin = require_tool("dockerd");
         require_tool("docker");
         // Short path: unix socket paths are limited to ~108 bytes.
@@ -56,6 +63,20 @@ impl Dockerd {
         let logf = File::create(&log).expect("dockerd log");
         let host = format!("unix://{}", d.join("sock").display());
         let mut cmd = Command::new(bin);
+        if !env.is_empty() {
+            for var in [
+                "HTTPS_PROXY",
+                "https_proxy",
+                "HTTP_PROXY",
+                "http_proxy",
+                "NO_PROXY",
+                "no_proxy",
+                "ALL_PROXY",
+                "all_proxy",
+            ] {
+                cmd.env_remove(var);
+            }
+        }
         cmd.arg("--data-root")
             .arg(&data)
             .arg("--exec-root")
@@ -72,6 +93,7 @@ impl Dockerd {
                 "--storage-driver=vfs",
             ])
             .env_remove("DOCKER_HOST")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(logf.try_clone().expect("dup"))
             .stderr(logf);
