@@ -13,14 +13,15 @@
 //! registry-auth's `server.trusted_proxies`. So registry-auth sees each client's own address
 //! from nginx's `X-Forwarded-For`, and the ACL `ip` rule and the lockout are decided on it.
 //!
-//! Names and the CA: the `.test` names (RFC 2606) never resolve; curl gets them with
+//! Names and the CA: the `.test` names (RFC 2606) are in no resolver; curl gets them with
 //! `--resolve`, skopeo and dockerd through a CONNECT proxy on 127.0.0.1 that maps only these
 //! two names to nginx (`common::connect_proxy`, which says why dockerd needs it: it never
-//! verifies a registry on 127.0.0.0/8). Every client verifies nginx's certificate with the test
-//! CA and is shown to refuse it without: curl `--cacert`, skopeo `--*-cert-dir`, and a dockerd
-//! of this test's own reading `/etc/docker/certs.d/<name>:<port>/ca.crt` (absent, then a wrong
-//! CA: `x509: certificate signed by unknown authority` and no request reaches nginx; then the
-//! right CA: login, push, pull).
+//! verifies a registry on 127.0.0.0/8; its own `/etc/hosts` names `::1` for them). Every client
+//! verifies nginx's certificate with the test CA and is shown to refuse it without: curl
+//! `--cacert`, skopeo `--*-cert-dir`, and a dockerd of this test's own reading
+//! `/etc/docker/certs.d/<name>:<port>/ca.crt` (absent, then a wrong CA: `x509: certificate
+//! signed by unknown authority` and no request reaches nginx; then the right CA: login, push,
+//! pull).
 //!
 //! Pushes: the pull-through cache refuses them whatever the token grants (registry 2.8 answers
 //! `UNSUPPORTED`); skopeo shows that in one attempt, where `docker push` would retry the refused
@@ -568,7 +569,8 @@ fn nginx_tls_registry_mirror_redis_and_docker_through_the_shipped_configs() {
     let mirror_certs = DockerCertsDir::new(&mirror_public);
     mirror_certs.trust(&pki.ca);
     let registry_certs = DockerCertsDir::new(&registry_public);
-    let daemon = dockerd::dedicated(&[("HTTPS_PROXY", &proxy.url())]);
+    let hosts = format!("127.0.0.1 localhost\n::1 {REGISTRY_HOST} {MIRROR_HOST}\n");
+    let daemon = dockerd::dedicated(&[("HTTPS_PROXY", &proxy.url())], Some(&hosts));
     let mut on_mirror = Clients::new(&dir.join("clients-mirror"), &mirror_public, img.clone());
     on_mirror.use_own_dockerd(Arc::clone(&daemon));
     let mut on_registry = Clients::new(&dir.join("clients-registry"), &registry_public, img);

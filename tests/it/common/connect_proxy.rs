@@ -6,11 +6,13 @@
 //! `127.0.0.0/8`; `isSecureIndex` → `isCIDRMatch`): it turns certificate verification off and
 //! never reads `/etc/docker/certs.d`. Tests may only reach loopback, so a registry named
 //! `127.0.0.1:PORT` or `localhost:PORT` can never show that dockerd verifies a certificate. A
-//! name dockerd cannot resolve is secure (`isCIDRMatch` finds no address to match), and its
-//! registry client takes `HTTPS_PROXY` (`http.ProxyFromEnvironment`), so dockerd started with
-//! `HTTPS_PROXY=http://127.0.0.1:<this proxy>` asks for `CONNECT registry.test:PORT`, and this
-//! proxy connects that one name to the given loopback address. TLS stays end to end between
-//! dockerd and the server (the proxy copies bytes only), checked against certs.d.
+//! name that resolves outside 127.0.0.0/8 is secure; the test's dockerd gets its own
+//! `/etc/hosts` naming `::1` for the `.test` names (`dockerd::dedicated`: `::1` is loopback,
+//! but not in 127.0.0.0/8, and no DNS query leaves the machine). nginx listens on 127.0.0.1
+//! only, and dockerd's registry client takes `HTTPS_PROXY` (`http.ProxyFromEnvironment`), so
+//! dockerd started with `HTTPS_PROXY=http://127.0.0.1:<this proxy>` asks for
+//! `CONNECT registry.test:PORT`, and this proxy connects that name to nginx. TLS stays end to
+//! end between dockerd and nginx (the proxy copies bytes only), checked against certs.d.
 //!
 //! Only the mapped `host:port` names are served; any other target gets `403` and is recorded,
 //! so nothing leaves the machine through it. Hand-written: ~100 lines of std, where a proxy

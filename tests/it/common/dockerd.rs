@@ -35,19 +35,21 @@ pub fn shared() -> Arc<Dockerd> {
     if let Some(d) = slot.upgrade() {
         return d;
     }
-    let d = Arc::new(Dockerd::start(&[]));
+    let d = Arc::new(Dockerd::start(&[], None));
     *slot = Arc::downgrade(&d);
     d
 }
 
-/// A daemon of the caller's own, with `env` set (e.g. `HTTPS_PROXY`); the proxy variables of
-/// the test's environment are never inherited by it.
-pub fn dedicated(env: &[(&str, &str)]) -> Arc<Dockerd> {
-    Arc::new(Dockerd::start(env))
+/// A daemon of the caller's own, with `env` set (e.g. `HTTPS_PROXY`; the proxy variables of
+/// the test's environment are never inherited by it) and, with `hosts`, that text as its
+/// `/etc/hosts`: it runs in a mount namespace of its own (`unshare --mount`, private
+/// propagation) where that file is bind-mounted over `/etc/hosts`, so nothing outside sees it.
+pub fn dedicated(env: &[(&str, &str)], hosts: Option<&str>) -> Arc<Dockerd> {
+    Arc::new(Dockerd::start(env, hosts))
 }
 
 impl Dockerd {
-    fn start(env: &[(&str, &str)]) -> Self {
+    fn start(env: &[(&str, &str)], hosts: Option<&str>) -> Self {
         let bin = require_tool("dockerd");
         require_tool("docker");
         // Short path: unix socket paths are limited to ~108 bytes.
@@ -62,7 +64,21 @@ impl Dockerd {
         let log = d.join("dockerd.log");
         let logf = File::create(&log).expect("dockerd log");
         let host = format!("unix://{}", d.join("sock").display());
-        let mut cmd = Command::new(bin);
+        let mut cmd = match hosts {
+            None => Command::new(bin),
+            Some(text) => {
+                let file = d.join("hosts");
+                fs::write(&file, text).expect("write the daemon's hosts file");
+                let mut c = Command::new(require_tool("unshare"));
+                require_tool("mount");
+                // `$0` is the hosts file, `$@` dockerd and its arguments (below).
+                c.args(["--mount", "--propagation", "private", "sh", "-c"])
+                    .arg("mount --bind \"$0\" /etc/hosts && exec \"$@\"")
+                    .arg(&file)
+                    .arg(bin);
+                c
+            }
+        };
         if !env.is_empty() {
             for var in [
                 "HTTPS_PROXY",
