@@ -19,9 +19,9 @@
 //! verifies a registry on 127.0.0.0/8; its own `/etc/hosts` names `::1` for them). Every client
 //! verifies nginx's certificate with the test CA and is shown to refuse it without: curl
 //! `--cacert`, skopeo `--*-cert-dir`, and a dockerd of this test's own reading
-//! `/etc/docker/certs.d/<name>:<port>/ca.crt` (absent, then a wrong CA: `x509: certificate
-//! signed by unknown authority` and no request reaches nginx; then the right CA: login, push,
-//! pull).
+//! `/etc/docker/certs.d/<name>:<port>/ca.crt` (its `/etc/docker` is a folder of the test, in
+//! its own mount namespace): absent, then a wrong CA: `x509: certificate signed by unknown
+//! authority` and no request reaches nginx; then the right CA: login, push, pull.
 //!
 //! Pushes: the pull-through cache refuses them whatever the token grants (registry 2.8 answers
 //! `UNSUPPORTED`); skopeo shows that in one attempt, where `docker push` would retry the refused
@@ -566,11 +566,18 @@ fn nginx_tls_registry_mirror_redis_and_docker_through_the_shipped_configs() {
 
     // A dockerd of this test's own, reaching the two names through the proxy, so it treats
     // them as secure registries: it verifies nginx's certificate against certs.d.
-    let mirror_certs = DockerCertsDir::new(&mirror_public);
+    let etc_docker = dir.join("etc-docker");
+    let mirror_certs = DockerCertsDir::new(&etc_docker, &mirror_public);
     mirror_certs.trust(&pki.ca);
-    let registry_certs = DockerCertsDir::new(&registry_public);
+    let registry_certs = DockerCertsDir::new(&etc_docker, &registry_public);
     let hosts = format!("127.0.0.1 localhost\n::1 {REGISTRY_HOST} {MIRROR_HOST}\n");
-    let daemon = dockerd::dedicated(&[("HTTPS_PROXY", &proxy.url())], Some(&hosts));
+    let daemon = dockerd::dedicated(
+        &[("HTTPS_PROXY", &proxy.url())],
+        Some(dockerd::Private {
+            hosts: &hosts,
+            etc_docker: &etc_docker,
+        }),
+    );
     let mut on_mirror = Clients::new(&dir.join("clients-mirror"), &mirror_public, img.clone());
     on_mirror.use_own_dockerd(Arc::clone(&daemon));
     let mut on_registry = Clients::new(&dir.join("clients-registry"), &registry_public, img);

@@ -40,16 +40,27 @@ pub fn shared() -> Arc<Dockerd> {
     d
 }
 
+/// What a [`dedicated`] daemon sees in place of the machine's files.
+#[derive(Debug, Clone, Copy)]
+pub struct Private<'a> {
+    /// Its `/etc/hosts`.
+    pub hosts: &'a str,
+    /// A folder mounted over `/etc/docker` (so `certs.d/` inside it is the daemon's; no
+    /// `daemon.json` of the machine applies either).
+    pub etc_docker: &'a Path,
+}
+
 /// A daemon of the caller's own, with `env` set (e.g. `HTTPS_PROXY`; the proxy variables of
-/// the test's environment are never inherited by it) and, with `hosts`, that text as its
-/// `/etc/hosts`: it runs in a mount namespace of its own (`unshare --mount`, private
-/// propagation) where that file is bind-mounted over `/etc/hosts`, so nothing outside sees it.
-pub fn dedicated(env: &[(&str, &str)], hosts: Option<&str>) -> Arc<Dockerd> {
-    Arc::new(Dockerd::start(env, hosts))
+/// the test's environment are never inherited by it) and, with `private`, its own `/etc/hosts`
+/// and `/etc/docker`: it runs in a mount namespace of its own (`unshare --mount`, private
+/// propagation) where they are bind-mounted, so nothing outside sees them and nothing is left
+/// behind on the machine, whatever happens to the test.
+pub fn dedicated(env: &[(&str, &str)], private: Option<Private<'_>>) -> Arc<Dockerd> {
+    Arc::new(Dockerd::start(env, private))
 }
 
 impl Dockerd {
-    fn start(env: &[(&str, &str)], hosts: Option<&str>) -> Self {
+    fn start(env: &[(&str, &str)], private: Option<Private<'_>>) -> Self {
         let bin = require_tool("dockerd");
         require_tool("docker");
         // Short path: unix socket paths are limited to ~108 bytes.
@@ -64,17 +75,22 @@ impl Dockerd {
         let log = d.join("dockerd.log");
         let logf = File::create(&log).expect("dockerd log");
         let host = format!("unix://{}", d.join("sock").display());
-        let mut cmd = match hosts {
+        let mut cmd = match private {
             None => Command::new(bin),
-            Some(text) => {
-                let file = d.join("hosts");
-                fs::write(&file, text).expect("write the daemon's hosts file");
+            Some(p) => {
+                let hosts = d.join("hosts");
+                fs::write(&hosts, p.hosts).expect("write the daemon's hosts file");
                 let mut c = Command::new(require_tool("unshare"));
                 require_tool("mount");
-                // `$0` is the hosts file, `$@` dockerd and its arguments (below).
+                // `$0` is the hosts file, `$1` the /etc/docker folder, then dockerd and its
+                // arguments (below).
                 c.args(["--mount", "--propagation", "private", "sh", "-c"])
-                    .arg("mount --bind \"$0\" /etc/hosts && exec \"$@\"")
-                    .arg(&file)
+                    .arg(
+                        "mount --bind \"$0\" /etc/hosts && mount --bind \"$1\" /etc/docker \
+                         && shift && exec \"$@\"",
+                    )
+                    .arg(&hosts)
+                    .arg(p.etc_docker)
                     .arg(bin);
                 c
             }

@@ -75,25 +75,19 @@ pub(super) fn write_pki(dir: &Path) -> Pki {
     pki
 }
 
-/// `/etc/docker/certs.d/<host:port>` (dockerd's fixed certs folder: only rootless mode moves
-/// it), removed on drop. The port makes it this test's own.
+/// `certs.d/<host:port>` in the folder the test's dockerd sees as `/etc/docker` (dockerd 20.10
+/// reads only `/etc/docker/certs.d`, or a folder under `$XDG_CONFIG_HOME` in rootless mode).
 pub(super) struct DockerCertsDir(PathBuf);
 
 impl DockerCertsDir {
-    pub(super) fn new(host_port: &str) -> Self {
-        Self(Path::new("/etc/docker/certs.d").join(host_port))
+    pub(super) fn new(etc_docker: &Path, host_port: &str) -> Self {
+        Self(etc_docker.join("certs.d").join(host_port))
     }
 
     /// Puts `ca` in as `ca.crt` (dockerd reads the folder on every registry operation).
     pub(super) fn trust(&self, ca: &Path) {
-        fs::create_dir_all(&self.0).expect("mkdir /etc/docker/certs.d/<host:port>");
+        fs::create_dir_all(&self.0).expect("mkdir certs.d/<host:port>");
         fs::copy(ca, self.0.join("ca.crt")).expect("copy ca.crt");
-    }
-}
-
-impl Drop for DockerCertsDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
     }
 }
 
