@@ -15,7 +15,8 @@
 #   nginx (the ingress of tests/it/ingress.rs and the proxy of tests/it/replicas.rs, run as the
 #   tests' own processes) and debootstrap (the local base images of the container build,
 #   scripts/tools/install-base-images.sh), binutils (`strip`, for the binary tests/it/image.rs
-#   puts into the image).
+#   puts into the image), util-linux and mount (`unshare --mount` and `mount --bind`: the
+#   dockerd of tests/it/ingress.rs gets an /etc/hosts of its own).
 # Idempotent and quick when everything is present (no apt-get at all then).
 # apt is kept from starting the packages' services (the registry would listen on :5000 on all
 # interfaces, docker.io would start a system dockerd) with a temporary /usr/sbin/policy-rc.d.
@@ -23,7 +24,7 @@ set -euo pipefail
 
 PKGS=(docker-registry skopeo podman docker.io curl ca-certificates uidmap wrk yamllint
   python3-jsonschema slapd ldap-utils postgresql redis-server chromium fonts-dejavu-core
-  unzip python3-venv prometheus nginx debootstrap binutils)
+  unzip python3-venv prometheus nginx debootstrap binutils util-linux mount)
 # Node 18 or later (Debian's, or one already installed, e.g. from NodeSource).
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
   PKGS+=(nodejs npm)
@@ -56,7 +57,8 @@ fi
 
 # Every program the tests call must now be on PATH.
 for bin in docker-registry skopeo podman dockerd docker curl wrk yamllint slapd slapadd ldapadd \
-  redis-server redis-cli chromium node npm unzip prometheus promtool nginx debootstrap strip; do
+  redis-server redis-cli chromium node npm unzip prometheus promtool nginx debootstrap strip \
+  unshare mount; do
   if ! command -v "$bin" >/dev/null 2>&1; then
     echo "install-test-deps.sh: $bin is still missing after installing ${PKGS[*]}" >&2
     exit 1

@@ -95,12 +95,16 @@ pub struct Metrics {
     pub backend_duration: Family<BackendLabels, Histogram>,
     /// Backend failures (authentication and authorization), by backend.
     pub backend_errors: Family<BackendLabels, Counter>,
+    /// 1/0: the external backends' state as `/readyz` finds it, set at each scrape.
+    pub backend_up: Family<BackendLabels, Gauge>,
     /// Configuration reloads by result.
     pub config_reloads: Family<ResultLabels, Counter>,
     /// Seconds until the signing certificate expires (negative once expired).
     pub certificate_expiry: Gauge,
     /// Credential-cache counters, shared with every authenticator built on reload.
     pub cache: CacheStats,
+    /// Held while a scrape replaces `backend_up` and encodes.
+    scrape: std::sync::Mutex<()>,
 }
 
 /// Exports a process-wide counter kept outside the registry (the bcrypt, store and Casbin
@@ -157,6 +161,13 @@ impl Metrics {
             "backend_errors",
             "Backend failures (authentication and authorization), by backend",
             backend_errors.clone(),
+        );
+        let backend_up = Family::<BackendLabels, Gauge>::default();
+        registry.register(
+            "backend_up",
+            "1 when the external backend's last call or probe reached it, 0 when it failed \
+             (absent before the first one), as /readyz shows it",
+            backend_up.clone(),
         );
         let config_reloads = Family::<ResultLabels, Counter>::default();
         registry.register(
@@ -222,9 +233,11 @@ impl Metrics {
             token_decisions,
             backend_duration,
             backend_errors,
+            backend_up,
             config_reloads,
             certificate_expiry,
             cache,
+            scrape: std::sync::Mutex::new(()),
         }
     }
 
@@ -251,11 +264,39 @@ impl Metrics {
             .inc();
     }
 
+    /// Replaces the `backend_up` series: `Some(true)` = up (1), `Some(false)` = down (0),
+    /// `None` = not known yet (no series). Backends gone from the configuration disappear.
+    /// Use [`Self::encode_with_backends_up`] at a scrape, so that a concurrent scrape never
+    /// sees the family between the clear and the new values.
+    pub fn set_backends_up(&self, states: &[(&'static str, Option<bool>)]) {
+        self.backend_up.clear();
+        for (backend, up) in states {
+            if let Some(up) = up {
+                self.backend_up
+                    .get_or_create(&BackendLabels { backend })
+                    .set(i64::from(*up));
+            }
+        }
+    }
+
     /// Records the time one authentication took.
     pub fn authn_time(&self, backend: &'static str, took: Duration) {
         self.backend_duration
             .get_or_create(&BackendLabels { backend })
             .observe(took.as_secs_f64());
+    }
+
+    /// [`Self::set_backends_up`], then [`Self::encode`], one scrape at a time.
+    pub fn encode_with_backends_up(
+        &self,
+        states: &[(&'static str, Option<bool>)],
+    ) -> Result<String, std::fmt::Error> {
+        let _one_scrape = self
+            .scrape
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.set_backends_up(states);
+        self.encode()
     }
 
     /// The OpenMetrics text exposition.
@@ -281,7 +322,7 @@ pub const LABEL_DOCS: &[(&str, &str)] = &[
     (
         "backend",
         "the config key of the backend (`users`, `robots`, `ext_auth`, `ldap_auth`, \
-         `http_auth`, `sql_auth`, `ext_authz`, `http_authz`, …).",
+         `http_auth`, `sql_auth`, `ext_authz`, `http_authz`, `acl_sql`, `store`, …).",
     ),
     (
         "result",
@@ -306,6 +347,7 @@ pub fn sample_exposition() -> String {
         .inc();
     m.decision("granted");
     m.backend_error("users");
+    m.set_backends_up(&[("ldap_auth", Some(true))]);
     m.authn_time("users", Duration::ZERO);
     m.config_reloads
         .get_or_create(&ResultLabels { result: "success" })

@@ -349,3 +349,33 @@ fn configmap_symlink_swaps_change_the_fingerprint() {
     std::fs::rename(root.join("..data_tmp"), root.join("..data")).unwrap();
     assert!(crate::config::sources::changed(&files));
 }
+
+#[tokio::test]
+async fn metrics_export_each_backends_state_as_backend_up() {
+    let f = Fixture::new();
+    // A webhook at a loopback port nothing listens on (as above).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let hook = format!("http_auth: {{url: \"http://127.0.0.1:{port}/auth\", timeout: 2s}}");
+    let state = f.state(&hook, ACL);
+    let public = app(&state, [127, 0, 0, 1]);
+    // No call yet: the state is unknown, so no series.
+    let (_, text, _) = get(&public, "/metrics", &[]).await;
+    assert!(!text.contains("registry_auth_backend_up{"), "{text}");
+    let auth = basic("mallory", "pw");
+    let (status, _, _) = get(&public, "/auth?service=s", &[("authorization", &auth)]).await;
+    assert!(status.is_server_error(), "{status}");
+    let (_, text, _) = get(&public, "/metrics", &[]).await;
+    assert!(
+        text.contains("registry_auth_backend_up{backend=\"http_auth\"} 0\n"),
+        "{text}"
+    );
+    // Local users are no external backend: never a series.
+    assert!(
+        !text.contains("registry_auth_backend_up{backend=\"users\"}"),
+        "{text}"
+    );
+}

@@ -7,9 +7,10 @@
 //!   dashboard (its sidecar ConfigMap);
 //! * every dashboard query is valid PromQL (promtool checks them as recording rules);
 //! * end to end: a real Prometheus (loopback, temp dir, 1 s scrape and evaluation) scrapes
-//!   `serve` with an LDAP backend (a real slapd); the "backend down" alert stays quiet while the
-//!   directory answers and fires once slapd is stopped and logins fail; and every metric the
-//!   rules and the dashboard use is exported by the running server.
+//!   `serve` with an LDAP backend (a real slapd); `registry_auth_backend_up{backend="ldap_auth"}`
+//!   is 1 and the "backend down" alert stays quiet while the directory answers, the gauge goes
+//!   to 0 and the alert fires once slapd is stopped; and every metric the rules and the
+//!   dashboard use is exported by the running server.
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -440,7 +441,18 @@ fn prometheus_fires_backend_down_when_slapd_stops() {
         );
     }
 
-    // slapd stops: LDAP logins fail (503), the counter grows, the alert goes pending, then
+    let up = |want: u8| {
+        let text = get(&format!("http://{}/metrics", server.addr), &[]).text();
+        let line = format!("registry_auth_backend_up{{backend=\"ldap_auth\"}} {want}\n");
+        assert!(
+            text.contains(&line),
+            "{}",
+            ctx(&format!("want {line}in\n{text}"))
+        );
+    };
+    up(1);
+
+    // slapd stops: LDAP logins fail (503), the gauge goes to 0, the alert goes pending, then
     // firing for backend ldap_auth.
     slapd.stop();
     let started = Instant::now();
@@ -469,6 +481,7 @@ fn prometheus_fires_backend_down_when_slapd_stops() {
              stopping; alerts seen: {seen:?}"
         ))
     );
+    up(0);
     eprintln!(
         "RegistryAuthBackendDown fired {:.1?} after slapd stopped",
         started.elapsed()

@@ -67,7 +67,11 @@ async fn readyz(state: &AppState, detailed: bool) -> Response {
     if expires_in <= 0 {
         problems.push("the signing certificate has expired".to_owned());
     }
-    let mut backends = backend_health(&inner.config).await;
+    let mut backends: serde_json::Map<String, serde_json::Value> = backend_health(&inner.config)
+        .await
+        .into_iter()
+        .map(|(name, report)| (name.to_owned(), report))
+        .collect();
     for (name, report) in &backends {
         if report["status"] == "down" {
             problems.push(if detailed {
@@ -108,22 +112,22 @@ async fn readyz(state: &AppState, detailed: bool) -> Response {
 /// How long `/readyz` waits for an LDAP probe; a slower one shows at the next call.
 const PROBE_WAIT: Duration = Duration::from_secs(1);
 
-/// The external backends' state: `{name: {status: up|down|unknown, error, …}}`. The LDAP server
+/// The external backends' state: `(name, {status: up|down|unknown, error, …})`. The LDAP server
 /// is probed when its state is a few seconds old; webhooks, SQL databases (`sql_auth`,
 /// `acl_sql`) and the `store` (minted passwords, shared state) report what their last call
-/// found.
-async fn backend_health(config: &Config) -> serde_json::Map<String, serde_json::Value> {
-    let mut out = serde_json::Map::new();
+/// found. `/readyz` shows it, `/metrics` exports it as `registry_auth_backend_up`.
+async fn backend_health(config: &Config) -> Vec<(&'static str, serde_json::Value)> {
+    let mut out = Vec::new();
     for backend in &config.authn_order {
         match backend {
             AuthnBackend::Ldap(ldap) => {
-                out.insert(backend.name().to_owned(), ldap.check(PROBE_WAIT).await);
+                out.push((backend.name(), ldap.check(PROBE_WAIT).await));
             }
             AuthnBackend::Http(http) => {
-                out.insert(backend.name().to_owned(), http.webhook().health().report());
+                out.push((backend.name(), http.webhook().health().report()));
             }
             AuthnBackend::Sql(sql) => {
-                out.insert(backend.name().to_owned(), sql.health().report());
+                out.push((backend.name(), sql.health().report()));
             }
             _ => {}
         }
@@ -131,19 +135,19 @@ async fn backend_health(config: &Config) -> serde_json::Map<String, serde_json::
     for backend in &config.authz_order {
         match backend {
             AuthzBackend::Http(http) => {
-                out.insert(backend.name().to_owned(), http.webhook().health().report());
+                out.push((backend.name(), http.webhook().health().report()));
             }
             AuthzBackend::Sql(sql) => {
-                out.insert(backend.name().to_owned(), sql.health().report());
+                out.push((backend.name(), sql.health().report()));
             }
             _ => {}
         }
     }
     // One store serves the web logins and the shared state (revocations, lockout counters).
     if let Some(shared) = &config.shared_state {
-        out.insert("store".to_owned(), shared.store().health().report());
+        out.push(("store", shared.store().health().report()));
     } else if let Some(logins) = &config.web_logins {
-        out.insert("store".to_owned(), logins.store().health().report());
+        out.push(("store", logins.store().health().report()));
     }
     out
 }
@@ -154,9 +158,21 @@ async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
     shared
         .metrics
         .set_certificate_expiry(inner.issuer.key().not_after(), SystemTime::now());
+    let states: Vec<(&'static str, Option<bool>)> = backend_health(&inner.config)
+        .await
+        .into_iter()
+        .map(|(name, report)| {
+            let up = match report["status"].as_str() {
+                Some("up") => Some(true),
+                Some("down") => Some(false),
+                _ => None,
+            };
+            (name, up)
+        })
+        .collect();
     let text = shared
         .metrics
-        .encode()
+        .encode_with_backends_up(&states)
         .map_err(|e| ApiError::Internal(format!("cannot encode metrics: {e}")))?;
     Ok((
         [(

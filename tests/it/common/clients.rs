@@ -432,6 +432,16 @@ impl Clients {
         }
     }
 
+    /// Daemon steps go through `dockerd` (e.g. [`dockerd::dedicated`]) from now on.
+    pub fn use_own_dockerd(&mut self, dockerd: Arc<Dockerd>) {
+        self.dockerd = Some(dockerd);
+    }
+
+    /// Any `docker` command with this client's config and daemon.
+    pub fn docker(&self, args: &[&str]) -> CmdOutput {
+        self.run("docker", args, None)
+    }
+
     pub fn dockerd_log_tail(&self, n: usize) -> Option<String> {
         self.dockerd.as_ref().map(|d| d.log_tail(n))
     }
@@ -492,14 +502,18 @@ impl Clients {
 
     /// Tags `from` (`repo:tag` on this registry, pulled earlier) as `repo:tag` and pushes it.
     pub fn docker_push(&self, cred: Cred<'_>, from: &str, repo: &str, tag: &str) -> Attempt {
+        self.docker_push_image(cred, &format!("{}/{from}", self.registry), repo, tag)
+    }
+
+    /// Tags the local image `src` (any full reference) as `repo:tag` here and pushes it.
+    pub fn docker_push_image(&self, cred: Cred<'_>, src: &str, repo: &str, tag: &str) -> Attempt {
         self.require_daemon();
         let login = self.docker_login(cred);
         if login.outcome != Outcome::Ok {
             return login;
         }
-        let src = format!("{}/{from}", self.registry);
         let dst = self.reference(repo, tag);
-        let out = self.run("docker", &["tag", &src, &dst], None);
+        let out = self.run("docker", &["tag", src, &dst], None);
         if !out.success() {
             return Attempt {
                 outcome: Outcome::Fail(format!("docker tag {src} (was it pulled before?)")),

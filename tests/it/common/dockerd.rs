@@ -5,7 +5,8 @@
 //! the daemon stops (SIGTERM, then SIGKILL; its containerd child by pid as a fallback) and its
 //! directory is removed when the last user drops it. Every test uses its own `DOCKER_CONFIG`,
 //! so credentials never leak between tests; images are tagged with each test's own registry
-//! address, so they never collide either.
+//! address, so they never collide either. [`dedicated`] starts a daemon of one test's own
+//! (ingress: with `HTTPS_PROXY`, see `connect_proxy`).
 
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
@@ -34,13 +35,32 @@ pub fn shared() -> Arc<Dockerd> {
     if let Some(d) = slot.upgrade() {
         return d;
     }
-    let d = Arc::new(Dockerd::start());
+    let d = Arc::new(Dockerd::start(&[], None));
     *slot = Arc::downgrade(&d);
     d
 }
 
+/// What a [`dedicated`] daemon sees in place of the machine's files.
+#[derive(Debug, Clone, Copy)]
+pub struct Private<'a> {
+    /// Its `/etc/hosts`.
+    pub hosts: &'a str,
+    /// A folder mounted over `/etc/docker` (so `certs.d/` inside it is the daemon's; no
+    /// `daemon.json` of the machine applies either).
+    pub etc_docker: &'a Path,
+}
+
+/// A daemon of the caller's own, with `env` set (e.g. `HTTPS_PROXY`; the proxy variables of
+/// the test's environment are never inherited by it) and, with `private`, its own `/etc/hosts`
+/// and `/etc/docker`: it runs in a mount namespace of its own (`unshare --mount`, private
+/// propagation) where they are bind-mounted, so nothing outside sees them and nothing is left
+/// behind on the machine, whatever happens to the test.
+pub fn dedicated(env: &[(&str, &str)], private: Option<Private<'_>>) -> Arc<Dockerd> {
+    Arc::new(Dockerd::start(env, private))
+}
+
 impl Dockerd {
-    fn start() -> Self {
+    fn start(env: &[(&str, &str)], private: Option<Private<'_>>) -> Self {
         let bin = require_tool("dockerd");
         require_tool("docker");
         // Short path: unix socket paths are limited to ~108 bytes.
@@ -55,7 +75,40 @@ impl Dockerd {
         let log = d.join("dockerd.log");
         let logf = File::create(&log).expect("dockerd log");
         let host = format!("unix://{}", d.join("sock").display());
-        let mut cmd = Command::new(bin);
+        let mut cmd = match private {
+            None => Command::new(bin),
+            Some(p) => {
+                let hosts = d.join("hosts");
+                fs::write(&hosts, p.hosts).expect("write the daemon's hosts file");
+                let mut c = Command::new(require_tool("unshare"));
+                require_tool("mount");
+                // `$0` is the hosts file, `$1` the /etc/docker folder, then dockerd and its
+                // arguments (below).
+                c.args(["--mount", "--propagation", "private", "sh", "-c"])
+                    .arg(
+                        "mount --bind \"$0\" /etc/hosts && mount --bind \"$1\" /etc/docker \
+                         && shift && exec \"$@\"",
+                    )
+                    .arg(&hosts)
+                    .arg(p.etc_docker)
+                    .arg(bin);
+                c
+            }
+        };
+        if !env.is_empty() {
+            for var in [
+                "HTTPS_PROXY",
+                "https_proxy",
+                "HTTP_PROXY",
+                "http_proxy",
+                "NO_PROXY",
+                "no_proxy",
+                "ALL_PROXY",
+                "all_proxy",
+            ] {
+                cmd.env_remove(var);
+            }
+        }
         cmd.arg("--data-root")
             .arg(&data)
             .arg("--exec-root")
@@ -72,6 +125,7 @@ impl Dockerd {
                 "--storage-driver=vfs",
             ])
             .env_remove("DOCKER_HOST")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(logf.try_clone().expect("dup"))
             .stderr(logf);

@@ -2,6 +2,7 @@
 //! image, keys, the registry, our server, the clients, and the scenario runner.
 
 pub mod clients;
+pub mod connect_proxy;
 pub mod dockerd;
 pub mod http;
 pub mod idp;
