@@ -13,7 +13,7 @@
 //! * [`trust`]: the token signed here and its retries with the other signing headers;
 //! * [`registry_log`]: the registry's reason lines (2.8 and v3 wordings) and their fixes.
 //!
-//! Every failure names its entry in the troubleshooting guide, docs/troubleshooting.md
+//! Every failure names its entry in the troubleshooting guide, docs/src/operating/troubleshooting.md
 //! ([`Entry`]); a unit test checks that each entry's anchor exists there.
 
 pub mod checks;
@@ -25,7 +25,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 /// The troubleshooting guide the findings link to (the README and the book point at it).
-pub const GUIDE: &str = "docs/troubleshooting.md";
+pub const GUIDE: &str = "docs/src/operating/troubleshooting.md";
 
 /// How a check came out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -97,7 +97,7 @@ impl Entry {
         Self::RegistryLog,
     ];
 
-    /// The HTML anchor of the entry in docs/troubleshooting.md.
+    /// The HTML anchor of the entry in docs/src/operating/troubleshooting.md.
     pub fn anchor(self) -> &'static str {
         match self {
             Self::RegistryChallenge => "doctor-registry",

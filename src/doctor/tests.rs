@@ -4,18 +4,18 @@ use super::{Entry, Finding, Report, Status, short};
 /// starts with the doctor.
 #[test]
 fn every_entry_links_to_an_anchor_of_the_guide() {
-    assert_eq!(super::GUIDE, "docs/troubleshooting.md");
+    assert_eq!(super::GUIDE, "docs/src/operating/troubleshooting.md");
     // Read at run time (not `include_str!`): the Docker build context has no docs/.
     let readme = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/docs/troubleshooting.md"
+        "/docs/src/operating/troubleshooting.md"
     ))
-    .expect("read docs/troubleshooting.md");
+    .expect("read docs/src/operating/troubleshooting.md");
     for entry in Entry::ALL {
         let anchor = format!("<a id=\"{}\"></a>", entry.anchor());
         assert!(
             readme.contains(&anchor),
-            "docs/troubleshooting.md has no {anchor} for {entry:?} (the doctor links to {})",
+            "docs/src/operating/troubleshooting.md has no {anchor} for {entry:?} (the doctor links to {})",
             entry.link()
         );
     }
@@ -30,7 +30,7 @@ fn every_entry_links_to_an_anchor_of_the_guide() {
         .expect("read README.md");
     assert!(
         main.contains(
-            "[docs/troubleshooting.md](docs/troubleshooting.md): start with `registry-auth doctor`"
+            "[Troubleshooting guide](docs/src/operating/troubleshooting.md): start with `registry-auth doctor`"
         ),
         "README.md points at the guide and the doctor"
     );
@@ -41,7 +41,7 @@ fn a_failure_line_says_what_was_seen_what_to_change_and_where_to_read() {
     let f = Finding::fail("trust", "refused", "set x", Entry::UntrustedKey);
     assert_eq!(
         f.line(),
-        "FAIL  trust: refused → fix: set x (see docs/troubleshooting.md#doctor-untrusted-key)"
+        "FAIL  trust: refused → fix: set x (see docs/src/operating/troubleshooting.md#doctor-untrusted-key)"
     );
     assert_eq!(Finding::ok("clock", "fine").line(), "ok    clock: fine");
 }
@@ -63,7 +63,7 @@ fn the_report_fails_when_one_check_fails_and_says_so_in_json() {
     assert_eq!(j["findings"][2]["entry"], "service");
     assert_eq!(
         j["findings"][2]["link"],
-        "docs/troubleshooting.md#doctor-service"
+        "docs/src/operating/troubleshooting.md#doctor-service"
     );
     assert!(j["findings"][0].get("link").is_none());
     assert_eq!(Status::Fail.label(), "FAIL");

@@ -210,7 +210,7 @@ impl Run {
     fn entry(&self, check: &str, entry: &str) {
         assert_eq!(
             self.finding(check)["link"],
-            format!("docs/troubleshooting.md#doctor-{entry}"),
+            format!("docs/src/operating/troubleshooting.md#doctor-{entry}"),
             "{}",
             self.out.describe()
         );

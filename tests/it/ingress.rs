@@ -5,7 +5,7 @@
 //! local registry standing in for Docker Hub, with Redis as the mirror's blob-descriptor cache.
 //! The nginx config and both registries' configs are the shipped files (deploy/nginx/), with
 //! only names, addresses and paths replaced (the `service` names stay `registry.example.com` and
-//! `mirror.example.com`); docs/deployment.md shows them verbatim (checked here too).
+//! `mirror.example.com`); docs/src/operating/deployment.md shows them verbatim (checked here too).
 //!
 //! Client addresses: every client connects to nginx on 127.0.0.1, from 127.0.0.1 (docker,
 //! skopeo) or 127.0.0.2 (curl `--interface`), and nginx connects to the upstreams from
@@ -715,10 +715,10 @@ fn nginx_tls_registry_mirror_redis_and_docker_through_the_shipped_configs() {
     );
 }
 
-/// docs/deployment.md shows the files this test runs, verbatim.
+/// docs/src/operating/deployment.md shows the files this test runs, verbatim.
 #[test]
 fn deployment_guide_shows_the_ingress_files() {
-    let guide = shipped("docs/deployment.md");
+    let guide = shipped("docs/src/operating/deployment.md");
     for file in [
         "deploy/nginx/registry.conf",
         "deploy/nginx/registry.yml",
@@ -727,7 +727,7 @@ fn deployment_guide_shows_the_ingress_files() {
         let text = shipped(file);
         assert!(
             guide.contains(&format!("<!-- {file} -->\n```")) && guide.contains(&text),
-            "docs/deployment.md must show {file} verbatim in a fenced block after \
+            "docs/src/operating/deployment.md must show {file} verbatim in a fenced block after \
              `<!-- {file} -->` (copy it again)"
         );
     }

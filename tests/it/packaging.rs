@@ -1142,11 +1142,11 @@ fn compose_example_matches_the_image_and_its_config() {
 
 #[test]
 fn docs_show_the_shipped_files_and_are_linked() {
-    let deployment = read("docs/deployment.md");
+    let deployment = read("docs/src/operating/deployment.md");
     let mirror = read("examples/mirror.yml");
     assert!(
         deployment.contains(&mirror),
-        "docs/deployment.md must include examples/mirror.yml verbatim (copy it again)"
+        "docs/src/operating/deployment.md must include examples/mirror.yml verbatim (copy it again)"
     );
     for file in [
         "deploy/compose.yaml",
@@ -1155,7 +1155,7 @@ fn docs_show_the_shipped_files_and_are_linked() {
     ] {
         assert!(
             deployment.contains(&read(file)),
-            "docs/deployment.md must include {file} verbatim (copy it again)"
+            "docs/src/operating/deployment.md must include {file} verbatim (copy it again)"
         );
     }
     // The front door and the book's Deploying page both point at the image, the guides and the
@@ -1165,8 +1165,8 @@ fn docs_show_the_shipped_files_and_are_linked() {
             "README.md",
             [
                 "docker build -t registry-auth .",
-                "docs/deployment.md",
-                "docs/troubleshooting.md",
+                "docs/src/operating/deployment.md",
+                "docs/src/operating/troubleshooting.md",
                 "charts/registry-auth",
             ],
         ),
@@ -1185,7 +1185,7 @@ fn docs_show_the_shipped_files_and_are_linked() {
             assert!(text.contains(needle), "{page} does not mention {needle}");
         }
     }
-    let troubleshooting = read("docs/troubleshooting.md");
+    let troubleshooting = read("docs/src/operating/troubleshooting.md");
     for needle in [
         "insufficient_scope",
         "invalid_token",
@@ -1201,13 +1201,13 @@ fn docs_show_the_shipped_files_and_are_linked() {
     ] {
         assert!(
             troubleshooting.contains(needle),
-            "docs/troubleshooting.md does not cover {needle:?}"
+            "docs/src/operating/troubleshooting.md does not cover {needle:?}"
         );
     }
     // Every relative link in the docs points at a file that exists.
     for (name, text) in [
-        ("docs/deployment.md", &deployment),
-        ("docs/troubleshooting.md", &troubleshooting),
+        ("docs/src/operating/deployment.md", &deployment),
+        ("docs/src/operating/troubleshooting.md", &troubleshooting),
     ] {
         for (i, _) in text.match_indices("](") {
             let target: String = text[i + 2..].chars().take_while(|c| *c != ')').collect();
@@ -1216,14 +1216,14 @@ fn docs_show_the_shipped_files_and_are_linked() {
                 continue;
             }
             assert!(
-                root().join("docs").join(file).exists(),
+                root().join("docs/src/operating").join(file).exists(),
                 "{name} links to {target}, which does not exist"
             );
         }
     }
 }
 
-/// The mirror scenario of docs/deployment.md, decided by `acl explain` on examples/mirror.yml.
+/// The mirror scenario of docs/src/operating/deployment.md, decided by `acl explain` on examples/mirror.yml.
 #[test]
 fn mirror_example_grants_what_the_docs_say() {
     let tmp = stack::tempdir("ra-it-mirror");
@@ -1480,7 +1480,7 @@ fn compose_registry_environment_is_understood_by_the_registry() {
     );
 }
 
-/// The scenario of docs/deployment.md end to end, with the shipped files: registry-auth on
+/// The scenario of docs/src/operating/deployment.md end to end, with the shipped files: registry-auth on
 /// examples/mirror.yml (with known passwords), deploy/registry-mirror.yml as a pull-through
 /// cache of a local upstream registry (standing in for Docker Hub), deploy/registry-team.yml as
 /// the team registry, and skopeo as the client.
@@ -1672,7 +1672,7 @@ fn mirror_scenario(kind: RegistryKind) {
     let team_log = fs::read_to_string(&team.log).unwrap_or_default();
     assert!(
         team_log.contains("token intended for another audience"),
-        "the team registry's log does not give the reason docs/troubleshooting.md quotes:\n{}",
+        "the team registry's log does not give the reason docs/src/operating/troubleshooting.md quotes:\n{}",
         tail(&team.log, 10)
     );
 }

@@ -22,7 +22,7 @@ pub(super) fn shipped(rel: &str) -> String {
 pub(super) fn subst(text: &str, file: &str, from: &str, to: &str) -> String {
     assert!(
         text.contains(from),
-        "{file} no longer contains {from:?}: update tests/it/ingress.rs and docs/deployment.md"
+        "{file} no longer contains {from:?}: update tests/it/ingress.rs and docs/src/operating/deployment.md"
     );
     text.replace(from, to)
 }
