@@ -19,9 +19,14 @@ use serde_yaml_ng::Value as Yaml;
 use crate::server::metrics;
 
 /// The top-level config sections whose changes a reload does not apply: they take effect at the
-/// next restart. `AppState::reload` (src/server/state.rs) compares exactly `config.server` and
-/// warns when it changed; every other section is rebuilt from the new file on reload.
+/// next restart. `AppState::reload` (src/server/state.rs) compares `config.server` (but for
+/// [`RELOADED_SERVER_KEYS`]) and warns when it changed; every other section is rebuilt from the
+/// new file on reload.
 pub const RESTART_SECTIONS: &[&str] = &["server"];
+
+/// The keys of [`RESTART_SECTIONS`] a reload does apply: the listener's certificate and key are
+/// read again (`AppState::reload`, `crate::tls::LiveCert`).
+pub const RELOADED_SERVER_KEYS: &[&str] = &["server.certificate", "server.key"];
 
 /// A generated page: its file name under `docs/src/reference/` and its generator.
 pub type Page = (&'static str, fn() -> String);
@@ -58,8 +63,9 @@ pub fn config_reference() -> String {
         "Every key of the configuration file, generated from the config types (the same JSON \
          Schema as the Helm chart's `values.schema.json`). For each key: its type, its default \
          (from the schema, or as its description states it), whether a configuration reload \
-         applies it (the `server` section takes effect at the next restart; everything else on \
-         reload, see [Reload](../operating/reload.md)), and an example (its value in \
+         applies it (the `server` section takes effect at the next restart, but for the TLS \
+          certificate and key files, read again on every reload; everything else on reload, see \
+          [Reload](../operating/reload.md)), and an example (its value in \
          [examples/reference.yml](../../../examples/reference.yml), or the one its description \
          gives). `registry-auth check-config FILE` checks a file.\n\n",
     );
@@ -70,7 +76,9 @@ pub fn config_reference() -> String {
         let depth = key.path.matches('.').count();
         let level = if depth == 0 { "##" } else { "###" };
         let _ = writeln!(out, "{level} `{}`\n", key.path);
-        let reload = if RESTART_SECTIONS
+        let reload = if RELOADED_SERVER_KEYS.contains(&key.path.as_str()) {
+            "yes, the files are read again: new connections get the new pair"
+        } else if RESTART_SECTIONS
             .iter()
             .any(|s| key.path == *s || key.path.starts_with(&format!("{s}.")))
         {

@@ -23,21 +23,27 @@
 //! [`LdapAuth::lookup`] searches again as the service account, so a refresh token is honoured
 //! only while the entry is still found. With `initial_bind_as_user` there is no way to search
 //! without the password, so no fingerprint is given and no refresh token is issued.
+//!
+//! Files: the pure text of names and filters (escaping, `cn`, fingerprints) is `ldap/names.rs`,
+//! the connection pool `ldap/pool.rs`; the flows above are here.
 
 use std::collections::BTreeMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use aws_lc_rs::digest;
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, LdapError, Scope, SearchEntry, SearchOptions};
+use ldap3::{LdapError, Scope, SearchEntry, SearchOptions};
 use tokio::sync::Semaphore;
 
 use super::{AuthnError, AuthnOutcome, Credentials, Identity, IdentityKind, Labels, Secret};
 use crate::health::Health;
+use names::same_account;
+pub use names::{cn_of, entry_fingerprint, escape_filter_value, filter_account_attribute};
+use pool::{BoundAs, Conn};
+
+mod names;
+mod pool;
 
 const BACKEND: &str = "ldap_auth";
 
@@ -144,39 +150,6 @@ struct Inner {
     open: Arc<AtomicUsize>,
 }
 
-/// Who a connection is bound as.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum BoundAs {
-    /// The service account (or nobody, with anonymous searches): ready to search.
-    Searcher,
-    /// Some user, or nobody after a failed bind.
-    Other,
-}
-
-struct Conn {
-    ldap: Ldap,
-    bound: BoundAs,
-    since: Instant,
-    reused: bool,
-    /// [`Inner::open`], decremented when the connection is dropped (which closes it).
-    open: Arc<AtomicUsize>,
-}
-
-impl Drop for Conn {
-    fn drop(&mut self) {
-        self.open.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-impl std::fmt::Debug for Conn {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Conn")
-            .field("bound", &self.bound)
-            .field("since", &self.since)
-            .finish_non_exhaustive()
-    }
-}
-
 /// Why an LDAP exchange failed.
 #[derive(Debug)]
 enum Failure {
@@ -221,135 +194,6 @@ struct Found {
 /// (`pwdChangedTime`, kept by password-policy overlays and Active Directory's `pwdLastSet`
 /// equivalent) or, without one, any change of the entry (`modifyTimestamp`, every server).
 const CHANGE_ATTRIBUTES: [&str; 2] = ["pwdChangedTime", "modifyTimestamp"];
-
-/// The attribute `${account}` is compared with in `filter` (the first such assertion), e.g.
-/// `uid` in `(&(objectClass=person)(uid=${account}))`; `None` when there is none.
-pub fn filter_account_attribute(filter: &str) -> Option<String> {
-    let at = filter.find("=${account}")?;
-    let before = &filter[..at];
-    let start = before.rfind('(').map_or(0, |p| p + 1);
-    // `uid:caseExactMatch:` (an extensible match) names the attribute before the first `:`.
-    let attr = before[start..].trim().split(':').next()?.trim();
-    let attr = attr.trim_end_matches(['~', '<', '>']);
-    let valid = !attr.is_empty()
-        && attr
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == ';');
-    valid.then(|| attr.to_owned())
-}
-
-/// Compares account spellings the way directories' usual matching rules for names do
-/// (caseIgnoreMatch: case and insignificant spaces are ignored).
-fn same_account(a: &str, b: &str) -> bool {
-    super::fold_account(a) == super::fold_account(b)
-}
-
-/// Escapes a value for an LDAP filter (RFC 4515: `\ * ( )` and NUL, plus the operator
-/// characters `! & | = < > ~`, which docker_auth escaped too; harmless inside a value).
-pub fn escape_filter_value(value: &str) -> String {
-    let mut out = String::with_capacity(value.len() + 8);
-    for c in value.chars() {
-        match c {
-            '\\' | '*' | '(' | ')' | '\0' | '!' | '&' | '|' | '=' | '<' | '>' | '~' => {
-                out.push_str(&format!("\\{:02x}", c as u32));
-            }
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-/// The value of the first `cn` attribute in a DN (`cn=devs,ou=groups,dc=x` → `devs`), with DN
-/// escapes undone; the value itself when it is not a DN with a `cn`.
-pub fn cn_of(dn: &str) -> String {
-    parse_dn(dn)
-        .and_then(|rdns| {
-            rdns.into_iter()
-                .flatten()
-                .find(|(kind, _)| kind.eq_ignore_ascii_case("cn") || kind == "2.5.4.3")
-                .map(|(_, value)| value)
-        })
-        .unwrap_or_else(|| dn.to_owned())
-}
-
-/// A DN as RDNs of (type, unescaped value) pairs, or `None` when it is not a DN.
-fn parse_dn(dn: &str) -> Option<Vec<Vec<(String, String)>>> {
-    let mut rdns = Vec::new();
-    let mut rdn = Vec::new();
-    let mut kind = String::new();
-    let mut value: Vec<u8> = Vec::new();
-    let mut in_value = false;
-    let bytes = dn.as_bytes();
-    let mut i = 0;
-    let finish = |kind: &mut String, value: &mut Vec<u8>, rdn: &mut Vec<(String, String)>| {
-        let k = kind.trim().to_owned();
-        if k.is_empty() {
-            return false;
-        }
-        let v = String::from_utf8_lossy(value).trim().to_owned();
-        rdn.push((k, v));
-        kind.clear();
-        value.clear();
-        true
-    };
-    while i < bytes.len() {
-        let b = bytes[i];
-        if !in_value {
-            match b {
-                b'=' => in_value = true,
-                b',' | b'+' | b'\\' => return None,
-                _ => kind.push(char::from(b)),
-            }
-            i += 1;
-            continue;
-        }
-        match b {
-            b'\\' => {
-                let next = *bytes.get(i + 1)?;
-                let hex = bytes
-                    .get(i + 1..i + 3)
-                    .and_then(|h| std::str::from_utf8(h).ok())
-                    .and_then(|h| u8::from_str_radix(h, 16).ok());
-                if let Some(byte) = hex {
-                    value.push(byte);
-                    i += 3;
-                } else {
-                    value.push(next);
-                    i += 2;
-                }
-                continue;
-            }
-            b',' | b';' | b'+' => {
-                if !finish(&mut kind, &mut value, &mut rdn) {
-                    return None;
-                }
-                in_value = false;
-                if b != b'+' {
-                    rdns.push(std::mem::take(&mut rdn));
-                }
-            }
-            _ => value.push(b),
-        }
-        i += 1;
-    }
-    if !in_value || !finish(&mut kind, &mut value, &mut rdn) {
-        return None;
-    }
-    rdns.push(rdn);
-    Some(rdns)
-}
-
-/// The refresh-token fingerprint of an entry: a hash of its DN and of when its password (or,
-/// without `pwdChangedTime`, the entry) last changed, so a token is honoured only for the entry
-/// it was issued for, and a password reset ends it.
-pub fn entry_fingerprint(dn: &str, changed: Option<&str>) -> String {
-    let mut ctx = digest::Context::new(&digest::SHA256);
-    ctx.update(b"registry-auth ldap entry v2\0");
-    ctx.update(dn.to_lowercase().as_bytes());
-    ctx.update(b"\0");
-    ctx.update(changed.unwrap_or_default().as_bytes());
-    URL_SAFE_NO_PAD.encode(&ctx.finish().as_ref()[..16])
-}
 
 impl LdapAuth {
     /// Sets up the backend (no connection is opened until the first request).
@@ -751,218 +595,13 @@ impl Inner {
         }
         Labels(labels)
     }
-
-    /// A connection for `want`: an idle one bound that way, else a new one while fewer than
-    /// `max_connections` are open, else any idle one (re-bound as the searcher when a searcher
-    /// is wanted). So a steady stream of logins keeps one connection bound as the service
-    /// account for searches and another for the users' binds.
-    async fn checkout(&self, want: BoundAs) -> Result<Conn, Failure> {
-        let max = self.settings.max_connections.max(1);
-        let mut reserved = false;
-        loop {
-            let candidate = {
-                let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-                idle.retain_mut(|c| !c.ldap.is_closed() && c.since.elapsed() < MAX_IDLE);
-                match idle.iter().rposition(|c| c.bound == want) {
-                    Some(p) => Some(idle.swap_remove(p)),
-                    None => {
-                        // Room for one more connection? Reserve it.
-                        reserved = self
-                            .open
-                            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                                (n < max).then_some(n + 1)
-                            })
-                            .is_ok();
-                        if reserved { None } else { idle.pop() }
-                    }
-                }
-            };
-            let Some(mut conn) = candidate else {
-                break;
-            };
-            conn.reused = true;
-            if want == BoundAs::Searcher && conn.bound != BoundAs::Searcher {
-                match self.searcher_bind(&mut conn).await {
-                    Ok(()) => {}
-                    // Dead: try the next idle one, or a new one.
-                    Err(Failure::Connection(_)) => continue,
-                    Err(e) => return Err(e),
-                }
-            }
-            return Ok(conn);
-        }
-        let mut conn = self.open(reserved).await?;
-        if want == BoundAs::Searcher {
-            self.searcher_bind(&mut conn).await?;
-        }
-        Ok(conn)
-    }
-
-    /// Returns a healthy connection to the pool.
-    fn checkin(&self, mut conn: Conn) {
-        if conn.ldap.is_closed() {
-            return;
-        }
-        conn.since = Instant::now();
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        if idle.len() < self.settings.max_connections.max(1) {
-            idle.push(conn);
-        }
-    }
-
-    /// Binds as the service account, or back to anonymous for anonymous searches (a new
-    /// connection is anonymous already).
-    async fn searcher_bind(&self, conn: &mut Conn) -> Result<(), Failure> {
-        let (dn, password) = match &self.settings.bind {
-            LdapBind::Service { dn, password } => (dn.as_str(), password.expose()),
-            LdapBind::Anonymous if conn.reused => ("", ""),
-            LdapBind::Anonymous | LdapBind::AsUser { .. } => {
-                conn.bound = BoundAs::Searcher;
-                return Ok(());
-            }
-        };
-        let result = conn
-            .ldap
-            .with_timeout(self.settings.timeout)
-            .simple_bind(dn, password)
-            .await
-            .map_err(|e| classify("binding as the service account", e))?;
-        if result.rc != RC_SUCCESS {
-            return Err(Failure::Other(format!(
-                "the server refused the service account's bind as {dn:?} (result code {}{}); \
-                 check `bind_dn` and `bind_password_file`",
-                result.rc,
-                if result.text.is_empty() {
-                    String::new()
-                } else {
-                    format!(": {}", result.text)
-                }
-            )));
-        }
-        conn.bound = BoundAs::Searcher;
-        Ok(())
-    }
-
-    /// Opens a connection; `reserved` when [`Inner::open`] was already counted up for it.
-    async fn open(&self, reserved: bool) -> Result<Conn, Failure> {
-        let s = &self.settings;
-        let mut settings = LdapConnSettings::new().set_conn_timeout(s.timeout);
-        if let Some(config) = &s.tls_config {
-            settings = settings.set_config(config.clone());
-        }
-        if s.tls == LdapTls::StartTls {
-            settings = settings.set_starttls(true);
-        }
-        let connected = LdapConnAsync::with_settings(settings, &self.url).await;
-        match (connected.is_ok(), reserved) {
-            (true, false) => {
-                self.open.fetch_add(1, Ordering::AcqRel);
-            }
-            (false, true) => {
-                self.open.fetch_sub(1, Ordering::AcqRel);
-            }
-            _ => {}
-        }
-        let (conn, ldap) = connected.map_err(|e| match e {
-            LdapError::Timeout { .. } => Failure::Other(format!(
-                "cannot connect to {}: no answer within {:?}",
-                s.addr, s.timeout
-            )),
-            other => Failure::Other(format!("cannot connect to {}: {other}", s.addr)),
-        })?;
-        self.opened.fetch_add(1, Ordering::Relaxed);
-        tokio::spawn(async move {
-            if let Err(e) = conn.drive().await {
-                tracing::debug!(backend = BACKEND, error = %e, "LDAP connection closed");
-            }
-        });
-        Ok(Conn {
-            ldap,
-            bound: BoundAs::Other,
-            since: Instant::now(),
-            reused: false,
-            open: self.open.clone(),
-        })
-    }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::Instant;
+
     use super::*;
-
-    #[test]
-    fn filter_values_are_escaped() {
-        assert_eq!(escape_filter_value("alice"), "alice");
-        assert_eq!(escape_filter_value("*)(uid=*"), "\\2a\\29\\28uid\\3d\\2a");
-        assert_eq!(escape_filter_value("a\\b\0c"), "a\\5cb\\00c");
-        assert_eq!(
-            escape_filter_value("x|y&z!~<>"),
-            "x\\7cy\\26z\\21\\7e\\3c\\3e"
-        );
-        assert_eq!(escape_filter_value("jürgen"), "jürgen");
-        // The escaped value always parses as one assertion value.
-        for nasty in ["*", ")(|(uid=*)", "\\", "a*b*c", "(&)"] {
-            let f = format!("(uid={})", escape_filter_value(nasty));
-            assert!(ldap3::parse_filter(&f).is_ok(), "{f}");
-        }
-    }
-
-    #[test]
-    fn cn_of_dns() {
-        assert_eq!(cn_of("cn=devs,ou=groups,dc=x"), "devs");
-        assert_eq!(cn_of("CN=Dev Ops,OU=Groups,DC=example,DC=com"), "Dev Ops");
-        assert_eq!(cn_of("ou=x,cn=inner,dc=y"), "inner");
-        assert_eq!(cn_of("cn=a\\,b,dc=x"), "a,b");
-        assert_eq!(cn_of("cn=caf\\C3\\A9,dc=x"), "café");
-        assert_eq!(cn_of("uid=u+cn=multi,dc=x"), "multi");
-        assert_eq!(cn_of("plain-group"), "plain-group");
-        assert_eq!(cn_of("ou=nocn,dc=x"), "ou=nocn,dc=x");
-        assert_eq!(cn_of("cn=,dc=x"), "");
-    }
-
-    #[test]
-    fn fingerprints_differ_per_entry_and_password_change_and_ignore_case() {
-        let t = Some("20261207120000Z");
-        let a = entry_fingerprint("uid=alice,ou=people,dc=x", t);
-        assert_eq!(a, entry_fingerprint("UID=alice,OU=people,DC=x", t));
-        assert_ne!(a, entry_fingerprint("uid=bob,ou=people,dc=x", t));
-        assert_ne!(
-            a,
-            entry_fingerprint("uid=alice,ou=people,dc=x", Some("20261207120001Z"))
-        );
-        assert_ne!(a, entry_fingerprint("uid=alice,ou=people,dc=x", None));
-        assert!(!a.contains("alice"));
-    }
-
-    #[test]
-    fn the_account_attribute_is_read_from_the_filter() {
-        for (filter, want) in [
-            ("(uid=${account})", Some("uid")),
-            ("(&(objectClass=person)(uid=${account}))", Some("uid")),
-            (
-                "(&(objectClass=person)( sAMAccountName =${account}))",
-                Some("sAMAccountName"),
-            ),
-            ("(|(mail=${account})(uid=${account}))", Some("mail")),
-            ("(uid:caseExactMatch:=${account})", Some("uid")),
-            ("(cn=*${account}*)", None),
-            ("(description=x${account})", None),
-        ] {
-            assert_eq!(
-                filter_account_attribute(filter).as_deref(),
-                want,
-                "{filter}"
-            );
-        }
-    }
-
-    #[test]
-    fn spellings_a_directory_treats_as_one_are_one_account() {
-        assert!(same_account("alice", "ALICE"));
-        assert!(same_account("alice", " alice  "));
-        assert!(same_account("Alice Smith", "alice   smith"));
-        assert!(!same_account("alice", "alic"));
-    }
 
     fn settings(addr: &str, bind: LdapBind) -> LdapSettings {
         LdapSettings {

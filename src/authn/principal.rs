@@ -118,6 +118,16 @@ impl Namespaces {
         subject(source, account, self.unqualified(source, account))
     }
 
+    /// Every source this configuration can produce principals of: `anonymous`, `users` and
+    /// `robots` (always there), then the configured backends and logins in chain order.
+    pub fn configured(&self) -> Vec<&'static str> {
+        ["anonymous", "users", "robots"]
+            .into_iter()
+            .chain(self.open_password.iter().copied())
+            .chain(self.federated())
+            .collect()
+    }
+
     /// The configured federated sources.
     pub fn federated(&self) -> impl Iterator<Item = &'static str> + '_ {
         self.federated.iter().map(|(s, _)| *s)

@@ -23,6 +23,14 @@ pub(crate) fn acl_test(config: &Path, tests: &Path, format: ReportFormat) -> Res
             return Ok(ExitCode::FAILURE);
         }
     };
+    let unconfigured = cases::unconfigured_sources(&file, &config.namespaces.configured());
+    if !unconfigured.is_empty() {
+        let mut err = io::stderr().lock();
+        for problem in &unconfigured {
+            writeln!(err, "{}: {problem}", tests.display())?;
+        }
+        return Ok(ExitCode::FAILURE);
+    }
     let runtime = super::runtime()?;
     let results = runtime.block_on(async {
         let offline = Offline::new(config).await?;

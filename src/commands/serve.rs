@@ -24,14 +24,10 @@ pub(crate) fn serve(path: &Path, listen: Option<String>) -> Result<ExitCode> {
     prepare_signing_key(&mut config)?;
     let addr = listen.unwrap_or_else(|| config.server.addr.clone());
     let server_config = config.server.clone();
-    let tls = match &server_config.tls {
-        Some(t) => Some(
-            registry_auth::tls::load(&t.certificate, &t.key, t.tls13_only)
-                .context("while loading the TLS certificate")?,
-        ),
-        None => None,
-    };
     let state = AppState::new(config).context("while preparing the server")?;
+    let tls = state
+        .listener_tls()
+        .context("while loading the TLS certificate")?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

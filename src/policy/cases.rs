@@ -6,7 +6,8 @@
 //! cases:
 //!   - name: alice pushes her own namespace    # optional
 //!     account: alice           # "" is anonymous; robot$NAME a robot
-//!     source: users            # optional: anonymous, users or robots from the account
+//!     source: users            # optional: anonymous, users or robots from the account; a
+//!                              # source the configuration does not have is an error
 //!     labels: {team: [dev]}    # optional: a static user's labels come from the config
 //!     ip: 10.1.2.3             # optional
 //!     service: registry        # optional
@@ -214,6 +215,43 @@ fn expected_actions(value: &serde_yaml_ng::Value) -> Result<Vec<String>, String>
     list.sort_unstable();
     list.dedup();
     Ok(list)
+}
+
+/// The cases whose `source` this configuration does not have (`configured`, e.g.
+/// `Namespaces::configured`): one message per case, naming it, the configured sources and the
+/// closest one. Such a case would be evaluated for principals no login here produces, so its
+/// verdict would say nothing about the configuration: `acl test` refuses the file instead.
+pub fn unconfigured_sources(file: &TestFile, configured: &[&str]) -> Vec<String> {
+    let mut out = Vec::new();
+    for (index, case) in file.cases.iter().enumerate() {
+        let Some(source) = case.source.as_deref() else {
+            continue;
+        };
+        if configured.contains(&source) {
+            continue;
+        }
+        let what = if source_name(source).is_some() {
+            "is not configured here"
+        } else {
+            "is not a source"
+        };
+        let hint = configured
+            .iter()
+            .map(|c| (strsim::damerau_levenshtein(source, c), *c))
+            .filter(|(d, c)| *d <= 2.max(c.len() / 3))
+            .min_by_key(|(d, _)| *d)
+            .map(|(_, c)| format!(" (did you mean `{c}`?)"))
+            .unwrap_or_default();
+        let name = match &case.name {
+            Some(n) => format!("cases[{index}] ({n:?})"),
+            None => format!("cases[{index}] (account {:?})", case.account),
+        };
+        out.push(format!(
+            "{name}: source `{source}` {what}{hint}; the configured sources are {}",
+            configured.join(", ")
+        ));
+    }
+    out
 }
 
 /// Evaluates every case.

@@ -557,3 +557,44 @@ fn acl_sql_rows_and_casbin_are_decided_offline() {
         (acts(&["pull"]), Decider::Acl(0))
     );
 }
+
+#[test]
+fn cases_for_sources_the_configuration_lacks_are_refused_by_name() {
+    let rt = rt();
+    let o = offline(&rt, OLD);
+    let configured = o.config().namespaces.configured();
+    assert_eq!(configured, ["anonymous", "users", "robots"]);
+    let file = cases::parse(
+        r#"
+cases:
+  - name: a configured source
+    account: alice
+    source: users
+    expect: {"repository:alice/app:pull": pull}
+  - name: the directory
+    account: carol
+    source: ldap_auth
+    expect: {"repository:carol/app:pull": pull}
+  - account: bob
+    source: user
+    expect: {"repository:bob/app:pull": pull}
+  - account: dave
+    expect: {"repository:dave/app:pull": pull}
+"#,
+    )
+    .unwrap();
+    let problems = cases::unconfigured_sources(&file, &configured);
+    assert_eq!(
+        problems,
+        [
+            "cases[1] (\"the directory\"): source `ldap_auth` is not configured here; the \
+             configured sources are anonymous, users, robots",
+            "cases[2] (account \"bob\"): source `user` is not a source (did you mean `users`?); \
+             the configured sources are anonymous, users, robots",
+        ]
+    );
+    // With LDAP configured, the same case is fine.
+    let mut with_ldap = configured.clone();
+    with_ldap.push("ldap_auth");
+    assert_eq!(cases::unconfigured_sources(&file, &with_ldap).len(), 1);
+}

@@ -1,8 +1,9 @@
 //! Shared application state: the current configuration (swapped atomically on reload) and what
-//! outlives reloads (metrics, lockout counters).
+//! outlives reloads (metrics, lockout counters, the listener's TLS certificate, which a reload
+//! re-reads).
 
-use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, OnceLock};
 use std::time::{Instant, SystemTime};
 
 use arc_swap::ArcSwap;
@@ -12,7 +13,8 @@ use super::lockout::Lockout;
 use super::metrics::Metrics;
 use super::routes::keys::KeyDocuments;
 use crate::authn::Authenticator;
-use crate::config::Config;
+use crate::config::{Config, ServerConfig};
+use crate::tls::{self, LiveCert, TlsError};
 use crate::token::{self, KeyError, PublishedKeys, SigningKey, TokenIssuer};
 
 /// Everything a request needs. Cheap to clone.
@@ -29,6 +31,8 @@ pub struct Shared {
     pub lockout: Lockout,
     /// When the current configuration was loaded.
     loaded_at: ArcSwap<(SystemTime, Instant)>,
+    /// The listener's certificate, once [`AppState::listener_tls`] built the listener's TLS.
+    tls: OnceLock<Arc<LiveCert>>,
 }
 
 /// One loaded configuration with everything derived from it. Requests in flight keep the one
@@ -70,6 +74,9 @@ pub enum StateError {
     /// The session secret that authenticates the shared state cannot be read or created.
     #[error("store: {0}")]
     SharedState(String),
+    /// `server.certificate`/`server.key` cannot be used (re-read on reload).
+    #[error("server.certificate / server.key: {0}; the previous certificate keeps serving")]
+    Tls(#[from] TlsError),
 }
 
 /// Generates the key and certificate when `token.generate` is set and they do not exist yet,
@@ -152,7 +159,25 @@ impl AppState {
             metrics,
             lockout,
             loaded_at: ArcSwap::from_pointee((SystemTime::now(), Instant::now())),
+            tls: OnceLock::new(),
         })))
+    }
+
+    /// The listener's TLS configuration (`None` without `server.certificate`): its certificate
+    /// and key are re-read by every [`AppState::reload`], for the next handshakes.
+    pub fn listener_tls(&self) -> Result<Option<Arc<rustls::ServerConfig>>, TlsError> {
+        let Some(t) = self.current().config.server.tls.clone() else {
+            return Ok(None);
+        };
+        let live = Arc::new(LiveCert::load(&t.certificate, &t.key)?);
+        let config = tls::server_config(live.clone(), t.tls13_only)?;
+        let live = self.0.tls.get_or_init(|| live);
+        info!(
+            certificate = %t.certificate.display(),
+            sha256 = %tls::fingerprint(&live.current()),
+            "server TLS certificate in force"
+        );
+        Ok(Some(config))
     }
 
     /// The current configuration and what derives from it. Lock-free; hold it for the whole
@@ -172,15 +197,25 @@ impl AppState {
     }
 
     /// Swaps in a new configuration (its signing key prepared). Requests in flight finish with
-    /// the old one. Settings that need a restart (listen address, path prefix, limits) are
-    /// reported and keep their old values. On error nothing changes.
+    /// the old one. The listener's TLS certificate and key are read again and used by the next
+    /// handshakes; the other settings that need a restart (listen address, path prefix, limits,
+    /// TLS on or off, `tls_min_version`, `hsts`) are reported and keep their old values. On error
+    /// nothing changes.
     pub fn reload(&self, mut config: Config) -> Result<(), StateError> {
         prepare_signing_key(&mut config)?;
         let old = self.current();
-        if old.config.server != config.server {
+        let live = self.0.tls.get();
+        let new_cert = match (live, &config.server.tls) {
+            (Some(_), Some(t)) => Some((
+                t.certificate.clone(),
+                tls::certified_key(&t.certificate, &t.key)?,
+            )),
+            _ => None,
+        };
+        if restart_only(&old.config.server) != restart_only(&config.server) {
             warn!(
-                "server settings (addr, path_prefix, limits, TLS, listeners) changed: they take \
-                 effect at the next restart"
+                "server settings (addr, path_prefix, limits, TLS on or off, tls_min_version, \
+                 hsts, listeners) changed: they take effect at the next restart"
             );
         }
         let inner = Inner::build(config, &self.0.metrics)?;
@@ -189,9 +224,32 @@ impl AppState {
             .set_certificate_expiry(inner.issuer.key().not_after(), SystemTime::now());
         self.0.lockout.configure(inner.config.lockout);
         self.0.current.store(Arc::new(inner));
+        if let (Some(live), Some((path, cert))) = (live, new_cert) {
+            let (before, after) = (tls::fingerprint(&live.current()), tls::fingerprint(&cert));
+            live.store(cert);
+            if before != after {
+                info!(
+                    certificate = %path.display(),
+                    sha256 = %after,
+                    previous = %before,
+                    "server TLS certificate reloaded: new connections use it"
+                );
+            }
+        }
         self.0
             .loaded_at
             .store(Arc::new((SystemTime::now(), Instant::now())));
         Ok(())
     }
+}
+
+/// The `server` settings a reload cannot change (all but the certificate and key files, which
+/// are re-read).
+fn restart_only(server: &ServerConfig) -> ServerConfig {
+    let mut s = server.clone();
+    if let Some(t) = &mut s.tls {
+        t.certificate = std::path::PathBuf::new();
+        t.key = std::path::PathBuf::new();
+    }
+    s
 }

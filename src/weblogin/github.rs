@@ -12,7 +12,8 @@
 
 use serde::Deserialize;
 
-use super::{Account, Common, UpstreamTokens, Verdict, json_answer, send, with_query};
+use super::oauth::{self, ClientAuth};
+use super::{Account, Common, UpstreamTokens, Verdict, json_answer, send};
 use crate::authn::Labels;
 use crate::oidc::Unavailable;
 
@@ -66,25 +67,31 @@ impl Github {
         common: &Common,
         redirect_uri: &str,
         state: &str,
-        challenge: &str,
-    ) -> String {
-        with_query(
-            &format!("{}/login/oauth/authorize", self.web),
-            &[
-                ("client_id", &common.client_id),
-                ("redirect_uri", redirect_uri),
-                ("scope", "read:org"),
-                ("state", state),
-                ("code_challenge", challenge),
-                ("code_challenge_method", "S256"),
-                ("allow_signup", "false"),
-            ],
-        )
+        verifier: &str,
+    ) -> Result<String, Unavailable> {
+        let client = self.oauth(common, Some(redirect_uri))?;
+        Ok(oauth::authorize_url(
+            &client,
+            state,
+            verifier,
+            &["read:org"],
+            &[("allow_signup", "false")],
+        ))
     }
 
-    /// The OAuth2 token endpoint (code exchange and refresh).
-    pub(super) fn token_endpoint(&self) -> String {
-        format!("{}/login/oauth/access_token", self.web)
+    /// The OAuth2 client (code exchange and refresh at `<web>/login/oauth/access_token`).
+    pub(super) fn oauth(
+        &self,
+        common: &Common,
+        redirect_uri: Option<&str>,
+    ) -> Result<oauth::Client, Unavailable> {
+        oauth::client(
+            common,
+            &format!("{}/login/oauth/authorize", self.web),
+            &format!("{}/login/oauth/access_token", self.web),
+            ClientAuth::Form,
+            redirect_uri,
+        )
     }
 
     fn get(&self, path: &str, token: &str) -> reqwest::RequestBuilder {

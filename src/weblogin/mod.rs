@@ -12,11 +12,15 @@
 //!   membership, account still active) and refuses the password if it is gone; a provider that
 //!   cannot be reached makes `/auth` fail with a 5xx, never a 401. Checking and revalidating
 //!   minted passwords lives in `minted.rs`.
+//! * The OAuth2 exchanges (authorization URL, code exchange, refresh) go through the `oauth2`
+//!   crate on our reqwest client (`oauth.rs`); the account checks are each provider's REST API
+//!   (`github.rs`, `gitlab.rs`) or its verified ID token (`oidc_login.rs`, `crate::oidc`).
 //! * Signing out deletes the password from the store.
 
 mod github;
 mod gitlab;
 mod minted;
+mod oauth;
 mod oidc_login;
 pub mod seal;
 pub mod session;
@@ -25,7 +29,6 @@ use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use aws_lc_rs::digest;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
@@ -270,16 +273,30 @@ impl Provider {
         &self,
         redirect_uri: &str,
         state: &str,
-        challenge: &str,
+        verifier: &str,
         nonce: &str,
     ) -> Result<String, Unavailable> {
         match &self.flavor {
-            Flavor::Github(g) => Ok(g.authorize_url(&self.common, redirect_uri, state, challenge)),
-            Flavor::Gitlab(g) => Ok(g.authorize_url(&self.common, redirect_uri, state, challenge)),
+            Flavor::Github(g) => g.authorize_url(&self.common, redirect_uri, state, verifier),
+            Flavor::Gitlab(g) => g.authorize_url(&self.common, redirect_uri, state, verifier),
             Flavor::Oidc(o) => {
-                o.authorize_url(&self.common, redirect_uri, state, challenge, nonce)
+                o.authorize_url(&self.common, redirect_uri, state, verifier, nonce)
                     .await
             }
+        }
+    }
+
+    /// The HTTP client and OAuth2 client of a plain OAuth2 provider (GitHub, GitLab).
+    fn plain_oauth(
+        &self,
+        redirect_uri: Option<&str>,
+    ) -> Result<(&reqwest::Client, oauth::Client), Unavailable> {
+        match &self.flavor {
+            Flavor::Github(g) => Ok((&g.http, g.oauth(&self.common, redirect_uri)?)),
+            Flavor::Gitlab(g) => Ok((&g.http, g.oauth(&self.common, redirect_uri)?)),
+            Flavor::Oidc(_) => Err(Unavailable(
+                "an OIDC login has no plain OAuth2 client".to_owned(),
+            )),
         }
     }
 
@@ -290,41 +307,53 @@ impl Provider {
         verifier: &str,
         nonce: &str,
     ) -> Result<Verdict, Unavailable> {
-        let (http, endpoint) = match &self.flavor {
-            Flavor::Oidc(o) => {
-                return o
-                    .finish(&self.common, code, redirect_uri, verifier, nonce)
-                    .await;
-            }
-            Flavor::Github(g) => (&g.http, g.token_endpoint()),
-            Flavor::Gitlab(g) => (&g.http, g.token_endpoint()),
-        };
+        if let Flavor::Oidc(o) = &self.flavor {
+            return o
+                .finish(&self.common, code, redirect_uri, verifier, nonce)
+                .await;
+        }
+        let (http, client) = self.plain_oauth(Some(redirect_uri))?;
         let name = self.title();
-        let tokens = exchange_code(
-            http,
-            &endpoint,
-            &self.common,
-            code,
-            redirect_uri,
-            verifier,
-            name,
-        );
-        match tokens.await? {
+        let what = format!("{name} token exchange");
+        match oauth::exchange_code(&client, http, code, verifier, &what).await? {
+            Ok(answer) => self.check_plain(oauth::upstream(&answer, None)).await,
+            Err(why) => Ok(Verdict::Refused(format!(
+                "{name} did not accept the sign-in ({why}); start again"
+            ))),
+        }
+    }
+
+    async fn revalidate(&self, tokens: &UpstreamTokens) -> Result<Verdict, Unavailable> {
+        if let Flavor::Oidc(o) = &self.flavor {
+            return o.revalidate(&self.common, tokens).await;
+        }
+        match self.fresh_tokens(tokens).await? {
             Ok(tokens) => self.check_plain(tokens).await,
             Err(why) => Ok(Verdict::Refused(why)),
         }
     }
 
-    async fn revalidate(&self, tokens: &UpstreamTokens) -> Result<Verdict, Unavailable> {
-        let (http, endpoint) = match &self.flavor {
-            Flavor::Oidc(o) => return o.revalidate(&self.common, tokens).await,
-            Flavor::Github(g) => (&g.http, g.token_endpoint()),
-            Flavor::Gitlab(g) => (&g.http, g.token_endpoint()),
-        };
-        match fresh_tokens(http, &endpoint, &self.common, tokens, self.title()).await? {
-            Ok(tokens) => self.check_plain(tokens).await,
-            Err(why) => Ok(Verdict::Refused(why)),
+    /// `tokens` of a plain OAuth2 provider, refreshed first when the access token has expired;
+    /// or (`Ok(Err(why))`) why they cannot be refreshed (the account must sign in again).
+    async fn fresh_tokens(
+        &self,
+        tokens: &UpstreamTokens,
+    ) -> Result<Result<UpstreamTokens, String>, Unavailable> {
+        if !tokens.access_expired(unix_now()) {
+            return Ok(Ok(tokens.clone()));
         }
+        let name = self.title();
+        let Some(refresh) = tokens.refresh_token.as_deref() else {
+            return Ok(Err(format!(
+                "the {name} token expired and cannot be refreshed"
+            )));
+        };
+        let (http, client) = self.plain_oauth(None)?;
+        let what = format!("{name} token refresh");
+        Ok(match oauth::refresh(&client, http, refresh, &what).await? {
+            Ok(answer) => Ok(oauth::upstream(&answer, Some(refresh))),
+            Err(why) => Err(format!("{name} refused the refresh: {why}")),
+        })
     }
 
     /// The account behind fresh tokens of a plain OAuth2 provider (GitHub, GitLab): their REST
@@ -367,10 +396,6 @@ impl WebLoginBackend {
     pub async fn authenticate(&self, creds: &Credentials) -> Result<AuthnOutcome, AuthnError> {
         self.logins.authenticate(self.kind, creds).await
     }
-}
-
-fn pkce_challenge(verifier: &str) -> String {
-    URL_SAFE_NO_PAD.encode(digest::digest(&digest::SHA256, verifier.as_bytes()).as_ref())
 }
 
 fn random_token() -> String {
@@ -488,12 +513,7 @@ impl WebLogins {
             expires_at: unix_now() + LOGIN_TIMEOUT.as_secs(),
         };
         let location = provider
-            .authorize_url(
-                redirect_uri,
-                &cookie.state,
-                &pkce_challenge(&cookie.verifier),
-                &cookie.nonce,
-            )
+            .authorize_url(redirect_uri, &cookie.state, &cookie.verifier, &cookie.nonce)
             .await?;
         Ok(Started {
             location,
@@ -588,167 +608,4 @@ async fn send(
         .send()
         .await
         .map_err(|e| Unavailable(format!("{what}: {}", crate::oidc::describe_reqwest(&e))))
-}
-
-/// A token endpoint's answer (RFC 6749 §5.1, §5.2).
-#[derive(Debug, Default, Deserialize)]
-struct TokenAnswer {
-    #[serde(default)]
-    access_token: Option<String>,
-    #[serde(default)]
-    refresh_token: Option<String>,
-    #[serde(default)]
-    expires_in: Option<u64>,
-    #[serde(default)]
-    id_token: Option<String>,
-    #[serde(default)]
-    error: Option<String>,
-    #[serde(default)]
-    error_description: Option<String>,
-}
-
-impl TokenAnswer {
-    fn tokens(&self, previous_refresh: Option<&str>) -> Option<UpstreamTokens> {
-        Some(UpstreamTokens {
-            access_token: self.access_token.clone()?,
-            refresh_token: self
-                .refresh_token
-                .clone()
-                .or_else(|| previous_refresh.map(str::to_owned)),
-            expires_at: self.expires_in.map(|s| unix_now() + s),
-        })
-    }
-}
-
-/// The authorization-code exchange of an OAuth2 provider without OIDC (GitHub, GitLab): the
-/// upstream tokens, or (`Ok(Err(why))`) why the provider refused the code.
-async fn exchange_code(
-    http: &reqwest::Client,
-    endpoint: &str,
-    common: &Common,
-    code: &str,
-    redirect_uri: &str,
-    verifier: &str,
-    provider: &str,
-) -> Result<Result<UpstreamTokens, String>, Unavailable> {
-    let answer = token_request(
-        http,
-        endpoint,
-        common,
-        &[
-            ("grant_type", "authorization_code"),
-            ("code", code),
-            ("redirect_uri", redirect_uri),
-            ("code_verifier", verifier),
-        ],
-        false,
-        &format!("{provider} token exchange"),
-    )
-    .await?;
-    Ok(match answer.map(|a| a.tokens(None)) {
-        Ok(Some(tokens)) => Ok(tokens),
-        Ok(None) => Err(format!("{provider} sent no access token")),
-        Err(why) => Err(format!(
-            "{provider} did not accept the sign-in ({why}); start again"
-        )),
-    })
-}
-
-/// `tokens`, refreshed at `endpoint` first when the access token has expired; or
-/// (`Ok(Err(why))`) why they cannot be refreshed (the account must sign in again).
-async fn fresh_tokens(
-    http: &reqwest::Client,
-    endpoint: &str,
-    common: &Common,
-    tokens: &UpstreamTokens,
-    provider: &str,
-) -> Result<Result<UpstreamTokens, String>, Unavailable> {
-    if !tokens.access_expired(unix_now()) {
-        return Ok(Ok(tokens.clone()));
-    }
-    let Some(refresh) = tokens.refresh_token.as_deref() else {
-        return Ok(Err(format!(
-            "the {provider} token expired and cannot be refreshed"
-        )));
-    };
-    let answer = token_request(
-        http,
-        endpoint,
-        common,
-        &[("grant_type", "refresh_token"), ("refresh_token", refresh)],
-        false,
-        &format!("{provider} token refresh"),
-    )
-    .await?;
-    Ok(match answer.map(|a| a.tokens(Some(refresh))) {
-        Ok(Some(t)) => Ok(t),
-        Ok(None) => Err(format!("{provider} sent no access token")),
-        Err(why) => Err(format!("{provider} refused the refresh: {why}")),
-    })
-}
-
-/// Posts a form to a token endpoint. `Ok(Err(reason))` when the provider refused the grant
-/// (a 4xx with an OAuth error: a used or expired code, a revoked refresh token).
-async fn token_request(
-    http: &reqwest::Client,
-    endpoint: &str,
-    common: &Common,
-    form: &[(&str, &str)],
-    basic_auth: bool,
-    what: &str,
-) -> Result<Result<TokenAnswer, String>, Unavailable> {
-    let mut fields: Vec<(&str, &str)> = form.to_vec();
-    let mut request = http
-        .post(endpoint)
-        .header(reqwest::header::ACCEPT, "application/json");
-    if basic_auth {
-        request = request.basic_auth(
-            form_encode(&common.client_id),
-            Some(form_encode(common.client_secret.expose())),
-        );
-    } else {
-        fields.push(("client_id", &common.client_id));
-        fields.push(("client_secret", common.client_secret.expose()));
-    }
-    let response = send(request.form(&fields), what).await?;
-    let status = response.status();
-    if status.is_server_error() {
-        return Err(Unavailable(format!("{what}: HTTP {status}")));
-    }
-    let body = crate::oidc::read_body(response, what).await?;
-    let answer: TokenAnswer = serde_json::from_slice(&body).map_err(|e| {
-        Unavailable(format!(
-            "{what}: HTTP {status} with an unexpected answer: {e}"
-        ))
-    })?;
-    if let Some(error) = &answer.error {
-        let detail = answer
-            .error_description
-            .as_deref()
-            .map(|d| format!(" ({})", d.chars().take(200).collect::<String>()))
-            .unwrap_or_default();
-        return Ok(Err(format!("{error}{detail}")));
-    }
-    if !status.is_success() || answer.access_token.is_none() {
-        return Ok(Err(format!("HTTP {status} without an access token")));
-    }
-    Ok(Ok(answer))
-}
-
-fn form_encode(s: &str) -> String {
-    form_urlencoded::byte_serialize(s.as_bytes()).collect()
-}
-
-/// Appends query parameters to a URL.
-fn with_query(base: &str, params: &[(&str, &str)]) -> String {
-    let mut s = base.to_owned();
-    let mut sep = if base.contains('?') { '&' } else { '?' };
-    for (k, v) in params {
-        s.push(sep);
-        s.push_str(&form_encode(k));
-        s.push('=');
-        s.push_str(&form_encode(v));
-        sep = '&';
-    }
-    s
 }

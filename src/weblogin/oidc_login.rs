@@ -3,7 +3,8 @@
 //!
 //! * Discovery (`<issuer>/.well-known/openid-configuration`), then the authorization endpoint
 //!   with `state`, `nonce` and PKCE (S256).
-//! * The code is exchanged at the token endpoint (client_secret_basic); the ID token is verified
+//! * The code is exchanged at the token endpoint (client_secret_basic) through the `oauth2` crate
+//!   (`oauth.rs`); the ID token is verified by `crate::oidc` (the crate does not)
 //!   against the issuer's JWK Set: signature, `iss`, `aud` = client id, expiry and nonce.
 //! * The account is the `user_claim` claim (default `email`). An email names an account only when
 //!   the provider asserts `email_verified: true` (the boolean, or the string `"true"` that some
@@ -21,7 +22,8 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
-use super::{Account, Common, UpstreamTokens, Verdict, send, token_request, with_query};
+use super::oauth::{self, ClientAuth};
+use super::{Account, Common, UpstreamTokens, Verdict, send};
 use crate::authn::Labels;
 use crate::oidc::jwt::{self, Expect};
 use crate::oidc::{Issuer, Unavailable, read_ok};
@@ -61,32 +63,41 @@ impl OidcLogin {
         common: &Common,
         redirect_uri: &str,
         state: &str,
-        challenge: &str,
+        verifier: &str,
         nonce: &str,
     ) -> Result<String, Unavailable> {
-        let meta = self.issuer.metadata().await?;
-        let scope = self.scopes.join(" ");
-        let mut params: Vec<(&str, &str)> = vec![
-            ("response_type", "code"),
-            ("client_id", &common.client_id),
-            ("redirect_uri", redirect_uri),
-            ("scope", &scope),
-            ("state", state),
-            ("nonce", nonce),
-            ("code_challenge", challenge),
-            ("code_challenge_method", "S256"),
-        ];
+        let client = self.oauth(common, Some(redirect_uri)).await?;
+        let scopes: Vec<&str> = self.scopes.iter().map(String::as_str).collect();
+        let mut extra: Vec<(&str, &str)> = vec![("nonce", nonce)];
         if self.google {
-            params.push(("access_type", "offline"));
-            params.push(("prompt", "consent"));
+            extra.push(("access_type", "offline"));
+            extra.push(("prompt", "consent"));
             if let Some(hd) = &self.hosted_domain {
-                params.push(("hd", hd));
+                extra.push(("hd", hd));
             }
         } else if self.scopes.iter().any(|s| s == "offline_access") {
             // OIDC Core §11: offline access needs the consent prompt.
-            params.push(("prompt", "consent"));
+            extra.push(("prompt", "consent"));
         }
-        Ok(with_query(&meta.authorization_endpoint, &params))
+        Ok(oauth::authorize_url(
+            &client, state, verifier, &scopes, &extra,
+        ))
+    }
+
+    /// The OAuth2 client for the discovered endpoints (client_secret_basic).
+    async fn oauth(
+        &self,
+        common: &Common,
+        redirect_uri: Option<&str>,
+    ) -> Result<oauth::Client, Unavailable> {
+        let meta = self.issuer.metadata().await?;
+        oauth::client(
+            common,
+            &meta.authorization_endpoint,
+            &meta.token_endpoint,
+            ClientAuth::Basic,
+            redirect_uri,
+        )
     }
 
     fn name(&self) -> &'static str {
@@ -105,18 +116,12 @@ impl OidcLogin {
         verifier: &str,
         nonce: &str,
     ) -> Result<Verdict, Unavailable> {
-        let meta = self.issuer.metadata().await?;
-        let answer = token_request(
+        let client = self.oauth(common, Some(redirect_uri)).await?;
+        let answer = oauth::exchange_code(
+            &client,
             self.issuer.http(),
-            &meta.token_endpoint,
-            common,
-            &[
-                ("grant_type", "authorization_code"),
-                ("code", code),
-                ("redirect_uri", redirect_uri),
-                ("code_verifier", verifier),
-            ],
-            true,
+            code,
+            verifier,
             "token exchange",
         )
         .await?;
@@ -129,18 +134,13 @@ impl OidcLogin {
                 )));
             }
         };
-        let Some(id_token) = answer.id_token.as_deref() else {
+        let Some(id_token) = answer.extra_fields().id_token.as_deref() else {
             return Ok(Verdict::Refused(format!(
                 "{} sent no ID token (is `openid` among the scopes?)",
                 self.name()
             )));
         };
-        let Some(tokens) = answer.tokens(None) else {
-            return Ok(Verdict::Refused(format!(
-                "{} sent no access token",
-                self.name()
-            )));
-        };
+        let tokens = oauth::upstream(&answer, None);
         let claims = match self.verify(common, id_token, Some(nonce)).await? {
             Ok(c) => c,
             Err(why) => return Ok(Verdict::Refused(why)),
@@ -275,16 +275,9 @@ impl OidcLogin {
         tokens: &UpstreamTokens,
     ) -> Result<Verdict, Unavailable> {
         if let Some(refresh) = &tokens.refresh_token {
-            let meta = self.issuer.metadata().await?;
-            let answer = token_request(
-                self.issuer.http(),
-                &meta.token_endpoint,
-                common,
-                &[("grant_type", "refresh_token"), ("refresh_token", refresh)],
-                true,
-                "token refresh",
-            )
-            .await?;
+            let client = self.oauth(common, None).await?;
+            let answer =
+                oauth::refresh(&client, self.issuer.http(), refresh, "token refresh").await?;
             let answer = match answer {
                 Ok(a) => a,
                 Err(why) => {
@@ -294,13 +287,8 @@ impl OidcLogin {
                     )));
                 }
             };
-            let Some(new_tokens) = answer.tokens(Some(refresh)) else {
-                return Ok(Verdict::Refused(format!(
-                    "{} sent no access token",
-                    self.name()
-                )));
-            };
-            let claims = match answer.id_token.as_deref() {
+            let new_tokens = oauth::upstream(&answer, Some(refresh));
+            let claims = match answer.extra_fields().id_token.as_deref() {
                 Some(id) => match self.verify(common, id, None).await? {
                     Ok(c) => c,
                     Err(why) => return Ok(Verdict::Refused(why)),

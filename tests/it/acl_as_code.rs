@@ -384,3 +384,37 @@ fn worked_example_test_cases_pass() {
         out.describe()
     );
 }
+
+#[test]
+fn a_case_for_a_source_the_config_does_not_have_is_an_error() {
+    let tmp = crate::common::stack::tempdir("ra-it-acl-test-source");
+    let cases = tmp.path().join("cases.yaml");
+    fs::write(
+        &cases,
+        "cases:\n  - name: a directory user\n    account: carol\n    source: ldap_auth\n    \
+         expect: {\"repository:carol/app:pull\": denied}\n  - account: bob\n    source: user\n    \
+         expect: {\"repository:bob/app:pull\": denied}\n",
+    )
+    .unwrap();
+    let cases_arg = cases.to_string_lossy().into_owned();
+    let out = run_cli(&["acl", "test", "--config", "config.example.yaml", &cases_arg]);
+    assert_eq!(out.code, Some(1), "{}", out.describe());
+    assert!(out.stdout.is_empty(), "no case may run: {}", out.describe());
+    let configured = "the configured sources are anonymous, users, robots";
+    for line in [
+        format!(
+            "{cases_arg}: cases[0] (\"a directory user\"): source `ldap_auth` is not configured \
+             here; {configured}"
+        ),
+        format!(
+            "{cases_arg}: cases[1] (account \"bob\"): source `user` is not a source (did you \
+             mean `users`?); {configured}"
+        ),
+    ] {
+        assert!(
+            out.stderr.contains(&line),
+            "missing {line:?}:\n{}",
+            out.describe()
+        );
+    }
+}

@@ -143,7 +143,7 @@ impl Proc {
         format!("http://{}", self.addr)
     }
 
-    fn port(&self) -> u16 {
+    pub(crate) fn port(&self) -> u16 {
         self.addr
             .rsplit(':')
             .next()
@@ -153,7 +153,7 @@ impl Proc {
 
     /// Sends `sig` (`HUP`, `TERM`) to this child, by pid (the guard still owns the unreaped
     /// child, so the pid cannot have been reused).
-    fn signal(&mut self, sig: &str) {
+    pub(crate) fn signal(&mut self, sig: &str) {
         assert!(
             self.guard.try_wait().is_none(),
             "`{}` is not running (cannot send SIG{sig}); log:\n{}",

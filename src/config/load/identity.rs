@@ -42,11 +42,7 @@ fn literal(raw: &str) -> bool {
 /// not configured, and once, the federated sources that entries without `source` never reach.
 pub(super) fn warnings(ns: &Namespaces, entries: &[AclEntrySpec]) -> Vec<ConfigIssue> {
     let mut out = Vec::new();
-    let configured: Vec<&str> = ["anonymous", "users", "robots"]
-        .into_iter()
-        .chain(ns.open_password().iter().copied())
-        .chain(ns.federated())
-        .collect();
+    let configured = ns.configured();
     for (i, entry) in entries.iter().enumerate() {
         let m = &entry.matches;
         if let Some(sources) = &m.source {

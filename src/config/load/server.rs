@@ -191,7 +191,7 @@ impl Loader {
                         ok = false;
                     }
                 }
-                if ok && let Err(e) = crate::tls::load(&certificate, &key, tls13_only) {
+                if ok && let Err(e) = crate::tls::certified_key(&certificate, &key) {
                     self.issue("server.certificate", e.to_string());
                     ok = false;
                 }
