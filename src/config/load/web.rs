@@ -346,6 +346,9 @@ impl Loader {
             }
             (None, None) => None,
         };
+        if kind != StoreKindSpec::Redis && !self.no_redis_tls_keys(spec, kind) {
+            return None;
+        }
         match kind {
             StoreKindSpec::Embedded => {
                 if url.is_some() {
@@ -403,7 +406,9 @@ impl Loader {
                 });
                 if kind == StoreKindSpec::Redis {
                     match store::parse_redis_url(&url) {
-                        Ok(target) => Some(StoreSettings::Redis { target }),
+                        Ok(target) => self
+                            .redis_tls(spec, key, target)
+                            .map(|target| StoreSettings::Redis { target }),
                         Err(e) => {
                             self.issue("store.url", e);
                             None
@@ -1331,7 +1336,6 @@ mod tests {
             ),
             ("redis+cluster://127.0.0.1:7000/2", "database 0"),
             ("redis+cluster://127.0.0.1:7000,,h:1", "empty host"),
-            ("rediss+sentinel://127.0.0.1/m", "TLS"),
             ("redis+ha://127.0.0.1/m", "redis+sentinel://"),
         ] {
             let i = issues(
