@@ -426,7 +426,11 @@ impl Redis {
         });
         let connect_err = |e: RedisError| {
             let what = if tls.is_some() { " over TLS" } else { "" };
-            err(format!("cannot connect to {}{what}: {e}", t.addr))
+            err(format!(
+                "cannot connect to {}{what}: {e}{}",
+                t.addr,
+                tls_hint(&e)
+            ))
         };
         let addr = |host: &str, port: u16| match &tls {
             Some(_) => ConnectionAddr::TcpTls {
@@ -548,6 +552,20 @@ impl Redis {
                 Ok(Conn::Sentinel(conn))
             }
         }
+    }
+}
+
+/// What to do about a TLS failure the error text names (rustls's wording), or nothing.
+fn tls_hint(e: &RedisError) -> &'static str {
+    let text = e.to_string();
+    if text.contains("invalid peer certificate") {
+        " (the server's certificate is not valid for this host or not signed by a CA of \
+         `store.ca_certificate`, or of the system's trust store without it)"
+    } else if text.contains("CertificateRequired") {
+        " (the server requires a client certificate: set `store.client_certificate` and \
+         `store.client_key`)"
+    } else {
+        ""
     }
 }
 
