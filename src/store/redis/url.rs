@@ -68,7 +68,7 @@ pub struct Target {
     pub(super) password: Option<Secret>,
     pub(super) db: u32,
     /// TLS (`rediss…://`): what it trusts (system's store until [`Target::with_tls`]).
-    pub(super) tls: Option<TlsMaterial>,
+    pub(super) tls: Option<Box<TlsMaterial>>,
 }
 
 impl std::fmt::Debug for Target {
@@ -96,7 +96,7 @@ impl Target {
             .split_once("://")
             .ok_or_else(|| format!("not a URL; {EXAMPLES}"))?;
         let tls = match scheme {
-            "rediss" | "rediss+sentinel" | "rediss+cluster" => Some(TlsMaterial::default()),
+            "rediss" | "rediss+sentinel" | "rediss+cluster" => Some(Box::default()),
             _ => None,
         };
         let mut target = match scheme {
@@ -118,7 +118,7 @@ impl Target {
     /// The TLS material read at config load (only for a `rediss…://` URL; the caller checks).
     pub fn with_tls(mut self, material: TlsMaterial) -> Self {
         if self.tls.is_some() {
-            self.tls = Some(material);
+            self.tls = Some(Box::new(material));
         }
         self
     }
@@ -359,7 +359,7 @@ mod tests {
         // material is attached).
         let t = Target::parse("rediss://:s%40cret@cache.example.com:6380/2").unwrap();
         assert!(t.is_tls());
-        assert_eq!(t.tls, Some(TlsMaterial::default()));
+        assert_eq!(t.tls.as_deref(), Some(&TlsMaterial::default()));
         assert_eq!(t.addr, "cache.example.com:6380");
         assert_eq!(t.db, 2);
         assert_eq!(t.password.as_ref().unwrap().expose(), "s@cret");
@@ -396,7 +396,7 @@ mod tests {
         let t = Target::parse("rediss://h")
             .unwrap()
             .with_tls(material.clone());
-        assert_eq!(t.tls.as_ref(), Some(&material));
+        assert_eq!(t.tls.as_deref(), Some(&material));
         let shown = format!("{t:?}");
         assert!(
             !shown.contains("KEY-PEM") && !shown.contains("CA PEM"),
