@@ -88,6 +88,10 @@ pub struct RedisOptionsSpec {
     pub password: Option<String>,
     /// Database number.
     pub db: Option<u32>,
+    /// go-redis `TLSConfig` (YAML `tlsconfig`): when set, the store connects over TLS
+    /// (`rediss://`), verifying the server against the system's trust store; its fields are not
+    /// read (for another CA, write a top-level `store` with `ca_certificate`).
+    pub tlsconfig: Option<serde_json::Value>,
 }
 
 /// go-redis `ClusterOptions` (the keys docker_auth users set; other go-redis options are
@@ -100,6 +104,10 @@ pub struct RedisClusterOptionsSpec {
     pub username: Option<String>,
     /// Password.
     pub password: Option<String>,
+    /// go-redis `TLSConfig` (YAML `tlsconfig`): when set, the store connects over TLS
+    /// (`rediss://`), verifying the server against the system's trust store; its fields are not
+    /// read (for another CA, write a top-level `store` with `ca_certificate`).
+    pub tlsconfig: Option<serde_json::Value>,
 }
 
 /// The keys every web login has.
