@@ -14,6 +14,9 @@
 //!   and monitoring over TLS too): the store finds the master through the sentinels over TLS,
 //!   and after the primary is killed, the promoted replica (reached over TLS, verified alike)
 //!   still refuses the revoked token and serves the rest.
+//! * `rediss+cluster://`: three TLS-only masters (the cluster bus over TLS too) named by one
+//!   seed: revocations and lockout counters written by one replica are read by the other,
+//!   whichever master holds each key.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -23,8 +26,8 @@ use crate::common::http;
 use crate::common::keys::{Pki, yaml_str};
 use crate::common::proc::tail;
 use crate::common::redis::{
-    Persistence, REDIS_PASSWORD, Redis, SENTINEL_PASSWORD, SentinelSet, ServerTls, cli_tls,
-    wait_until,
+    Cluster, Persistence, REDIS_PASSWORD, Redis, SENTINEL_PASSWORD, SentinelSet, ServerTls,
+    cli_tls, wait_until,
 };
 use crate::common::server::run_cli;
 use crate::common::stack::tempdir;
@@ -294,5 +297,55 @@ fn rediss_sentinel_finds_the_tls_master_and_follows_a_failover() {
         );
         assert_eq!(refresh_grant(base, &token).status, 401, "{}", diag(&set));
     }
+    assert_no_password(&replicas);
+}
+
+#[test]
+fn rediss_cluster_routes_over_tls_to_every_master() {
+    let c = certs();
+    let cluster = Cluster::start_tls(3, Some(&server_tls(&c, "optional")));
+    let url = cluster
+        .url()
+        .replacen("redis+cluster://", "rediss+cluster://", 1);
+    let replicas = Replicas::start_n(
+        2,
+        &store_yaml(&url, &[("ca_certificate", &c.server.ca)]),
+        None,
+    );
+    let bases = replicas.bases();
+    let diag = || replicas.diagnostics();
+    // Twelve revocations: their keys hash to slots all over the masters (all on one master
+    // has odds of 3^-11).
+    let tokens: Vec<String> = (0..12)
+        .map(|i| refresh_token(&bases[i % 2], "alice", ALICE_PASSWORD))
+        .collect();
+    for t in &tokens {
+        revoke(&replicas.configs[0], &[t]);
+    }
+    for base in &bases {
+        for t in &tokens {
+            assert_eq!(refresh_grant(base, t).status, 401, "{}", diag());
+        }
+    }
+    let kept = refresh_token(&bases[0], "alice", ALICE_PASSWORD);
+    assert_eq!(refresh_grant(&bases[1], &kept).status, 200, "{}", diag());
+    let per_node: Vec<usize> = cluster
+        .nodes
+        .iter()
+        .map(|n| {
+            n.cli0(&[
+                "--scan",
+                "--pattern",
+                "registry-auth:shared:revoked-token:*",
+            ])
+            .lines()
+            .count()
+        })
+        .collect();
+    assert_eq!(per_node.iter().sum::<usize>(), 12, "{per_node:?}");
+    assert!(
+        per_node.iter().filter(|n| **n > 0).count() >= 2,
+        "every revocation is on one master: {per_node:?}"
+    );
     assert_no_password(&replicas);
 }

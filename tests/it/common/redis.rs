@@ -411,36 +411,42 @@ pub struct Cluster {
 
 impl Cluster {
     pub fn start(masters: usize) -> Self {
+        Self::start_tls(masters, None)
+    }
+
+    /// [`Cluster::start`], the nodes listening for TLS only (clients and the cluster bus) when
+    /// `tls`.
+    pub fn start_tls(masters: usize, tls: Option<&ServerTls>) -> Self {
+        let tls_cluster: &[&str] = if tls.is_some() {
+            &["--tls-cluster", "yes"]
+        } else {
+            &[]
+        };
         let nodes: Vec<Redis> = (0..masters)
             .map(|_| {
                 // The bus port is given: its default, the port + 10000, may be taken or past
                 // 65535 for a free port from the ephemeral range.
                 let bus = free_port().to_string();
-                Redis::start_with(
-                    Persistence::None,
-                    &[
-                        "--cluster-enabled",
-                        "yes",
-                        "--cluster-port",
-                        &bus,
-                        "--cluster-config-file",
-                        "nodes.conf",
-                        "--cluster-node-timeout",
-                        "5000",
-                    ],
-                )
+                let mut args = vec![
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-port",
+                    &bus,
+                    "--cluster-config-file",
+                    "nodes.conf",
+                    "--cluster-node-timeout",
+                    "5000",
+                ];
+                args.extend_from_slice(tls_cluster);
+                Redis::start_tls(Persistence::None, &args, tls)
             })
             .collect();
         let mut cmd = Command::new(require_tool("redis-cli"));
-        cmd.args([
-            "-a",
-            REDIS_PASSWORD,
-            "--no-auth-warning",
-            "--cluster",
-            "create",
-        ])
-        .args(nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)))
-        .arg("--cluster-yes");
+        cmd.args(["-a", REDIS_PASSWORD, "--no-auth-warning"])
+            .args(tls.iter().flat_map(|t| t.cli_args()))
+            .args(["--cluster", "create"])
+            .args(nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)))
+            .arg("--cluster-yes");
         let out = proc::run(&mut cmd, None, Duration::from_secs(60));
         assert!(
             out.code == Some(0) && out.stdout.contains("All 16384 slots covered"),
