@@ -1,4 +1,5 @@
-//! TLS for outbound connections (`ldap_auth`, `http_auth`, `http_authz`): rustls with the
+//! TLS for outbound connections (`ldap_auth`, `http_auth`, `http_authz`; the Redis store checks
+//! its CA file and client certificate here at load): rustls with the
 //! aws-lc-rs provider, trusting the CA file of the configuration or, without one, the system's
 //! trust store. Built once at config load, so a bad CA file is a load error naming its path.
 
@@ -7,9 +8,10 @@ use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, aws_lc_rs};
+use rustls::sign::CertifiedKey;
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 
 /// Whose certificates a client trusts.
 #[derive(Debug, Clone, Copy)]
@@ -74,6 +76,67 @@ pub fn client_config(trust: Trust<'_>, alpn_http1: bool) -> Result<Arc<ClientCon
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
     }
     Ok(Arc::new(config))
+}
+
+/// Reads a client certificate chain and its private key (PEM files, for mutual TLS) and checks
+/// that both parse and that the key belongs to the certificate. The PEM texts on success; on
+/// failure, whether the key file (`true`) or the certificate file is at fault, and why.
+pub fn client_identity(cert: &Path, key: &Path) -> Result<(Vec<u8>, String), (bool, String)> {
+    let cert_pem =
+        std::fs::read(cert).map_err(|e| (false, format!("cannot read {}: {e}", cert.display())))?;
+    let key_pem = std::fs::read_to_string(key)
+        .map_err(|e| (true, format!("cannot read {}: {e}", key.display())))?;
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert_pem)
+        .collect::<Result<_, _>>()
+        .map_err(|e| {
+            (
+                false,
+                format!("{}: not PEM certificates: {e}", cert.display()),
+            )
+        })?;
+    if chain.is_empty() {
+        return Err((
+            false,
+            format!(
+                "{} holds no CERTIFICATE block; give the PEM file of the client certificate \
+                 (and its intermediates)",
+                cert.display()
+            ),
+        ));
+    }
+    let der = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|e| {
+        (
+            true,
+            format!(
+                "{} holds no PEM private key (`PRIVATE KEY`, `RSA PRIVATE KEY` or `EC PRIVATE \
+                 KEY`): {e}",
+                key.display()
+            ),
+        )
+    })?;
+    let signing = aws_lc_rs::default_provider()
+        .key_provider
+        .load_private_key(der)
+        .map_err(|e| {
+            (
+                true,
+                format!("{}: not a usable private key: {e}", key.display()),
+            )
+        })?;
+    CertifiedKey::new(chain, signing)
+        .keys_match()
+        .map_err(|_| {
+            (
+                true,
+                format!(
+                    "the key in {} does not belong to the certificate in {}; give the key the \
+                 certificate was issued for",
+                    key.display(),
+                    cert.display()
+                ),
+            )
+        })?;
+    Ok((cert_pem, key_pem))
 }
 
 /// `insecure_tls_skip_verify`: any certificate, any name.
@@ -147,5 +210,31 @@ mod tests {
         let err = client_config(Trust::CaFile(&missing), false).unwrap_err();
         assert!(err.contains("missing.pem"), "{err}");
         assert!(client_config(Trust::Insecure, false).is_ok());
+    }
+
+    #[test]
+    fn a_client_identity_needs_a_certificate_and_its_own_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, text: &str| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, text).unwrap();
+            p
+        };
+        let one = rcgen::generate_simple_self_signed(vec!["client.test".to_owned()]).unwrap();
+        let other = rcgen::generate_simple_self_signed(vec!["other.test".to_owned()]).unwrap();
+        let cert = write("cert.pem", &one.cert.pem());
+        let key = write("key.pem", &one.signing_key.serialize_pem());
+        let (c, k) = client_identity(&cert, &key).unwrap();
+        assert!(String::from_utf8(c).unwrap().contains("BEGIN CERTIFICATE"));
+        assert!(k.contains("PRIVATE KEY"));
+        let wrong = write("wrong.pem", &other.signing_key.serialize_pem());
+        let (is_key, e) = client_identity(&cert, &wrong).unwrap_err();
+        assert!(is_key && e.contains("does not belong"), "{e}");
+        let (is_key, e) = client_identity(&key, &key).unwrap_err();
+        assert!(!is_key && e.contains("CERTIFICATE"), "{e}");
+        let (is_key, e) = client_identity(&cert, &cert).unwrap_err();
+        assert!(is_key && e.contains("private key"), "{e}");
+        let (is_key, e) = client_identity(&cert, &dir.path().join("gone.pem")).unwrap_err();
+        assert!(is_key && e.contains("gone.pem"), "{e}");
     }
 }

@@ -34,6 +34,7 @@ mod identity;
 mod order;
 mod server;
 mod sql;
+mod store_tls;
 mod token;
 mod users;
 mod warnings;

@@ -111,6 +111,56 @@ fn redis_token_db_becomes_the_redis_store_with_a_warning_without_the_password() 
         ),
     ));
     at(&i, "github_auth.redis_token_db.redis_options.network");
+    // go-redis's `tlsconfig` (docker_auth's TLS to Redis) keeps TLS: a `rediss` store.
+    for (options, url) in [
+        (
+            "redis_options: {addr: \"cache.example:6380\", password: pw, tlsconfig: {}}",
+            "rediss://:***@cache.example:6380/0",
+        ),
+        (
+            "redis_cluster_options: {addrs: [\"n1.example:7000\"], tlsconfig: \
+             {insecureskipverify: false}}",
+            "rediss+cluster://n1.example:7000",
+        ),
+    ] {
+        let c = load_in(
+            d.path(),
+            &format!(
+                "{TOKEN}users: {{\"\": {{}}}}\nacl: []\n\
+                 github_auth: {{{GH}, redis_token_db: {{{options}}}}}\n"
+            ),
+        )
+        .unwrap();
+        let w = at(&c.warnings, "github_auth.redis_token_db");
+        assert!(w.message.contains(url), "{w}");
+        // TLS to another host: no plaintext warning.
+        assert!(
+            c.warnings.iter().all(|w| !w.message.contains("plaintext")),
+            "{:?}",
+            c.warnings
+        );
+        let shown = format!("{:?}", c.web_logins.as_ref().unwrap().store());
+        assert!(shown.contains(r#"ca: "system""#), "{shown}");
+    }
+    // Without it, to another host: plaintext, warned about (without the password).
+    let c = load_in(
+        d.path(),
+        &format!(
+            "{TOKEN}users: {{\"\": {{}}}}\nacl: []\ngithub_auth: {{{GH}, redis_token_db: \
+             {{redis_options: {{addr: \"cache.example:6379\", password: s3cret-pw}}}}}}\n"
+        ),
+    )
+    .unwrap();
+    assert!(
+        c.warnings
+            .iter()
+            .any(|w| w.path == "github_auth.redis_token_db"
+                && w.message.contains("plaintext")
+                && w.message.contains("`rediss://…`")
+                && !w.message.contains("s3cret-pw")),
+        "{:?}",
+        c.warnings
+    );
 }
 
 #[test]

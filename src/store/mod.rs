@@ -8,7 +8,8 @@
 //!
 //! * `embedded` (default): a SQLite file in `data_dir` (`passwords.db`), no server.
 //! * `redis`: `redis://[user:password@]host:port[/db]`, or Sentinel (`redis+sentinel://`) or
-//!   Cluster (`redis+cluster://`), see `redis`; keys expire with the records.
+//!   Cluster (`redis+cluster://`), each also over TLS (`rediss…://`), see `redis`; keys expire
+//!   with the records.
 //! * `postgres`: `postgres://user:password@host:port/db[?sslmode=verify-full]`; one table,
 //!   created when missing.
 //!
@@ -34,6 +35,7 @@ mod redis;
 mod shared;
 mod sql;
 
+pub use redis::{Target as RedisTarget, TlsMaterial as RedisTlsMaterial};
 pub use shared::{LockoutRules, LockoutState};
 
 use std::collections::HashMap;

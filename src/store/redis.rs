@@ -1,8 +1,12 @@
-//! The Redis store, through the `redis` crate (tokio, no TLS features): one server
+//! The Redis store, through the `redis` crate (tokio): one server
 //! (`redis://`, a `ConnectionManager` that reconnects by itself), Redis Sentinel
 //! (`redis+sentinel://`, the crate's master discovery: ask the sentinels, check the answer with
 //! `ROLE`) and Redis Cluster (`redis+cluster://`, the crate's slot routing, `MOVED`/`ASK`
-//! redirections and topology refresh). Records live under `registry-auth:minted:<id>` and expire
+//! redirections and topology refresh). Each over TLS with `rediss…://`: the crate's rustls
+//! support (`TlsCertificates`: the CA file's PEM or the system's trust store, and a client
+//! certificate for mutual TLS), on the aws-lc-rs provider installed as the process default
+//! before the first connection; through Sentinel both the sentinels and the servers they name
+//! are reached over TLS. Records live under `registry-auth:minted:<id>` and expire
 //! with the password (Redis drops them itself). The `*_key` functions do the same on a key the
 //! caller names whole (the replicas' shared state, `registry-auth:shared:…`; see `shared`).
 //!
@@ -28,17 +32,17 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnecti
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
-use redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
+use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
 use redis::{
-    AsyncConnectionConfig, Client, Cmd, ConnectionAddr, ConnectionInfo, IntoConnectionInfo,
-    RedisConnectionInfo, RedisError, Value,
+    AsyncConnectionConfig, Client, ClientTlsConfig, Cmd, ConnectionAddr, ConnectionInfo,
+    IntoConnectionInfo, RedisError, TlsCertificates, TlsMode, Value,
 };
 
 use super::StoreError;
 
 mod url;
 
-pub use url::Target;
+pub use url::{Target, TlsMaterial};
 use url::{Topology, bare_host, host_port};
 
 const KEY_PREFIX: &str = "registry-auth:minted:";
@@ -416,14 +420,38 @@ impl Redis {
 
     async fn connect(&self) -> Result<Conn, StoreError> {
         let t = &self.target;
-        let connect_err = |e: RedisError| err(format!("cannot connect to {}: {e}", t.addr));
+        let tls = t.tls.as_ref().map(|m| {
+            install_crypto_provider();
+            certificates(m)
+        });
+        let connect_err = |e: RedisError| {
+            let what = if tls.is_some() { " over TLS" } else { "" };
+            err(format!(
+                "cannot connect to {}{what}: {e}{}",
+                t.addr,
+                tls_hint(&e)
+            ))
+        };
+        let addr = |host: &str, port: u16| match &tls {
+            Some(_) => ConnectionAddr::TcpTls {
+                host: host.to_owned(),
+                port,
+                insecure: false,
+                tls_params: None,
+            },
+            None => ConnectionAddr::Tcp(host.to_owned(), port),
+        };
         match &t.topology {
             Topology::Single { host, port } => {
-                let info = ConnectionAddr::Tcp(host.clone(), *port)
+                let info = addr(host, *port)
                     .into_connection_info()
                     .map_err(connect_err)?
                     .set_redis_settings(t.redis_info());
-                let client = Client::open(info).map_err(connect_err)?;
+                let client = match &tls {
+                    Some(certs) => Client::build_with_tls(info, certs.clone()),
+                    None => Client::open(info),
+                }
+                .map_err(connect_err)?;
                 let config = ConnectionManagerConfig::new()
                     .set_connection_timeout(Some(TIMEOUT))
                     .set_response_timeout(Some(TIMEOUT))
@@ -439,7 +467,7 @@ impl Redis {
                     .iter()
                     .map(|(h, p)| {
                         Ok::<_, RedisError>(
-                            ConnectionAddr::Tcp(h.clone(), *p)
+                            addr(h, *p)
                                 .into_connection_info()?
                                 .set_redis_settings(t.redis_info()),
                         )
@@ -450,6 +478,10 @@ impl Redis {
                     .connection_timeout(TIMEOUT)
                     .response_timeout(TIMEOUT)
                     .retries(2);
+                if let Some(certs) = &tls {
+                    // Every node the cluster names is reached over TLS, verified alike.
+                    builder = builder.tls(TlsMode::Secure).certs(certs.clone());
+                }
                 if let Some(u) = &t.username {
                     builder = builder.username(u);
                 }
@@ -469,35 +501,34 @@ impl Redis {
             } => {
                 let mut guard = self.sentinel.lock().await;
                 if guard.is_none() {
-                    let mut sentinel_info = RedisConnectionInfo::default();
+                    let mut builder = SentinelClientBuilder::new(
+                        sentinels.iter().map(|(h, p)| addr(h, *p)),
+                        master.clone(),
+                        SentinelServerType::Master,
+                    )
+                    .map_err(connect_err)?
+                    .set_client_to_redis_db(i64::from(t.db));
                     if let Some(u) = sentinel_username {
-                        sentinel_info = sentinel_info.set_username(u);
+                        builder = builder.set_client_to_sentinel_username(u);
                     }
                     if let Some(p) = sentinel_password {
-                        sentinel_info = sentinel_info.set_password(p.expose());
+                        builder = builder.set_client_to_sentinel_password(p.expose());
                     }
-                    let infos = sentinels
-                        .iter()
-                        .map(|(h, p)| {
-                            Ok::<_, RedisError>(
-                                ConnectionAddr::Tcp(h.clone(), *p)
-                                    .into_connection_info()?
-                                    .set_redis_settings(sentinel_info.clone()),
-                            )
-                        })
-                        .collect::<Result<Vec<ConnectionInfo>, _>>()
-                        .map_err(connect_err)?;
-                    let node = SentinelNodeConnectionInfo::default()
-                        .set_redis_connection_info(t.redis_info());
-                    *guard = Some(Box::new(
-                        SentinelClient::build(
-                            infos,
-                            master.clone(),
-                            Some(node),
-                            SentinelServerType::Master,
-                        )
-                        .map_err(connect_err)?,
-                    ));
+                    if let Some(u) = &t.username {
+                        builder = builder.set_client_to_redis_username(u);
+                    }
+                    if let Some(p) = &t.password {
+                        builder = builder.set_client_to_redis_password(p.expose());
+                    }
+                    if let Some(certs) = &tls {
+                        // TLS to the sentinels and to the master they name, one trust for both.
+                        builder = builder
+                            .set_client_to_sentinel_tls_mode(TlsMode::Secure)
+                            .set_client_to_sentinel_certificates(certs.clone())
+                            .set_client_to_redis_tls_mode(TlsMode::Secure)
+                            .set_client_to_redis_certificates(certs.clone());
+                    }
+                    *guard = Some(Box::new(builder.build().map_err(connect_err)?));
                 }
                 let Some(client) = guard.as_mut() else {
                     return Err(err("the Sentinel client is missing"));
@@ -522,6 +553,39 @@ impl Redis {
             }
         }
     }
+}
+
+/// What to do about a TLS failure the error text names (rustls's wording), or nothing.
+fn tls_hint(e: &RedisError) -> &'static str {
+    let text = e.to_string();
+    if text.contains("invalid peer certificate") {
+        " (the server's certificate is not valid for this host or not signed by a CA of \
+         `store.ca_certificate`, or of the system's trust store without it)"
+    } else if text.contains("CertificateRequired") {
+        " (the server requires a client certificate: set `store.client_certificate` and \
+         `store.client_key`)"
+    } else {
+        ""
+    }
+}
+
+/// The crate's TLS settings for `material`: its CA PEM (`None`: the system's trust store) and
+/// the client certificate and key for mutual TLS (all checked at config load).
+fn certificates(material: &TlsMaterial) -> TlsCertificates {
+    TlsCertificates {
+        client_tls: material.client.as_ref().map(|(cert, key)| ClientTlsConfig {
+            client_cert: cert.clone(),
+            client_key: key.expose().as_bytes().to_vec(),
+        }),
+        root_cert: material.ca.clone(),
+    }
+}
+
+/// The crate builds its rustls configurations on the process's default provider: make it
+/// aws-lc-rs (our one crypto provider) before the first TLS connection. Installing twice is a
+/// no-op (the error only says one is installed, and aws-lc-rs is the only one built in).
+fn install_crypto_provider() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
 }
 
 /// What [`Redis::run`] sends.

@@ -53,6 +53,7 @@ mod packaging;
 mod principals;
 mod props;
 mod redis_ha;
+mod redis_tls;
 mod reference_fixture;
 mod registry_v3;
 mod reload;

@@ -33,8 +33,8 @@ use crate::common::server::{AuthServer, run_cli};
 use crate::common::stack::{ISSUER, SERVICE, tempdir};
 use crate::common::webstack::{CLIENT_ID, CLIENT_SECRET, login_at_fake, sign_out};
 
-const ALICE_PASSWORD: &str = "alice-Pass-3141";
-const BOB_PASSWORD: &str = "bob-Pass-2718";
+pub(crate) const ALICE_PASSWORD: &str = "alice-Pass-3141";
+pub(crate) const BOB_PASSWORD: &str = "bob-Pass-2718";
 
 /// nginx in front of the replicas: `upstream` round robin, no retry on another replica (a
 /// failure shows as it is), the client's Host and address passed on.
@@ -112,14 +112,19 @@ impl Nginx {
 
 /// Three replicas sharing `store_yaml` (and one session secret, refresh secret, signing key and
 /// user list), each with its own config file and data dir.
-struct Replicas {
-    servers: Vec<AuthServer>,
-    configs: Vec<PathBuf>,
+pub(crate) struct Replicas {
+    pub(crate) servers: Vec<AuthServer>,
+    pub(crate) configs: Vec<PathBuf>,
     _dir: tempfile::TempDir,
 }
 
 impl Replicas {
-    fn start(store_yaml: &str, web: Option<&FakeGithub>) -> Self {
+    pub(crate) fn start(store_yaml: &str, web: Option<&FakeGithub>) -> Self {
+        Self::start_n(3, store_yaml, web)
+    }
+
+    /// [`Replicas::start`] with `n` replicas.
+    pub(crate) fn start_n(n: usize, store_yaml: &str, web: Option<&FakeGithub>) -> Self {
         let dir = tempdir("ra-it-replicas");
         let shared = dir.path().join("shared");
         fs::create_dir_all(&shared).unwrap();
@@ -157,7 +162,7 @@ impl Replicas {
         });
         let mut servers = Vec::new();
         let mut configs = Vec::new();
-        for i in 0..3 {
+        for i in 0..n {
             let own = dir.path().join(format!("replica-{i}"));
             fs::create_dir_all(&own).unwrap();
             let config = own.join("registry-auth.yml");
@@ -183,14 +188,14 @@ impl Replicas {
         }
     }
 
-    fn bases(&self) -> Vec<String> {
+    pub(crate) fn bases(&self) -> Vec<String> {
         self.servers
             .iter()
             .map(|s| format!("http://{}", s.addr))
             .collect()
     }
 
-    fn diagnostics(&self) -> String {
+    pub(crate) fn diagnostics(&self) -> String {
         self.servers
             .iter()
             .enumerate()
@@ -200,7 +205,12 @@ impl Replicas {
 }
 
 /// `GET /auth` with Basic credentials (offline: with a refresh token).
-fn password_grant(base: &str, user: &str, password: &str, offline: bool) -> http::Response {
+pub(crate) fn password_grant(
+    base: &str,
+    user: &str,
+    password: &str,
+    offline: bool,
+) -> http::Response {
     let mut params = vec![("service", SERVICE), ("scope", "repository:x/y:pull")];
     if offline {
         params.push(("offline_token", "true"));
@@ -211,13 +221,13 @@ fn password_grant(base: &str, user: &str, password: &str, offline: bool) -> http
     )
 }
 
-fn refresh_token(base: &str, user: &str, password: &str) -> String {
+pub(crate) fn refresh_token(base: &str, user: &str, password: &str) -> String {
     let r = password_grant(base, user, password, true);
     assert_eq!(r.status, 200, "{}", r.text());
     r.json()["refresh_token"].as_str().unwrap().to_owned()
 }
 
-fn refresh_grant(base: &str, token: &str) -> http::Response {
+pub(crate) fn refresh_grant(base: &str, token: &str) -> http::Response {
     http::post_form(
         &format!("{base}/auth"),
         &[
@@ -230,7 +240,7 @@ fn refresh_grant(base: &str, token: &str) -> http::Response {
     )
 }
 
-fn revoke(config: &Path, args: &[&str]) {
+pub(crate) fn revoke(config: &Path, args: &[&str]) {
     let config = config.display().to_string();
     let mut all = vec!["tokens", "revoke", "--config", &config];
     all.extend_from_slice(args);

@@ -22,11 +22,21 @@ pub struct StoreSpec {
     /// `redis`: one server `redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]`; Sentinel
     /// `redis+sentinel://[[USER]:PASSWORD@]HOST[:PORT],…/MASTER[/DB][?replicas=N&sentinel_password=P]`
     /// (the user and password are the master's; `replicas` (default 1): each write waits for
-    /// that many replicas); Cluster `redis+cluster://[[USER]:PASSWORD@]HOST[:PORT],…`.
+    /// that many replicas); Cluster `redis+cluster://[[USER]:PASSWORD@]HOST[:PORT],…`. Over TLS:
+    /// `rediss://`, `rediss+sentinel://` (TLS to the sentinels and the servers they name),
+    /// `rediss+cluster://`.
     /// `postgres`: `postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE[?sslmode=verify-full]`.
     pub url: Option<String>,
     /// A file holding the URL instead (it may contain a password).
     pub url_file: Option<PathBuf>,
+    /// `redis` over TLS (`rediss…://`): PEM file of the CA(s) the servers' certificates must
+    /// chain to (default: the system's trust store).
+    pub ca_certificate: Option<PathBuf>,
+    /// `redis` over TLS: PEM file of a client certificate (and its intermediates) for servers
+    /// that require one (`tls-auth-clients yes`); with `client_key`.
+    pub client_certificate: Option<PathBuf>,
+    /// `redis` over TLS: PEM file of the private key of `client_certificate`.
+    pub client_key: Option<PathBuf>,
 }
 
 /// `store.type` values.
@@ -78,6 +88,10 @@ pub struct RedisOptionsSpec {
     pub password: Option<String>,
     /// Database number.
     pub db: Option<u32>,
+    /// go-redis `TLSConfig` (YAML `tlsconfig`): when set, the store connects over TLS
+    /// (`rediss://`), verifying the server against the system's trust store; its fields are not
+    /// read (for another CA, write a top-level `store` with `ca_certificate`).
+    pub tlsconfig: Option<serde_json::Value>,
 }
 
 /// go-redis `ClusterOptions` (the keys docker_auth users set; other go-redis options are
@@ -90,6 +104,10 @@ pub struct RedisClusterOptionsSpec {
     pub username: Option<String>,
     /// Password.
     pub password: Option<String>,
+    /// go-redis `TLSConfig` (YAML `tlsconfig`): when set, the store connects over TLS
+    /// (`rediss://`), verifying the server against the system's trust store; its fields are not
+    /// read (for another CA, write a top-level `store` with `ca_certificate`).
+    pub tlsconfig: Option<serde_json::Value>,
 }
 
 /// The keys every web login has.

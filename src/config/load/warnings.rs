@@ -131,26 +131,33 @@ pub(super) fn postgres_transport(path: &str, url: &str) -> Option<ConfigIssue> {
     ))
 }
 
-/// A warning for a Redis URL (`store.url`) to a host that is not local: the Redis store speaks
-/// plaintext only (`rediss://` is refused at load), so minted-password hashes and sessions cross
-/// the network readable and alterable. Every host of a `redis+sentinel://` or
-/// `redis+cluster://` URL is checked.
+/// A warning for a plaintext Redis URL (`store.url`: `redis://`, `redis+sentinel://`,
+/// `redis+cluster://`) to a host that is not local: minted-password hashes, sessions,
+/// revocations and the password itself cross the network readable and alterable. Every host of
+/// a multi-host URL is checked. A `rediss…://` URL (TLS, the server verified) needs none.
 pub(super) fn redis_transport(path: &str, url: &str) -> Option<ConfigIssue> {
-    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    if scheme.starts_with("rediss") {
+        return None;
+    }
     let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
     let hosts = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
     let host = hosts.split(',').find_map(|h| {
         let (host, _) = url_host_and_query(h);
         (!is_local_host(host)).then_some(host)
     })?;
+    let tls = if scheme.is_empty() {
+        "rediss://".to_owned()
+    } else {
+        format!("{}://", scheme.replacen("redis", "rediss", 1))
+    };
     Some(ConfigIssue::new(
         path,
         format!(
-            "the connection to Redis at {host} is plaintext (the Redis store has no TLS): \
-             minted passwords' hashes and sessions cross the network readable and \
-             alterable; run Redis on this host or reach it through a TLS tunnel (a sidecar \
-             such as stunnel listening on 127.0.0.1), or use `kind: postgres` with \
-             `sslmode=verify-full`"
+            "the connection to Redis at {host} is plaintext: the password, minted passwords' \
+             hashes and sessions cross the network readable and alterable; use TLS: write the \
+             URL as `{tls}…` (with `store.ca_certificate` unless the system trust store knows \
+             the server's CA), or run Redis on this host"
         ),
     ))
 }
@@ -241,6 +248,13 @@ mod tests {
         assert!(!warns("redis+cluster://localhost:7000,127.0.0.1:7001"));
         let w = redis_transport("store.url", "redis://:hunter2@cache:6379/0").unwrap();
         assert!(!w.message.contains("hunter2"), "{}", w.message);
+        assert!(w.message.contains("`rediss://…`"), "{}", w.message);
+        let w = redis_transport("store.url", "redis+sentinel://s.example:26379/m").unwrap();
+        assert!(w.message.contains("`rediss+sentinel://…`"), "{}", w.message);
+        // TLS: no warning, wherever the server is.
+        assert!(!warns("rediss://:pw@redis.example.com:6380/0"));
+        assert!(!warns("rediss+sentinel://s1.example:26379,s2.example/m"));
+        assert!(!warns("rediss+cluster://n1.example.com:7000"));
     }
 
     #[test]

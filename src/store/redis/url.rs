@@ -1,7 +1,10 @@
 //! Redis store URLs: `redis://` (one server, parsed by the `url` crate), and the multi-host
 //! forms `redis+sentinel://` and `redis+cluster://`, whose host lists no URL parser takes
 //! (`host:port,host:port` is not an authority), so they are split here and each host checked
-//! as a one-host URL.
+//! as a one-host URL. Each has a TLS form, `rediss://`, `rediss+sentinel://` (TLS to the
+//! sentinels and to the servers they name) and `rediss+cluster://`; the trust material
+//! (`store.ca_certificate`, `store.client_certificate`/`client_key`) is read at config load and
+//! attached with [`Target::with_tls`].
 
 use redis::RedisConnectionInfo;
 
@@ -12,7 +15,27 @@ const MAX_HOSTS: usize = 32;
 
 const EXAMPLES: &str = "write e.g. `redis://127.0.0.1:6379/0`, \
      `redis+sentinel://sentinel-1:26379,sentinel-2:26379/mymaster/0` or \
-     `redis+cluster://node-1:6379,node-2:6379`";
+     `redis+cluster://node-1:6379,node-2:6379` (`rediss://`, `rediss+sentinel://`, \
+     `rediss+cluster://` for TLS)";
+
+/// What a TLS connection (`rediss…://`) trusts and shows, as PEM read at config load.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct TlsMaterial {
+    /// The CA certificate(s) the servers' certificates must chain to; `None`: the system's
+    /// trust store.
+    pub ca: Option<Vec<u8>>,
+    /// The client certificate chain and its private key (mutual TLS).
+    pub client: Option<(Vec<u8>, Secret)>,
+}
+
+impl std::fmt::Debug for TlsMaterial {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsMaterial")
+            .field("ca", &if self.ca.is_some() { "file" } else { "system" })
+            .field("client_certificate", &self.client.is_some())
+            .finish()
+    }
+}
 
 /// One server, or how to find the servers.
 #[derive(Clone, PartialEq, Eq, Debug)]
@@ -44,6 +67,8 @@ pub struct Target {
     pub(super) username: Option<String>,
     pub(super) password: Option<Secret>,
     pub(super) db: u32,
+    /// TLS (`rediss…://`): what it trusts (system's store until [`Target::with_tls`]).
+    pub(super) tls: Option<Box<TlsMaterial>>,
 }
 
 impl std::fmt::Debug for Target {
@@ -52,6 +77,7 @@ impl std::fmt::Debug for Target {
             .field("addr", &self.addr)
             .field("username", &self.username)
             .field("db", &self.db)
+            .field("tls", &self.tls)
             .finish_non_exhaustive()
     }
 }
@@ -69,21 +95,38 @@ impl Target {
         let (scheme, rest) = url
             .split_once("://")
             .ok_or_else(|| format!("not a URL; {EXAMPLES}"))?;
-        match scheme {
-            "redis" => Self::parse_single(url),
-            "redis+sentinel" | "redis+cluster" => Self::parse_multi(scheme, rest),
-            "rediss" | "rediss+sentinel" | "rediss+cluster" => Err(
-                "TLS to Redis (`rediss://`) is not supported yet; use `redis://` on a trusted \
-                 network (or a TLS tunnel)"
-                    .to_owned(),
-            ),
+        let tls = match scheme {
+            "rediss" | "rediss+sentinel" | "rediss+cluster" => Some(Box::default()),
+            _ => None,
+        };
+        let mut target = match scheme {
+            "redis" | "rediss" => Self::parse_single(rest),
+            "redis+sentinel" | "redis+cluster" | "rediss+sentinel" | "rediss+cluster" => {
+                Self::parse_multi(scheme.ends_with("cluster"), rest)
+            }
             other => Err(format!("scheme `{other}` is not Redis; {EXAMPLES}")),
-        }
+        }?;
+        target.tls = tls;
+        Ok(target)
     }
 
-    fn parse_single(url: &str) -> Result<Self, String> {
-        let parsed =
-            reqwest::Url::parse(url).map_err(|e| format!("not a URL ({e}); {EXAMPLES}"))?;
+    /// Whether the URL asks for TLS (`rediss…://`).
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// The TLS material read at config load (only for a `rediss…://` URL; the caller checks).
+    pub fn with_tls(mut self, material: TlsMaterial) -> Self {
+        if self.tls.is_some() {
+            self.tls = Some(Box::new(material));
+        }
+        self
+    }
+
+    /// `rest`: the URL after `redis://` or `rediss://`.
+    fn parse_single(rest: &str) -> Result<Self, String> {
+        let parsed = reqwest::Url::parse(&format!("redis://{rest}"))
+            .map_err(|e| format!("not a URL ({e}); {EXAMPLES}"))?;
         let host = parsed
             .host_str()
             .filter(|h| !h.is_empty())
@@ -109,13 +152,14 @@ impl Target {
             username,
             password,
             db,
+            tls: None,
         })
     }
 
-    /// `redis+sentinel://` and `redis+cluster://`: the host list is split here, each host
-    /// checked as a one-host URL; the rest (credentials, path, query) is parsed as a URL.
-    fn parse_multi(scheme: &str, rest: &str) -> Result<Self, String> {
-        let cluster = scheme == "redis+cluster";
+    /// `redis+sentinel://` and `redis+cluster://` (and their `rediss` forms): the host list is
+    /// split here, each host checked as a one-host URL; the rest (credentials, path, query) is
+    /// parsed as a URL.
+    fn parse_multi(cluster: bool, rest: &str) -> Result<Self, String> {
         let default_port = if cluster { 6379 } else { 26379 };
         let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
         let (authority, tail) = rest.split_at(end);
@@ -172,6 +216,7 @@ impl Target {
                 username,
                 password,
                 db: 0,
+                tls: None,
             });
         }
         let (master, db) = match segments.as_slice() {
@@ -222,6 +267,7 @@ impl Target {
             username,
             password,
             db,
+            tls: None,
         })
     }
 
@@ -296,18 +342,72 @@ mod tests {
             }
         );
         assert_eq!(t.username.as_deref(), Some("app"));
-        assert!(Target::parse("rediss://h").unwrap_err().contains("TLS"));
-        assert!(
-            Target::parse("rediss+sentinel://h/m")
-                .unwrap_err()
-                .contains("TLS")
-        );
+        assert!(!t.is_tls());
+        assert!(Target::parse("redis+sentinel://h/m").is_ok_and(|t| !t.is_tls()));
         assert!(Target::parse("http://h").unwrap_err().contains("scheme"));
         assert!(Target::parse("redis://h/x").unwrap_err().contains("number"));
         assert!(
             Target::parse("redis://h/0?x=1")
                 .unwrap_err()
                 .contains("query")
+        );
+    }
+
+    #[test]
+    fn tls_urls() {
+        // `rediss://`: the same shapes, TLS on (trusting the system's store until the config's
+        // material is attached).
+        let t = Target::parse("rediss://:s%40cret@cache.example.com:6380/2").unwrap();
+        assert!(t.is_tls());
+        assert_eq!(t.tls.as_deref(), Some(&TlsMaterial::default()));
+        assert_eq!(t.addr, "cache.example.com:6380");
+        assert_eq!(t.db, 2);
+        assert_eq!(t.password.as_ref().unwrap().expose(), "s@cret");
+        assert!(!format!("{t:?}").contains("s@cret"));
+        let t = Target::parse("rediss://[::1]").unwrap();
+        assert_eq!(
+            t.topology,
+            Topology::Single {
+                host: "::1".to_owned(),
+                port: 6379
+            }
+        );
+        let t = Target::parse("rediss+sentinel://s1,s2:26380/m/1?sentinel_password=sp").unwrap();
+        assert!(t.is_tls());
+        assert_eq!(t.addr, "sentinel master m via s1:26379,s2:26380");
+        assert_eq!(t.db, 1);
+        let t = Target::parse("rediss+cluster://:pw@n1:7000,n2").unwrap();
+        assert!(t.is_tls());
+        assert_eq!(t.addr, "cluster n1:7000,n2:6379");
+        let e = Target::parse("rediss+cluster://n1/3").unwrap_err();
+        assert!(e.contains("database 0"), "{e}");
+        let e = Target::parse("rediss://h/0?tls=1").unwrap_err();
+        assert!(e.contains("query"), "{e}");
+        let e = Target::parse("redisss://h").unwrap_err();
+        assert!(
+            e.contains("scheme `redisss`") && e.contains("rediss://"),
+            "{e}"
+        );
+        // The material: attached to a TLS target only; its Debug shows no key.
+        let material = TlsMaterial {
+            ca: Some(b"CA PEM".to_vec()),
+            client: Some((b"CERT PEM".to_vec(), Secret::new("KEY-PEM-secret"))),
+        };
+        let t = Target::parse("rediss://h")
+            .unwrap()
+            .with_tls(material.clone());
+        assert_eq!(t.tls.as_deref(), Some(&material));
+        let shown = format!("{t:?}");
+        assert!(
+            !shown.contains("KEY-PEM") && !shown.contains("CA PEM"),
+            "{shown}"
+        );
+        assert!(
+            Target::parse("redis://h")
+                .unwrap()
+                .with_tls(material)
+                .tls
+                .is_none()
         );
     }
 

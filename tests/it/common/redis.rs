@@ -1,7 +1,8 @@
 //! A redis-server of one test (Debian's `redis-server`), on a free loopback port with a
 //! password, its data and log in its own temp dir; and the high-availability set-ups made of
 //! them: a primary with replicas watched by sentinels ([`SentinelSet`]), and a Redis Cluster of
-//! masters made with `redis-cli --cluster create` ([`Cluster`]).
+//! masters made with `redis-cli --cluster create` ([`Cluster`]). Any of them can listen for
+//! TLS only ([`ServerTls`]: `--port 0 --tls-port …`; replication and sentinels over TLS too).
 
 use std::fs;
 use std::path::PathBuf;
@@ -24,10 +25,63 @@ pub enum Persistence {
     AofAlways,
 }
 
+/// TLS of a test redis-server or sentinel: it listens for TLS only, replicates and monitors
+/// over TLS, and `redis-cli` talks TLS to it (showing `cert`/`key` as its client certificate).
+#[derive(Debug, Clone)]
+pub struct ServerTls {
+    /// The server's certificate (for 127.0.0.1) and key.
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// The CAs it trusts for client certificates (and for its replication links); it must
+    /// hold the CA of `cert`.
+    pub ca_bundle: PathBuf,
+    /// `--tls-auth-clients`: `no`, `optional` or `yes`.
+    pub auth_clients: &'static str,
+}
+
+impl ServerTls {
+    /// The `redis-server` arguments (after `--port`, which they override).
+    fn server_args(&self, port: u16) -> Vec<String> {
+        let mut args: Vec<String> = vec!["--port".into(), "0".into()];
+        for (k, v) in self.directives(port) {
+            args.push(format!("--{k}"));
+            args.push(v);
+        }
+        args
+    }
+
+    /// The config directives (for a sentinel's file and the server's command line).
+    fn directives(&self, port: u16) -> Vec<(&'static str, String)> {
+        vec![
+            ("tls-port", port.to_string()),
+            ("tls-cert-file", self.cert.display().to_string()),
+            ("tls-key-file", self.key.display().to_string()),
+            ("tls-ca-cert-file", self.ca_bundle.display().to_string()),
+            ("tls-auth-clients", self.auth_clients.to_owned()),
+            ("tls-replication", "yes".to_owned()),
+        ]
+    }
+
+    /// `redis-cli` arguments for TLS.
+    fn cli_args(&self) -> Vec<String> {
+        vec![
+            "--tls".into(),
+            "--cacert".into(),
+            self.ca_bundle.display().to_string(),
+            "--cert".into(),
+            self.cert.display().to_string(),
+            "--key".into(),
+            self.key.display().to_string(),
+        ]
+    }
+}
+
 #[derive(Debug)]
 pub struct Redis {
     pub port: u16,
     pub log: PathBuf,
+    /// Listening for TLS only.
+    pub tls: Option<ServerTls>,
     persistence: Persistence,
     /// More `redis-server` arguments (replication, cluster mode).
     extra: Vec<String>,
@@ -42,10 +96,16 @@ impl Redis {
 
     /// With more `redis-server` arguments (`--replicaof`, `--cluster-enabled`, ...).
     pub fn start_with(persistence: Persistence, extra: &[&str]) -> Self {
+        Self::start_tls(persistence, extra, None)
+    }
+
+    /// [`Redis::start_with`], listening for TLS only when `tls`.
+    pub fn start_tls(persistence: Persistence, extra: &[&str], tls: Option<&ServerTls>) -> Self {
         let dir = tempdir("ra-it-redis");
         let mut redis = Self {
             port: free_port(),
             log: dir.path().join("redis.log"),
+            tls: tls.cloned(),
             persistence,
             extra: extra.iter().map(|s| (*s).to_owned()).collect(),
             guard: None,
@@ -69,6 +129,7 @@ impl Redis {
             .arg("--logfile")
             .arg(&self.log)
             .args(["--masterauth", REDIS_PASSWORD])
+            .args(self.tls.iter().flat_map(|t| t.server_args(self.port)))
             .args(&self.extra);
         match self.persistence {
             Persistence::None => cmd.args(["--appendonly", "no"]),
@@ -118,23 +179,22 @@ impl Redis {
 
     /// `redis-cli` against database 3; its stdout.
     pub fn cli(&self, args: &[&str]) -> String {
-        let mut cmd = Command::new(require_tool("redis-cli"));
-        cmd.args(["-p", &self.port.to_string(), "-a", REDIS_PASSWORD])
-            .args(["--no-auth-warning", "-n", "3"])
-            .args(args);
-        proc::run(&mut cmd, None, Duration::from_secs(10)).stdout
+        let mut all = vec!["-n", "3"];
+        all.extend_from_slice(args);
+        cli_tls(self.port, REDIS_PASSWORD, self.tls.as_ref(), &all)
     }
 
     /// `redis-cli` against database 0 (a cluster node, `INFO`, ...); its stdout.
     pub fn cli0(&self, args: &[&str]) -> String {
-        cli_at(self.port, REDIS_PASSWORD, args)
+        cli_tls(self.port, REDIS_PASSWORD, self.tls.as_ref(), args)
     }
 }
 
-/// `redis-cli -p PORT -a PASSWORD ARGS…`; its stdout.
-pub fn cli_at(port: u16, password: &str, args: &[&str]) -> String {
+/// `redis-cli -p PORT -a PASSWORD ARGS…` (over TLS when `tls`); its stdout.
+pub fn cli_tls(port: u16, password: &str, tls: Option<&ServerTls>, args: &[&str]) -> String {
     let mut cmd = Command::new(require_tool("redis-cli"));
     cmd.args(["-p", &port.to_string(), "-a", password, "--no-auth-warning"])
+        .args(tls.iter().flat_map(|t| t.cli_args()))
         .args(args);
     proc::run(&mut cmd, None, Duration::from_secs(10)).stdout
 }
@@ -177,21 +237,33 @@ pub struct SentinelSet {
 pub struct Sentinel {
     pub port: u16,
     pub log: PathBuf,
+    tls: Option<ServerTls>,
     _guard: ChildGuard,
     _dir: tempfile::TempDir,
 }
 
 impl Sentinel {
-    fn start(primary_port: u16) -> Self {
+    fn start(primary_port: u16, tls: Option<&ServerTls>) -> Self {
         let dir = tempdir("ra-it-sentinel");
         let port = free_port();
         let log = dir.path().join("sentinel.log");
         let conf = dir.path().join("sentinel.conf");
+        let listen = match tls {
+            Some(t) => std::iter::once("port 0".to_owned())
+                .chain(
+                    t.directives(port)
+                        .into_iter()
+                        .map(|(k, v)| format!("{k} {v}")),
+                )
+                .collect::<Vec<_>>()
+                .join("\n"),
+            None => format!("port {port}"),
+        };
         // Sentinel rewrites its config file: it must be its own and writable.
         fs::write(
             &conf,
             format!(
-                "port {port}\nbind 127.0.0.1\ndir {dir}\nlogfile {log}\n\
+                "{listen}\nbind 127.0.0.1\ndir {dir}\nlogfile {log}\n\
                  requirepass {SENTINEL_PASSWORD}\nsentinel sentinel-pass {SENTINEL_PASSWORD}\n\
                  sentinel monitor {MASTER_NAME} 127.0.0.1 {primary_port} 2\n\
                  sentinel auth-pass {MASTER_NAME} {REDIS_PASSWORD}\n\
@@ -215,6 +287,7 @@ impl Sentinel {
         Self {
             port,
             log,
+            tls: tls.cloned(),
             _guard: guard,
             _dir: dir,
         }
@@ -222,9 +295,10 @@ impl Sentinel {
 
     /// `SENTINEL MASTER <name>` as field → value.
     pub fn master_info(&self) -> std::collections::HashMap<String, String> {
-        let out = cli_at(
+        let out = cli_tls(
             self.port,
             SENTINEL_PASSWORD,
+            self.tls.as_ref(),
             &["SENTINEL", "MASTER", MASTER_NAME],
         );
         let lines: Vec<&str> = out.lines().collect();
@@ -236,9 +310,10 @@ impl Sentinel {
 
     /// The port of the primary this sentinel names now.
     pub fn master_port(&self) -> Option<u16> {
-        let out = cli_at(
+        let out = cli_tls(
             self.port,
             SENTINEL_PASSWORD,
+            self.tls.as_ref(),
             &["SENTINEL", "GET-MASTER-ADDR-BY-NAME", MASTER_NAME],
         );
         out.lines().nth(1)?.trim().parse().ok()
@@ -254,13 +329,19 @@ impl SentinelSet {
     /// Starts the primary, `replicas` replicas and three sentinels, and waits until the
     /// replicas are in sync and every sentinel knows the replicas and the other sentinels.
     pub fn start(replicas: usize) -> Self {
-        let primary = Redis::start(Persistence::AofAlways);
+        Self::start_tls(replicas, None)
+    }
+
+    /// [`SentinelSet::start`], every server and sentinel listening for TLS only when `tls`.
+    pub fn start_tls(replicas: usize, tls: Option<&ServerTls>) -> Self {
+        let primary = Redis::start_tls(Persistence::AofAlways, &[], tls);
         let primary_port = primary.port.to_string();
         let replicas: Vec<Redis> = (0..replicas)
             .map(|_| {
-                Redis::start_with(
+                Redis::start_tls(
                     Persistence::AofAlways,
                     &["--replicaof", "127.0.0.1", &primary_port],
+                    tls,
                 )
             })
             .collect();
@@ -272,7 +353,7 @@ impl SentinelSet {
                 || tail(&r.log, 20),
             );
         }
-        let sentinels: Vec<Sentinel> = (0..3).map(|_| Sentinel::start(primary.port)).collect();
+        let sentinels: Vec<Sentinel> = (0..3).map(|_| Sentinel::start(primary.port, tls)).collect();
         for s in &sentinels {
             wait_until(
                 "a sentinel did not discover the replicas and the other sentinels",
@@ -330,36 +411,42 @@ pub struct Cluster {
 
 impl Cluster {
     pub fn start(masters: usize) -> Self {
+        Self::start_tls(masters, None)
+    }
+
+    /// [`Cluster::start`], the nodes listening for TLS only (clients and the cluster bus) when
+    /// `tls`.
+    pub fn start_tls(masters: usize, tls: Option<&ServerTls>) -> Self {
+        let tls_cluster: &[&str] = if tls.is_some() {
+            &["--tls-cluster", "yes"]
+        } else {
+            &[]
+        };
         let nodes: Vec<Redis> = (0..masters)
             .map(|_| {
                 // The bus port is given: its default, the port + 10000, may be taken or past
                 // 65535 for a free port from the ephemeral range.
                 let bus = free_port().to_string();
-                Redis::start_with(
-                    Persistence::None,
-                    &[
-                        "--cluster-enabled",
-                        "yes",
-                        "--cluster-port",
-                        &bus,
-                        "--cluster-config-file",
-                        "nodes.conf",
-                        "--cluster-node-timeout",
-                        "5000",
-                    ],
-                )
+                let mut args = vec![
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-port",
+                    &bus,
+                    "--cluster-config-file",
+                    "nodes.conf",
+                    "--cluster-node-timeout",
+                    "5000",
+                ];
+                args.extend_from_slice(tls_cluster);
+                Redis::start_tls(Persistence::None, &args, tls)
             })
             .collect();
         let mut cmd = Command::new(require_tool("redis-cli"));
-        cmd.args([
-            "-a",
-            REDIS_PASSWORD,
-            "--no-auth-warning",
-            "--cluster",
-            "create",
-        ])
-        .args(nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)))
-        .arg("--cluster-yes");
+        cmd.args(["-a", REDIS_PASSWORD, "--no-auth-warning"])
+            .args(tls.iter().flat_map(|t| t.cli_args()))
+            .args(["--cluster", "create"])
+            .args(nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)))
+            .arg("--cluster-yes");
         let out = proc::run(&mut cmd, None, Duration::from_secs(60));
         assert!(
             out.code == Some(0) && out.stdout.contains("All 16384 slots covered"),

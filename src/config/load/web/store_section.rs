@@ -99,6 +99,9 @@ impl Loader {
             }
             (None, None) => None,
         };
+        if kind != StoreKindSpec::Redis && !self.no_redis_tls_keys(spec, kind) {
+            return None;
+        }
         match kind {
             StoreKindSpec::Embedded => {
                 if url.is_some() {
@@ -156,7 +159,9 @@ impl Loader {
                 });
                 if kind == StoreKindSpec::Redis {
                     match store::parse_redis_url(&url) {
-                        Ok(target) => Some(StoreSettings::Redis { target }),
+                        Ok(target) => self
+                            .redis_tls(spec, key, target)
+                            .map(|target| StoreSettings::Redis { target }),
                         Err(e) => {
                             self.issue("store.url", e);
                             None
@@ -254,14 +259,17 @@ impl Loader {
                 }
                 let (auth, shown) = auth(&c.username, &c.password);
                 let hosts = addrs.join(",");
-                let url = format!("redis+cluster://{auth}{hosts}");
+                let s = Self::tls_s(&c.tlsconfig);
+                let url = format!("redis{s}+cluster://{auth}{hosts}");
+                self.warnings
+                    .extend(super::super::warnings::redis_transport(&path, &url));
                 match store::parse_redis_url(&url) {
                     Ok(target) => {
                         self.warnings.push(ConfigIssue::new(
                             path.clone(),
                             format!(
                                 "docker_auth's Redis Cluster token DB is mapped onto `store: \
-                                 {{type: redis, url: \"redis+cluster://{shown}{hosts}\"}}` \
+                                 {{type: redis, url: \"redis{s}+cluster://{shown}{hosts}\"}}` \
                                  (docker_auth's entries are not read: people sign in once \
                                  more); write that `store` instead (the password in \
                                  `url_file`) to silence this"
@@ -289,14 +297,17 @@ impl Loader {
                 };
                 let (auth, shown) = auth(&o.username, &o.password);
                 let db = o.db.unwrap_or(0);
-                let url = format!("redis://{auth}{addr}/{db}");
+                let s = Self::tls_s(&o.tlsconfig);
+                let url = format!("redis{s}://{auth}{addr}/{db}");
+                self.warnings
+                    .extend(super::super::warnings::redis_transport(&path, &url));
                 match store::parse_redis_url(&url) {
                     Ok(target) => {
                         self.warnings.push(ConfigIssue::new(
                             path.clone(),
                             format!(
                                 "docker_auth's Redis token DB is mapped onto `store: {{type: \
-                                 redis, url: \"redis://{shown}{addr}/{db}\"}}` (docker_auth's \
+                                 redis, url: \"redis{s}://{shown}{addr}/{db}\"}}` (docker_auth's \
                                  entries are not read: people sign in once more); write that \
                                  `store` instead (the password in `url_file`) to silence this"
                             ),
@@ -314,5 +325,13 @@ impl Loader {
             }
         }
         ok
+    }
+
+    /// `s` (`rediss://`) when go-redis options carry a `tlsconfig`, else nothing.
+    fn tls_s(tlsconfig: &Option<serde_json::Value>) -> &'static str {
+        match tlsconfig {
+            Some(v) if !v.is_null() => "s",
+            _ => "",
+        }
     }
 }

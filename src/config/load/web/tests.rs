@@ -276,7 +276,6 @@ fn redis_sentinel_and_cluster_urls_load_and_mistakes_name_store_url() {
         ),
         ("redis+cluster://127.0.0.1:7000/2", "database 0"),
         ("redis+cluster://127.0.0.1:7000,,h:1", "empty host"),
-        ("rediss+sentinel://127.0.0.1/m", "TLS"),
         ("redis+ha://127.0.0.1/m", "redis+sentinel://"),
     ] {
         let i = issues(
