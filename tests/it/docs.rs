@@ -104,6 +104,42 @@ fn config_reference_covers_every_schema_key() {
     assert!(restart > 5, "only {restart} restart-only keys");
 }
 
+/// The hand-written table of main keys (reference/configuration-file.md) names only keys the
+/// generated reference has: `a.b`, `.c` (a sibling of the previous key) and `a.*` (a section).
+#[test]
+fn config_key_table_names_only_real_keys() {
+    let reference = registry_auth::docs::config_reference();
+    let has = |key: &str| {
+        reference.contains(&format!("## `{key}`\n"))
+            || reference.contains(&format!("## `{key}."))
+            || reference.contains(&format!("### `{key}`\n"))
+    };
+    let page = fs::read_to_string(root().join("docs/src/reference/configuration-file.md"))
+        .expect("configuration-file.md");
+    let mut checked = 0;
+    for row in page.lines().filter(|l| l.starts_with("| `")) {
+        let first = row.split('|').nth(1).unwrap_or_default();
+        let mut previous = String::new();
+        for cell in first.split(", ") {
+            let name = cell.trim().trim_matches('`');
+            let key = match name.strip_prefix('.') {
+                Some(rest) => match previous.rsplit_once('.') {
+                    Some((parent, _)) => format!("{parent}.{rest}"),
+                    None => rest.to_owned(),
+                },
+                None => name.trim_end_matches(".*").to_owned(),
+            };
+            assert!(
+                has(&key),
+                "configuration-file.md names `{name}`, which is not a config key"
+            );
+            previous = key;
+            checked += 1;
+        }
+    }
+    assert!(checked > 40, "only {checked} keys in the table");
+}
+
 /// Builds the book into a temp folder; fails on any warning or error mdBook prints.
 fn build_book(dest: &Path) {
     let mdbook = tools::bin("mdbook", "install-mdbook.sh");
