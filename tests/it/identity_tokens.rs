@@ -114,9 +114,7 @@ impl Env {
     }
 
     fn log_text(&self) -> String {
-        strip_ansi(&String::from_utf8_lossy(
-            &fs::read(&self.stack.server.log).unwrap_or_default(),
-        ))
+        strip_ansi(&crate::common::server::settled_log(&self.stack.server.log))
     }
 
     /// `token issued` / `token refused` lines of our server's log with `grant=GRANT`.

@@ -153,7 +153,7 @@ impl Proc {
 
     /// Sends `sig` (`HUP`, `TERM`) to this child, by pid (the guard still owns the unreaped
     /// child, so the pid cannot have been reused).
-    fn signal(&mut self, sig: &str) {
+    pub(crate) fn signal(&mut self, sig: &str) {
         assert!(
             self.guard.try_wait().is_none(),
             "`{}` is not running (cannot send SIG{sig}); log:\n{}",
@@ -167,7 +167,7 @@ impl Proc {
         assert!(status.success(), "kill -s {sig} {} failed", self.pid);
     }
 
-    fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+    pub(crate) fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
         self.guard.wait_timeout(timeout)
     }
 
@@ -446,6 +446,27 @@ pub(crate) fn audit_line_of(text: &str, id: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// The first line `find` picks in `read()`, waited for up to 10 s: the server's log is written
+/// by its log-writer thread, shortly after the response (src/telemetry/sink.rs).
+pub(crate) fn wait_line(
+    read: impl Fn() -> String,
+    find: impl Fn(&str) -> Option<String>,
+) -> Option<String> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let found = find(&read());
+        if found.is_some() || Instant::now() > deadline {
+            return found;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// [`audit_line_of`] the request `id` in `read()`, waited for (see [`wait_line`]).
+pub(crate) fn wait_audit_line(read: impl Fn() -> String, id: &str) -> Option<String> {
+    wait_line(read, |text| audit_line_of(text, id))
+}
+
 /// Elapsed time of a test, printed with `--nocapture`.
 struct Timer(&'static str, Instant);
 
@@ -711,7 +732,7 @@ fn unix_socket_listener_serves_and_is_removed_on_sigterm() {
         .to_owned();
     let (_, headers, _) = curl_response(&out);
     let id = headers.get("x-request-id").cloned().expect("x-request-id");
-    let line = audit_line_of(&srv.text(), &id)
+    let line = wait_audit_line(|| srv.text(), &id)
         .unwrap_or_else(|| panic!("no audit line for {id}:\n{}", srv.log_tail(5)));
     assert_eq!(
         logged_field(&line, "client_ip").as_deref(),
@@ -871,13 +892,12 @@ fn trusted_proxies_decide_whether_x_forwarded_for_is_believed() {
     assert_eq!(actions_for(&chain, "team/app"), ["pull"]);
     let plain = token_get(&base, "/auth", &scope, None, &[]);
     assert!(actions_for(&plain, "team/app").is_empty(), "{plain:?}");
-    let text = srv.text();
     for (r, ip) in [
         (&spoofed, "198.51.100.7"),
         (&chain, "198.51.100.8"),
         (&plain, "127.0.0.1"),
     ] {
-        let line = audit_line_of(&text, &request_id(r))
+        let line = wait_audit_line(|| srv.text(), &request_id(r))
             .unwrap_or_else(|| panic!("no audit line for {r:?}\n{}", srv.log_tail(10)));
         assert_eq!(
             logged_field(&line, "client_ip").as_deref(),
@@ -903,7 +923,7 @@ fn trusted_proxies_decide_whether_x_forwarded_for_is_believed() {
         "a spoofed X-Forwarded-For from an untrusted peer must be ignored: {:?}",
         granted_of(&r)
     );
-    let line = audit_line_of(&srv.text(), &request_id(&r)).expect("audit line");
+    let line = wait_audit_line(|| srv.text(), &request_id(&r)).expect("audit line");
     assert_eq!(
         logged_field(&line, "client_ip").as_deref(),
         Some("127.0.0.1"),
@@ -1269,6 +1289,16 @@ fn audit_log_has_one_line_per_decision_in_text_and_json_without_secrets() {
         }
         assert_eq!(bad.status, 401, "{bad:?}");
 
+        // The four decisions are written by the log thread just after the answers.
+        let last = request_id(&bad);
+        wait_line(
+            || {
+                strip_ansi(&String::from_utf8_lossy(
+                    &fs::read(&fx.log).unwrap_or_default()[start..],
+                ))
+            },
+            |text| audit_line_of(text, &last),
+        );
         let all = fs::read(&fx.log).expect("log");
         let text = strip_ansi(&String::from_utf8_lossy(&all[start..]));
         let decisions: Vec<&str> = text

@@ -216,3 +216,19 @@ pub fn assert_log_has_no_secrets(log: &Path, passwords: &[(String, String)], tok
         log.display()
     );
 }
+
+/// The server's log once it has stopped growing (unchanged for 100 ms, at most 10 s): the
+/// server writes its lines from a writer thread shortly after it answers
+/// (src/telemetry/sink.rs), so a test that reads every line of what it just did waits for this.
+pub fn settled_log(log: &Path) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut last = fs::metadata(log).map_or(0, |m| m.len());
+    loop {
+        thread::sleep(Duration::from_millis(100));
+        let now = fs::metadata(log).map_or(0, |m| m.len());
+        if now == last || Instant::now() > deadline {
+            return String::from_utf8_lossy(&fs::read(log).unwrap_or_default()).into_owned();
+        }
+        last = now;
+    }
+}
