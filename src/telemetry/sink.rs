@@ -8,10 +8,15 @@
 //! * a request thread formats its line (the `fmt` layer formats into a thread-local buffer) and
 //!   copies it into the queue under a mutex that the writer never holds while writing: no
 //!   syscall and, in the steady state, no allocation per line;
-//! * the writer thread, woken by the first line, waits [`LINGER`] (2 ms) for more, then swaps
-//!   the whole queue for an empty buffer and writes it with one `write_all`: under load one
-//!   wake-up and one syscall carry many lines (without the pause, `strace -c` showed a futex
-//!   wake-up per line, more syscalls than the direct writes it replaced);
+//! * the writer thread, woken by the first line, swaps the whole queue for an empty buffer and
+//!   writes it with one `write_all`. When it is busy (it wrote a batch less than [`BUSY`] ago)
+//!   it first waits [`LINGER`] (2 ms) for more lines: under load one wake-up and one syscall
+//!   carry many lines (without the pause, `strace -c` showed a futex wake-up per line, more
+//!   syscalls than the direct writes it replaced). When idle it writes at once, so a lone line
+//!   (an operator or a test reading the log after one request) is there within a thread
+//!   wake-up, not 2 ms later. Either way a line is written just AFTER the answer it belongs
+//!   to: whoever reads the log right after a response must wait for the line (the tests do,
+//!   through tests/it/common/server.rs);
 //! * the queue is bounded ([`QUEUE_BYTES`]). When the sink is slower than the server, lines that
 //!   do not fit are dropped, whole, and counted ([`lines_dropped`], exported as
 //!   `registry_auth_log_lines_dropped_total`); requests never wait for the sink;
@@ -34,9 +39,12 @@ use std::time::{Duration, Instant};
 /// dropped and counted until the writer catches up.
 pub const QUEUE_BYTES: usize = 1 << 20;
 
-/// How long the writer lets lines gather after the first one arrives (the latency a line may
-/// add before it is written; traded for one wake-up and one `write(2)` per batch).
+/// How long a busy writer lets lines gather after the first one arrives (the latency a line
+/// may add before it is written; traded for one wake-up and one `write(2)` per batch).
 const LINGER: Duration = Duration::from_millis(2);
+
+/// The writer counts as busy (and lingers) when its previous batch went out less than this ago.
+const BUSY: Duration = Duration::from_millis(20);
 
 /// Lines dropped since the process started because the queue was full (the sink is slower than
 /// the server) or the write to stderr failed.
@@ -114,6 +122,7 @@ impl Shared {
     /// The writer thread's loop: takes the whole queue, writes it, repeats. Never returns.
     fn run(&self, out: &mut dyn Write) {
         let mut batch = Vec::with_capacity(64 * 1024);
+        let mut last_write: Option<Instant> = None;
         loop {
             {
                 let mut st = self.lock();
@@ -124,9 +133,11 @@ impl Shared {
                     st = self.ready.wait(st).unwrap_or_else(PoisonError::into_inner);
                 }
             }
-            // Let lines gather: appends during the pause wake nobody (the writer is not
+            // Busy: let lines gather; appends during the pause wake nobody (the writer is not
             // waiting), so under load one wake-up and one write carry many lines.
-            std::thread::sleep(LINGER);
+            if last_write.is_some_and(|t| t.elapsed() < BUSY) {
+                std::thread::sleep(LINGER);
+            }
             {
                 let mut st = self.lock();
                 std::mem::swap(&mut st.queued, &mut batch);
@@ -136,6 +147,7 @@ impl Shared {
                 let lines = batch.iter().filter(|&&b| b == b'\n').count();
                 DROPPED.fetch_add(lines as u64, Ordering::Relaxed);
             }
+            last_write = Some(Instant::now());
             batch.clear();
             // A burst may have grown the buffer to the queue's size: give most of it back.
             batch.shrink_to(64 * 1024);

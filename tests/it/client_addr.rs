@@ -420,7 +420,7 @@ fn forwarding_headers_from_an_untrusted_peer_warn_once_while_the_lockout_is_on()
     let srv = Srv::start("ra-it-addr-warn", IP_ACL, "", "");
     // Probes and requests without forwarding headers do not warn.
     assert_eq!(srv.token(None, &[]).status, 200);
-    assert_eq!(srv.log().matches(WARNING).count(), 0);
+    assert_eq!(srv.server.synced_log().matches(WARNING).count(), 0);
     for headers in [
         &[("X-Forwarded-For", "198.51.100.7")][..],
         &[("Forwarded", "for=198.51.100.7")][..],
@@ -463,7 +463,7 @@ fn forwarding_headers_from_an_untrusted_peer_warn_once_while_the_lockout_is_on()
         granted(&srv.token(None, &[("X-Forwarded-For", "198.51.100.7")])),
         ["pull"]
     );
-    assert_eq!(srv.log().matches(WARNING).count(), 0);
+    assert_eq!(srv.server.synced_log().matches(WARNING).count(), 0);
 }
 
 #[test]
