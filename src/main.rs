@@ -11,6 +11,9 @@ use registry_auth::cli::{
 };
 use registry_auth::telemetry;
 
+/// How long the end of the process waits for the log writer to write what is queued.
+const LOG_FLUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 fn main() -> ExitCode {
     let unknown = registry_auth::cli::unknown_env_vars();
     if !unknown.is_empty() {
@@ -122,6 +125,9 @@ fn main() -> ExitCode {
             commands::logins::revoke(&config, &user)
         }
     };
+    // Everything logged is written before the process ends (bounded: a stderr that is not read
+    // must not keep it alive).
+    telemetry::flush(LOG_FLUSH_TIMEOUT);
     match result {
         Ok(code) => code,
         Err(e) => {

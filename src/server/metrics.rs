@@ -219,6 +219,12 @@ impl Metrics {
                 read: super::lockout::store_fallbacks,
             },
             ProcessCounter {
+                name: "log_lines_dropped",
+                help: "Log lines (audit lines included) dropped because stderr did not keep up \
+                       (its queue was full) or could not be written.",
+                read: crate::telemetry::lines_dropped,
+            },
+            ProcessCounter {
                 name: "casbin_enforcements",
                 help: "Casbin enforcements run by casbin_authz (one per requested action it \
                        could allow).",

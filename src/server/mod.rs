@@ -395,8 +395,15 @@ impl Default for Counter {
 
 impl MakeRequestId for Counter {
     fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
+        use std::io::Write as _;
         let n = self.next.fetch_add(1, Ordering::Relaxed);
-        HeaderValue::from_str(&format!("{:08x}-{n}", self.prefix))
+        // Formatted on the stack: the header value is the only allocation.
+        let mut buf = [0u8; 8 + 1 + 20];
+        let mut w = &mut buf[..];
+        write!(w, "{:08x}-{n}", self.prefix).ok()?;
+        let left = w.len();
+        let len = buf.len() - left;
+        HeaderValue::from_bytes(&buf[..len])
             .ok()
             .map(RequestId::new)
     }

@@ -143,7 +143,7 @@ fn replay_predicts_the_decisions_after_a_reload() {
         stack.diagnostics()
     );
     assert_eq!(before[1].1, Outcome::Denied, "{before:?}");
-    let log_a = fs::read_to_string(&stack.server.log).unwrap();
+    let log_a = stack.server.synced_log();
     let records_a = audit_records(&log_a);
     assert!(records_a.len() >= 7, "{} audit lines", records_a.len());
     assert!(
@@ -255,7 +255,7 @@ fn replay_predicts_the_decisions_after_a_reload() {
         Outcome::Ok,
         "bob (team dev) pulls alice/* now: {after:?}"
     );
-    let log = fs::read_to_string(&stack.server.log).unwrap();
+    let log = stack.server.synced_log();
     let actual = decisions(&audit_records(&log[len_a..]));
     let mut compared = 0;
     for (key, granted) in &actual {

@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 
-use crate::common::proc::{ChildGuard, StopMode, free_port, strip_ansi, tail};
+use crate::common::proc::{ChildGuard, free_port, strip_ansi, tail};
 use crate::common::server::binary;
 
 // ---------------------------------------------------------------------------------------------
@@ -113,7 +113,8 @@ impl TestServer {
         }
         let child = cmd.spawn().expect("start registry-auth");
         let pid = child.id();
-        let mut guard = ChildGuard::new("registry-auth", child, StopMode::Kill);
+        // SIGTERM first, so a stopped server's log is complete (see `server::STOP`).
+        let mut guard = ChildGuard::new("registry-auth", child, crate::common::server::STOP);
         let deadline = Instant::now() + Duration::from_secs(30);
         let addr = loop {
             let text = strip_ansi(&String::from_utf8_lossy(
@@ -164,6 +165,11 @@ impl TestServer {
             .find_map(|l| l.strip_prefix("VmRSS:"))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
             .expect("VmRSS in /proc/PID/status")
+    }
+
+    /// Stops the server cleanly: every line it logged is in the log afterwards.
+    pub(crate) fn stop(&mut self) {
+        self.guard.stop();
     }
 
     pub(crate) fn assert_alive(&mut self) {
@@ -1350,7 +1356,9 @@ fn malformed_requests_get_4xx_and_the_server_keeps_serving() {
         "RSS grew from {rss_before} KiB to {rss_after} KiB"
     );
     // NUL bytes and newlines from requests (client_id, user names) are escaped in the log: no
-    // raw NUL, and every line is a log record (no injected lines).
+    // raw NUL, and every line is a log record (no injected lines). Read after a clean stop, so
+    // every line is there (the server writes its log just after it answers).
+    server.stop();
     let log = fs::read(&server.log).expect("server log");
     assert!(!log.contains(&0), "raw NUL byte in the server log");
     let text = strip_ansi(&String::from_utf8_lossy(&log));

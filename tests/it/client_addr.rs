@@ -20,7 +20,7 @@ use crate::common::proc::strip_ansi;
 use crate::common::server::{AuthServer, assert_log_has_no_secrets};
 use crate::common::stack::{SERVICE, User, config_yaml, tempdir};
 use crate::ldap::{Slapd, ldap_yaml, person, seed};
-use crate::ops::{audit_line_of, logged_field, request_id};
+use crate::ops::{audit_line_of, logged_field, request_id, wait_audit_line, wait_line};
 
 /// The proxy (127.0.0.1) gets `pull`; clients in 198.51.100.0/24 get `push`.
 const IP_ACL: &str = r#"  - match: {ip: 127.0.0.0/8}
@@ -259,9 +259,12 @@ fn unreadable_forwarded_addresses_from_a_trusted_proxy_get_400_never_the_proxys_
 
     // Each refusal is logged with the header and the reason, and never as a decision with the
     // proxy's address.
-    let text = srv.log();
     for (r, header) in &refused {
         let id = request_id(r);
+        // The refusal line is written by the log thread, after any decision line of the same
+        // request would be: once it is there, the absence of a decision line means something.
+        wait_line(|| srv.log(), |text| refusal_line_of(text, &id));
+        let text = srv.log();
         assert!(
             audit_line_of(&text, &id).is_none(),
             "a refused request has no token decision: {:?}",
@@ -283,7 +286,7 @@ fn unreadable_forwarded_addresses_from_a_trusted_proxy_get_400_never_the_proxys_
         assert!(logged_field(&line, "client_ip").is_none(), "{line}");
     }
     for (r, ip) in [(&good, "198.51.100.7"), (&direct, "127.0.0.1")] {
-        let line = audit_line_of(&text, &request_id(r)).expect("audit line");
+        let line = wait_audit_line(|| srv.log(), &request_id(r)).expect("audit line");
         assert_eq!(
             logged_field(&line, "client_ip").as_deref(),
             Some(ip),
@@ -417,7 +420,7 @@ fn forwarding_headers_from_an_untrusted_peer_warn_once_while_the_lockout_is_on()
     let srv = Srv::start("ra-it-addr-warn", IP_ACL, "", "");
     // Probes and requests without forwarding headers do not warn.
     assert_eq!(srv.token(None, &[]).status, 200);
-    assert_eq!(srv.log().matches(WARNING).count(), 0);
+    assert_eq!(srv.server.synced_log().matches(WARNING).count(), 0);
     for headers in [
         &[("X-Forwarded-For", "198.51.100.7")][..],
         &[("Forwarded", "for=198.51.100.7")][..],
@@ -432,6 +435,8 @@ fn forwarding_headers_from_an_untrusted_peer_warn_once_while_the_lockout_is_on()
         &[("X-Forwarded-For", "198.51.100.8")],
     );
     assert_eq!(r.status, 200);
+    // Everything logged before the last answer is written once its audit line is.
+    wait_audit_line(|| srv.log(), &request_id(&r));
     let text = srv.log();
     let warnings: Vec<&str> = text.lines().filter(|l| l.contains(WARNING)).collect();
     assert_eq!(
@@ -458,7 +463,7 @@ fn forwarding_headers_from_an_untrusted_peer_warn_once_while_the_lockout_is_on()
         granted(&srv.token(None, &[("X-Forwarded-For", "198.51.100.7")])),
         ["pull"]
     );
-    assert_eq!(srv.log().matches(WARNING).count(), 0);
+    assert_eq!(srv.server.synced_log().matches(WARNING).count(), 0);
 }
 
 #[test]
@@ -473,9 +478,8 @@ fn request_ids_are_generated_and_the_clients_own_is_logged_apart() {
         id_a != sent && id_b != sent,
         "our id, not the client's: {id_a} {id_b}"
     );
-    let text = srv.log();
     for id in [&id_a, &id_b] {
-        let line = audit_line_of(&text, id)
+        let line = wait_audit_line(|| srv.log(), id)
             .unwrap_or_else(|| panic!("no audit line for {id}:\n{}", srv.server.log_tail(10)));
         assert_eq!(
             logged_field(&line, "client_request_id").as_deref(),
@@ -485,11 +489,11 @@ fn request_ids_are_generated_and_the_clients_own_is_logged_apart() {
     }
     // Without one, no such field; a long one is cut.
     let c = srv.token(None, &[]);
-    let line = audit_line_of(&srv.log(), &request_id(&c)).expect("audit line");
+    let line = wait_audit_line(|| srv.log(), &request_id(&c)).expect("audit line");
     assert!(!line.contains("client_request_id"), "{line}");
     let long = "x".repeat(1000);
     let d = srv.token(None, &[("X-Request-ID", &long)]);
-    let line = audit_line_of(&srv.log(), &request_id(&d)).expect("audit line");
+    let line = wait_audit_line(|| srv.log(), &request_id(&d)).expect("audit line");
     let logged = logged_field(&line, "client_request_id").expect("client_request_id");
     assert!(logged.len() < 100 && logged.starts_with("xxxx"), "{line}");
 }

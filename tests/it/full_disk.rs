@@ -249,7 +249,7 @@ fn embedded_store_on_a_full_disk_answers_503_and_loses_nothing() {
         200,
         "a failed sign-out revoked it anyway"
     );
-    let log = fs::read_to_string(&stack.server.log).unwrap();
+    let log = stack.server.synced_log();
     assert!(
         log.contains("full"),
         "the log does not say the disk is full:\n{}",

@@ -24,7 +24,7 @@ use crate::common::clients::{Outcome, classify};
 use crate::common::dockerd::{self, Dockerd};
 use crate::common::image;
 use crate::common::keys::{KeyFiles, KeySetup};
-use crate::common::proc::{self, CmdOutput, require_tool, strip_ansi};
+use crate::common::proc::{self, CmdOutput, require_tool};
 use crate::common::registry::RegistryKind;
 use crate::common::scenario::{self, steps};
 use crate::common::server::run_cli;
@@ -114,9 +114,7 @@ impl Env {
     }
 
     fn log_text(&self) -> String {
-        strip_ansi(&String::from_utf8_lossy(
-            &fs::read(&self.stack.server.log).unwrap_or_default(),
-        ))
+        self.stack.server.synced_log()
     }
 
     /// `token issued` / `token refused` lines of our server's log with `grant=GRANT`.

@@ -46,6 +46,7 @@ mod key_modes;
 mod ldap;
 mod ldap_identity;
 mod lints;
+mod log_sink;
 mod migration;
 mod monitoring;
 mod ops;

@@ -27,7 +27,7 @@ use serde_json::Value;
 use crate::common::http::{self, basic, fetch_token};
 use crate::common::jwt;
 use crate::common::keys::{KeyFiles, KeySetup, yaml_str};
-use crate::common::proc::{self, ChildGuard, CmdOutput, StopMode, require_tool, strip_ansi, tail};
+use crate::common::proc::{self, ChildGuard, CmdOutput, require_tool, strip_ansi, tail};
 use crate::common::server::{self, assert_log_has_no_secrets, run_cli};
 use crate::common::stack::{SERVICE, Stack, User, config_yaml, tempdir};
 
@@ -96,7 +96,8 @@ impl Proc {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start `{cmdline}`: {e}"));
         let pid = child.id();
-        let mut guard = ChildGuard::new("registry-auth", child, StopMode::Kill);
+        // SIGTERM first, so a stopped server's log is complete (see `server::STOP`).
+        let mut guard = ChildGuard::new("registry-auth", child, server::STOP);
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let text = fs::read(log).unwrap_or_default();
@@ -167,7 +168,7 @@ impl Proc {
         assert!(status.success(), "kill -s {sig} {} failed", self.pid);
     }
 
-    fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+    pub(crate) fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
         self.guard.wait_timeout(timeout)
     }
 
@@ -179,6 +180,17 @@ impl Proc {
 
     pub(crate) fn log_tail(&self, n: usize) -> String {
         tail(&self.log, n)
+    }
+
+    /// The log once `done` holds for it (at most `server::LOG_WAIT`): for lines that should be
+    /// present (the server writes them just after it answers).
+    pub(crate) fn text_when(&self, done: impl Fn(&str) -> bool) -> String {
+        server::log_when(&self.log, 0, done)
+    }
+
+    /// Every line logged so far (`server::synced_log`): for counting and absent lines.
+    pub(crate) fn synced_text(&self) -> String {
+        server::synced_log(&self.log)
     }
 
     /// Waits until the log has at least `n` lines containing `needle`.
@@ -195,8 +207,12 @@ impl Proc {
         }
     }
 
+    /// Lines containing `needle` among everything logged so far (see [`Self::synced_text`]).
     pub(crate) fn count_log(&self, needle: &str) -> usize {
-        self.text().lines().filter(|l| l.contains(needle)).count()
+        self.synced_text()
+            .lines()
+            .filter(|l| l.contains(needle))
+            .count()
     }
 }
 
@@ -444,6 +460,20 @@ pub(crate) fn audit_line_of(text: &str, id: &str) -> Option<String> {
         .filter(|l| l.contains("token issued") || l.contains("token refused"))
         .find(|l| l.contains(&quoted))
         .map(str::to_owned)
+}
+
+/// The first line `find` picks in `read()`, waited for up to 10 s: the server's log is written
+/// by its log-writer thread, shortly after the response (src/telemetry/sink.rs).
+pub(crate) fn wait_line(
+    read: impl Fn() -> String,
+    find: impl Fn(&str) -> Option<String>,
+) -> Option<String> {
+    server::wait_for_log(read, find)
+}
+
+/// [`audit_line_of`] the request `id` in `read()`, waited for (see [`wait_line`]).
+pub(crate) fn wait_audit_line(read: impl Fn() -> String, id: &str) -> Option<String> {
+    wait_line(read, |text| audit_line_of(text, id))
 }
 
 /// Elapsed time of a test, printed with `--nocapture`.
@@ -711,7 +741,7 @@ fn unix_socket_listener_serves_and_is_removed_on_sigterm() {
         .to_owned();
     let (_, headers, _) = curl_response(&out);
     let id = headers.get("x-request-id").cloned().expect("x-request-id");
-    let line = audit_line_of(&srv.text(), &id)
+    let line = wait_audit_line(|| srv.text(), &id)
         .unwrap_or_else(|| panic!("no audit line for {id}:\n{}", srv.log_tail(5)));
     assert_eq!(
         logged_field(&line, "client_ip").as_deref(),
@@ -755,6 +785,7 @@ fn unix_socket_listener_serves_and_is_removed_on_sigterm() {
         out.describe(),
         srv.log_tail(10)
     );
+    drop(srv); // a clean stop: the log is complete
     assert_log_has_no_secrets(&fx.log, &[], &[tok]);
 }
 
@@ -871,13 +902,12 @@ fn trusted_proxies_decide_whether_x_forwarded_for_is_believed() {
     assert_eq!(actions_for(&chain, "team/app"), ["pull"]);
     let plain = token_get(&base, "/auth", &scope, None, &[]);
     assert!(actions_for(&plain, "team/app").is_empty(), "{plain:?}");
-    let text = srv.text();
     for (r, ip) in [
         (&spoofed, "198.51.100.7"),
         (&chain, "198.51.100.8"),
         (&plain, "127.0.0.1"),
     ] {
-        let line = audit_line_of(&text, &request_id(r))
+        let line = wait_audit_line(|| srv.text(), &request_id(r))
             .unwrap_or_else(|| panic!("no audit line for {r:?}\n{}", srv.log_tail(10)));
         assert_eq!(
             logged_field(&line, "client_ip").as_deref(),
@@ -903,7 +933,7 @@ fn trusted_proxies_decide_whether_x_forwarded_for_is_believed() {
         "a spoofed X-Forwarded-For from an untrusted peer must be ignored: {:?}",
         granted_of(&r)
     );
-    let line = audit_line_of(&srv.text(), &request_id(&r)).expect("audit line");
+    let line = wait_audit_line(|| srv.text(), &request_id(&r)).expect("audit line");
     assert_eq!(
         logged_field(&line, "client_ip").as_deref(),
         Some("127.0.0.1"),
@@ -1027,7 +1057,9 @@ fn readyz_reports_ready_and_degraded_with_an_expired_signing_certificate() {
         &[],
     );
     assert_eq!(t.status, 200, "tokens are still issued: {t:?}");
-    let warned = srv.text().to_lowercase();
+    let warned = srv
+        .text_when(|t| t.to_lowercase().contains("expire"))
+        .to_lowercase();
     assert!(
         warned.contains("expire"),
         "the server should warn about the expired signing certificate:\n{}",
@@ -1206,6 +1238,7 @@ fn metrics_count_decisions_requests_reloads_and_serve_on_metrics_addr() {
         no_auth.status, 404,
         "the metrics listener must not serve tokens: {no_auth:?}"
     );
+    drop(srv); // a clean stop: the log is complete
     let mut secrets = fx.secrets();
     secrets.push(("alice".into(), "wrong-password-x".into()));
     assert_log_has_no_secrets(&fx.log, &secrets, &tokens);
@@ -1269,6 +1302,9 @@ fn audit_log_has_one_line_per_decision_in_text_and_json_without_secrets() {
         }
         assert_eq!(bad.status, 401, "{bad:?}");
 
+        // The log thread writes the lines just after the answers: a clean stop writes them all
+        // (including any line the 400 might have caused, which must not be an audit line).
+        drop(srv);
         let all = fs::read(&fx.log).expect("log");
         let text = strip_ansi(&String::from_utf8_lossy(&all[start..]));
         let decisions: Vec<&str> = text
@@ -1343,7 +1379,6 @@ fn audit_log_has_one_line_per_decision_in_text_and_json_without_secrets() {
                 );
             }
         }
-        drop(srv);
     }
     let mut secrets = fx.secrets();
     secrets.push(("alice".into(), wrong.into()));
@@ -1424,7 +1459,10 @@ fn reload_on_sighup_applies_valid_and_rejects_invalid_configs() {
         "no failure logged after SIGHUP with a broken config:\n{}",
         srv.log_tail(10)
     );
-    let text = srv.text();
+    let text = srv.text_when(|t| {
+        t.lines()
+            .any(|l| l.contains("acl[1].match.acount") && l.contains("did you mean"))
+    });
     assert!(
         text.lines()
             .any(|l| l.contains("acl[1].match.acount") && l.contains("did you mean")),
@@ -1441,13 +1479,14 @@ fn reload_on_sighup_applies_valid_and_rejects_invalid_configs() {
     assert!(actions_for(&r, "other/app").is_empty(), "{r:?}");
     // Let one poll interval pass: the broken file is reported once, not every tick.
     thread::sleep(Duration::from_millis(2500));
-    let failures = srv.count_log(invalid);
-    let by_poll = srv
-        .text()
+    let (text, samples) = get_metrics(&base);
+    // One snapshot, taken after the metrics (a failure counted there is logged too).
+    let log = srv.synced_text();
+    let failures = log.lines().filter(|l| l.contains(invalid)).count();
+    let by_poll = log
         .lines()
         .filter(|l| l.contains(invalid) && l.contains("FileChange"))
         .count();
-    let (text, samples) = get_metrics(&base);
     let failure_metric = metric(
         &samples,
         "registry_auth_config_reloads_total",
@@ -1511,6 +1550,7 @@ fn reload_on_sighup_applies_valid_and_rejects_invalid_configs() {
         &[],
     );
     assert_eq!(actions_for(&new, "shared/app"), ["pull"], "{new:?}");
+    drop(srv); // a clean stop: the log is complete
     let mut secrets = fx.secrets();
     secrets.push(("alice".into(), renewed.password));
     assert_log_has_no_secrets(&fx.log, &secrets, &[token_of(&new)]);
@@ -1605,6 +1645,7 @@ fn requests_in_flight_complete_across_a_reload() {
     let secrets: Vec<(String, String)> = (0..N)
         .map(|i| (format!("u{i:02}"), password.clone()))
         .collect();
+    drop(srv); // a clean stop: the log is complete
     assert_log_has_no_secrets(&log, &secrets, &tokens);
 }
 
@@ -1670,7 +1711,9 @@ fn configmap_symlink_swap_is_picked_up_without_a_signal() {
         thread::sleep(Duration::from_millis(200));
     }
     assert!(
-        srv.text()
+        srv.text_when(|t| t
+            .lines()
+            .any(|l| l.contains("configuration reloaded") && l.contains("FileChange")))
             .lines()
             .any(|l| l.contains("configuration reloaded") && l.contains("FileChange")),
         "{}",
@@ -1800,7 +1843,7 @@ fn lockout_after_failed_logins_refuses_the_pair_but_not_other_users() {
         login.log,
         stack.diagnostics()
     );
-    let text = strip_ansi(&fs::read_to_string(&stack.server.log).unwrap_or_default());
+    let text = stack.server.log_when(|t| t.contains("locked out"));
     assert!(
         text.contains("locked out"),
         "no audit line for the locked-out request:\n{}",

@@ -13,13 +13,11 @@
 
 use std::fs;
 use std::path::Path;
-use std::time::{Duration, Instant};
 
 use crate::common::http;
 use crate::common::idp::{FakeGithub, GhUser};
 use crate::common::jwt;
 use crate::common::keys::{bcrypt_hash, yaml_str};
-use crate::common::proc::strip_ansi;
 use crate::common::server::{assert_log_has_no_secrets, run_cli};
 use crate::common::stack::{self};
 use crate::common::webstack::{CLIENT_ID, CLIENT_SECRET, WebStack, login_at_fake, secret_file};
@@ -58,27 +56,20 @@ pub(crate) fn log_len(log: &Path) -> usize {
 }
 
 /// The first audit line (`MESSAGE`, e.g. `token issued`) written to `log` after `offset`,
-/// waited for (the server writes it before it answers; this only tolerates a slow flush).
+/// waited for (the server writes its log just after it answers: `server::log_when`).
 pub(crate) fn audit_line(log: &Path, offset: usize, message: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let bytes = fs::read(log).unwrap_or_default();
-        let text = strip_ansi(&String::from_utf8_lossy(
-            bytes.get(offset..).unwrap_or_default(),
-        ));
-        if let Some(line) = text
-            .lines()
+    let find = |t: &str| {
+        t.lines()
             .find(|l| l.contains(message) && l.contains("audit"))
-        {
-            return line.to_owned();
-        }
-        assert!(
-            Instant::now() < deadline,
+            .map(str::to_owned)
+    };
+    let text = crate::common::server::log_when(log, offset, |t| find(t).is_some());
+    find(&text).unwrap_or_else(|| {
+        panic!(
             "no `{message}` audit line in {} after byte {offset}:\n{text}",
             log.display()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+        )
+    })
 }
 
 /// `GET /auth` as `user`; the token, with the audit line it caused.

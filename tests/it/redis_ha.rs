@@ -284,7 +284,7 @@ fn sentinel_failover_under_load_loses_nothing_acknowledged() {
         stats.lines().any(|l| l.starts_with("cmdstat_wait:calls=")),
         "no WAIT on the new primary:\n{stats}"
     );
-    let log = fs::read_to_string(&stack.server.log).unwrap_or_default();
+    let log = stack.server.synced_log();
     for secret in [REDIS_PASSWORD, SENTINEL_PASSWORD] {
         assert!(!log.contains(secret), "the log holds a Redis password");
     }

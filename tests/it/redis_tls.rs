@@ -29,7 +29,7 @@ use crate::common::redis::{
     Cluster, Persistence, REDIS_PASSWORD, Redis, SENTINEL_PASSWORD, SentinelSet, ServerTls,
     cli_tls, wait_until,
 };
-use crate::common::server::run_cli;
+use crate::common::server::{log_when, run_cli, synced_log};
 use crate::common::stack::tempdir;
 use crate::replicas::{
     ALICE_PASSWORD, BOB_PASSWORD, Replicas, password_grant, refresh_grant, refresh_token, revoke,
@@ -84,7 +84,7 @@ fn store_yaml(url: &str, files: &[(&str, &Path)]) -> String {
 
 fn assert_no_password(replicas: &Replicas) {
     for s in &replicas.servers {
-        let log = fs::read_to_string(&s.log).unwrap_or_default();
+        let log = synced_log(&s.log);
         assert!(
             !log.contains(REDIS_PASSWORD) && !log.contains(SENTINEL_PASSWORD),
             "a Redis password is in {}",
@@ -216,7 +216,11 @@ fn mutual_tls_works_and_a_missing_client_certificate_or_a_wrong_ca_fails_closed(
         assert!(r.header("retry-after").is_some(), "{}", diag());
         let ready = http::get(&format!("{base}/readyz"), &[]).json();
         assert_eq!(ready["backends"]["store"]["status"], "down", "{ready}");
-        let log = fs::read_to_string(&replicas.servers[0].log).unwrap();
+        // The log is written by a writer thread, just after the answer: wait for the lines.
+        let log = log_when(&replicas.servers[0].log, 0, |t| {
+            t.lines()
+                .any(|l| l.contains("over TLS") && problem.iter().all(|p| l.contains(p)))
+        });
         let line = log
             .lines()
             .find(|l| l.contains("over TLS"))

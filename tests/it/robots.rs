@@ -264,12 +264,17 @@ fn robots_with_skopeo_podman_docker() {
     assert_eq!(acts("ci/app"), ["pull", "push"], "ci/app\n{}", ctx());
     assert_eq!(acts("ci/team/app"), ["pull"], "ci/team/app\n{}", ctx());
     assert!(acts("other/app").is_empty(), "other/app\n{}", ctx());
-    let log = strip_ansi(&fs::read_to_string(&stack.server.log).unwrap_or_default());
-    let line = log
-        .lines()
-        .rev()
-        .find(|l| l.contains("token issued") && l.contains("other/app:pull,push"))
-        .unwrap_or_else(|| panic!("no `token issued` line for the robot token\n{}", ctx()));
+    // Written by the server's log thread just after the answer: waited for.
+    let line = crate::ops::wait_line(
+        || strip_ansi(&fs::read_to_string(&stack.server.log).unwrap_or_default()),
+        |log| {
+            log.lines()
+                .rev()
+                .find(|l| l.contains("token issued") && l.contains("other/app:pull,push"))
+                .map(str::to_owned)
+        },
+    )
+    .unwrap_or_else(|| panic!("no `token issued` line for the robot token\n{}", ctx()));
     assert!(
         line.contains("[robot scopes]") && !line.contains("[acl"),
         "the robot's grant must be decided by its scopes, never the ACL: {line}"

@@ -590,7 +590,8 @@ fn scenario(db: &Db, mut pg: Option<&mut Postgres>, dir: &Path, url: &str) {
         &[],
     );
     assert!(
-        log_text(&srv).contains("acl_sql seq 10"),
+        srv.log_when(|t| t.contains("acl_sql seq 10"))
+            .contains("acl_sql seq 10"),
         "the audit log names the deciding row\n{}",
         srv.log_tail(20)
     );
@@ -700,7 +701,7 @@ fn scenario(db: &Db, mut pg: Option<&mut Postgres>, dir: &Path, url: &str) {
     // The database password is nowhere in the log or the CLI's answers.
     let everything = format!(
         "{}{}{}{}",
-        log_text(&srv),
+        srv.synced_log(),
         list.combined(),
         acl.combined(),
         broken.combined()

@@ -582,8 +582,21 @@ fn audit(
     }
 }
 
-fn display_ip(ip: Option<IpAddr>) -> String {
-    ip.map_or_else(|| "unix".to_owned(), |i| i.to_string())
+/// A client address for a log field, formatted where the line is written (no `String`):
+/// the address, or `unix` for a unix-socket peer.
+fn display_ip(ip: Option<IpAddr>) -> DisplayIp {
+    DisplayIp(ip)
+}
+
+struct DisplayIp(Option<IpAddr>);
+
+impl std::fmt::Display for DisplayIp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(ip) => ip.fmt(f),
+            None => f.write_str("unix"),
+        }
+    }
 }
 
 fn truncate(s: &str) -> &str {

@@ -131,7 +131,7 @@ impl ChildGuard {
                 if let Ok(Some(_)) = child.try_wait() {
                     return;
                 }
-                thread::sleep(Duration::from_millis(50));
+                thread::sleep(Duration::from_millis(10));
             }
         }
         let _ = child.kill();

@@ -11,6 +11,10 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 
 use super::proc::{self, ChildGuard, StopMode, strip_ansi, tail};
 
+/// How tests stop registry-auth: SIGTERM (the server flushes its log queue, then exits), and
+/// SIGKILL if it has not exited within 10 s.
+pub const STOP: StopMode = StopMode::TermThenKill(Duration::from_secs(10));
+
 /// The server binary under test.
 pub fn binary() -> PathBuf {
     match std::env::var_os("REGISTRY_AUTH_IT_BIN") {
@@ -77,7 +81,9 @@ impl AuthServer {
         let child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start `{line}`: {e}"));
-        let mut guard = ChildGuard::new("registry-auth", child, StopMode::Kill);
+        // SIGTERM first: a clean stop writes every queued log line (a SIGKILL would lose the
+        // last few), so a stopped server's log is complete.
+        let mut guard = ChildGuard::new("registry-auth", child, STOP);
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let text = fs::read(log).unwrap_or_default();
@@ -121,6 +127,16 @@ impl AuthServer {
         tail(&self.log, n)
     }
 
+    /// The log once `done` holds for it (at most [`LOG_WAIT`]): see [`log_when`].
+    pub fn log_when(&self, done: impl Fn(&str) -> bool) -> String {
+        log_when(&self.log, 0, done)
+    }
+
+    /// Every line logged so far: see [`synced_log`].
+    pub fn synced_log(&self) -> String {
+        synced_log(&self.log)
+    }
+
     pub fn stop(&mut self) {
         self.guard.stop();
     }
@@ -158,7 +174,7 @@ fn parse_addr(line: &str) -> Option<String> {
 /// write: verbatim, `user:password` base64 (standard and URL-safe), any JWT the tests
 /// received, or anything that looks like a JWT at all.
 pub fn assert_log_has_no_secrets(log: &Path, passwords: &[(String, String)], tokens: &[String]) {
-    let text = String::from_utf8_lossy(&fs::read(log).unwrap_or_default()).into_owned();
+    let text = synced_log(log);
     let plain = strip_ansi(&text);
     let mut leaks = std::collections::BTreeSet::new();
     for (user, password) in passwords {
@@ -215,4 +231,111 @@ pub fn assert_log_has_no_secrets(log: &Path, passwords: &[(String, String)], tok
         "the server log {} is empty: log secrecy checked nothing",
         log.display()
     );
+}
+
+/// How long a test waits for the server to write a line it expects. The server writes its log
+/// from a writer thread shortly after it answers (src/telemetry/sink.rs: the line is queued
+/// before the answer, written a few milliseconds later), so no test may read the log right after
+/// a response and expect the line to be there: it waits through [`log_when`] (a line that should
+/// be present) or [`synced_log`] (a line that should be absent).
+pub const LOG_WAIT: Duration = Duration::from_secs(10);
+
+fn read_from(log: &Path, from: usize) -> String {
+    let bytes = fs::read(log).unwrap_or_default();
+    strip_ansi(&String::from_utf8_lossy(
+        bytes.get(from..).unwrap_or_default(),
+    ))
+}
+
+/// The one wait for log content: `find(&read())` until it finds something, polling every
+/// 10 ms for at most [`LOG_WAIT`]; `None` when it never did.
+pub fn wait_for_log<T>(read: impl Fn() -> String, find: impl Fn(&str) -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + LOG_WAIT;
+    loop {
+        let found = find(&read());
+        if found.is_some() || Instant::now() >= deadline {
+            return found;
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The server log from byte `from` on (ANSI colours stripped) as soon as `done` holds for it
+/// (see [`wait_for_log`]); after [`LOG_WAIT`], the text as it is (the caller's assertion then
+/// fails and shows it). For lines that should be PRESENT.
+pub fn log_when(log: &Path, from: usize, done: impl Fn(&str) -> bool) -> String {
+    wait_for_log(|| read_from(log, from), |t| done(t).then(|| t.to_owned()))
+        .unwrap_or_else(|| read_from(log, from))
+}
+
+/// Every line the server has logged so far (ANSI colours stripped), for assertions that a line
+/// is ABSENT (a secret, a second warning): a flush point, not a pause.
+///
+/// * Server running (its last `registry-auth listening addr=127.0.0.1:PORT` answers) at
+///   `debug` or `trace` (as [`AuthServer`] runs it): one request carrying a unique
+///   `X-Request-ID`, then waits until that id is in the log. The sink keeps order, so every
+///   line logged before it is written too.
+/// * Server stopped: a clean stop (SIGTERM, as [`AuthServer::stop`] does) flushes the whole
+///   log before exit, so the file is complete.
+/// * Otherwise (a server at `info` or quieter, a TLS listener): waits until the file has not
+///   grown for 300 ms, at most [`LOG_WAIT`] (the writer lingers 2 ms; a heuristic, so tests
+///   asserting absence start their server at `debug` or above).
+pub fn synced_log(log: &Path) -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    let text = read_from(log, 0);
+    let addr = text
+        .lines()
+        .filter(|l| l.contains("registry-auth listening") && !l.contains("tls=true"))
+        .filter_map(parse_addr)
+        .next_back();
+    let verbose = text.contains(" DEBUG ")
+        || text.contains(" TRACE ")
+        || text.contains("\"level\":\"DEBUG\"")
+        || text.contains("\"level\":\"TRACE\"");
+    if let Some(addr) = addr {
+        let id = format!(
+            "log-sync-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let answered = super::http::try_request(
+            "GET",
+            &format!("http://{addr}/log-sync"),
+            &[("X-Request-ID", id.clone())],
+        );
+        match answered {
+            Ok(_) if verbose => {
+                let text = log_when(log, 0, |t| t.contains(&id));
+                assert!(
+                    text.contains(&id),
+                    "the server at {addr} answered but did not log request {id} within {LOG_WAIT:?}:\n{}",
+                    tail(log, 20)
+                );
+                return text;
+            }
+            Ok(_) => {}
+            // Nothing listens: the server has stopped, and a clean stop wrote everything.
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                return read_from(log, 0);
+            }
+            Err(_) => {}
+        }
+    }
+    settled_log(log)
+}
+
+/// The server's log (ANSI colours stripped) once it has not grown for 300 ms, at most
+/// [`LOG_WAIT`]. A heuristic: prefer [`log_when`] or [`synced_log`].
+pub fn settled_log(log: &Path) -> String {
+    let deadline = Instant::now() + LOG_WAIT;
+    let mut last = fs::metadata(log).map_or(0, |m| m.len());
+    loop {
+        thread::sleep(Duration::from_millis(300));
+        let now = fs::metadata(log).map_or(0, |m| m.len());
+        if now == last || Instant::now() > deadline {
+            return read_from(log, 0);
+        }
+        last = now;
+    }
 }
