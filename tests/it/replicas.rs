@@ -495,7 +495,23 @@ fn outage(store: &mut dyn Killable, what: &str) {
     sleep(Duration::from_millis(1500));
     store.restart();
     let back = Instant::now();
-    sleep(Duration::from_secs(3));
+    // At least 3 s of load after the restart, and until the valid token's last 5 answers since
+    // then are 200 (the store reconnects at its next probe, every 2 s; on a loaded machine that
+    // can take longer than the 3 s): at most 20 s, then the assertions below show the figures.
+    let recovered = || {
+        let answers = probes[1].1.lock().unwrap();
+        let since: Vec<u16> = answers
+            .iter()
+            .filter(|(s, _, _)| *s >= back)
+            .map(|a| a.2)
+            .collect();
+        since.len() >= 5 && since[since.len() - 5..].iter().all(|s| *s == 200)
+    };
+    while back.elapsed() < Duration::from_secs(3)
+        || (!recovered() && back.elapsed() < Duration::from_secs(20))
+    {
+        sleep(Duration::from_millis(100));
+    }
     stop.store(true, Ordering::Relaxed);
     for w in workers {
         w.join().unwrap();
