@@ -169,7 +169,11 @@ impl Nginx {
             .stderr(log)
             .spawn()
             .expect("spawn nginx");
-        let mut guard = ChildGuard::new("nginx", child, StopMode::Kill);
+        let mut guard = ChildGuard::new(
+            "nginx",
+            child,
+            StopMode::TermThenKill(Duration::from_secs(5)),
+        );
         let deadline = Instant::now() + Duration::from_secs(15);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             if let Some(status) = guard.try_wait() {
