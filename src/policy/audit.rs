@@ -23,7 +23,7 @@
 //! replay's speed depends on not building a general tree for every line.
 
 use std::borrow::Cow;
-use std::fmt::Write as _;
+use std::fmt::Write;
 use std::net::IpAddr;
 
 use serde::Deserialize;
@@ -141,19 +141,34 @@ pub fn encode_scopes<'a>(
     items: impl Iterator<Item = (&'a Scope, &'a [String], Decider)>,
 ) -> String {
     let mut out = String::new();
+    let _ = write_scopes(&mut out, items);
+    out
+}
+
+/// Writes the `scopes` field ([`encode_scopes`]'s text) into `out`: the token endpoint writes it
+/// straight into the log line this way, without a `String` of its own (issue #17).
+pub fn write_scopes<'a>(
+    out: &mut impl Write,
+    items: impl Iterator<Item = (&'a Scope, &'a [String], Decider)>,
+) -> std::fmt::Result {
     for (i, (scope, granted, by)) in items.enumerate() {
         if i > 0 {
-            out.push_str("; ");
+            out.write_str("; ")?;
         }
-        let _ = write!(out, "{scope}→");
+        write!(out, "{scope}→")?;
         if granted.is_empty() {
-            out.push('-');
+            out.write_char('-')?;
         } else {
-            out.push_str(&granted.join(","));
+            for (j, action) in granted.iter().enumerate() {
+                if j > 0 {
+                    out.write_char(',')?;
+                }
+                out.write_str(action)?;
+            }
         }
-        let _ = write!(out, " [{by}]");
+        write!(out, " [{by}]")?;
     }
-    out
+    Ok(())
 }
 
 /// Parses the `scopes` field.

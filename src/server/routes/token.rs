@@ -23,7 +23,7 @@ use tracing::{info, warn};
 
 use crate::authn::{AuthnAnswer, AuthnContext, Credentials};
 use crate::config::AuthzBackend;
-use crate::grant::{self, GrantOutcome, RefreshRequest, TokenRequest};
+use crate::grant::{self, GrantOutcome, RefreshRequest, ScopeDecision, TokenRequest};
 use crate::policy::{Decider, audit};
 use crate::server::client_ip::{client_ip, ignored_forwarding};
 use crate::server::error::ApiError;
@@ -557,13 +557,6 @@ fn audit(
             });
             // The fields are a stable format (policy::audit, docs/src/reference/audit-log.md), read
             // back by `acl replay`; `scopes` stays last (its text value has spaces).
-            let scopes = audit::encode_scopes(decisions.iter().map(|d| {
-                (
-                    &d.scope,
-                    d.granted.as_slice(),
-                    Decider::from_grant(d.decided_by),
-                )
-            }));
             info!(
                 target: "audit",
                 audit_version = audit::AUDIT_VERSION,
@@ -575,10 +568,29 @@ fn audit(
                 client_id,
                 grant,
                 refresh_token_id = refresh.as_ref().map_or("", |r| r.id.as_str()),
-                scopes = %scopes,
+                scopes = %AuditScopes(decisions),
                 "token issued"
             );
         }
+    }
+}
+
+/// The audit line's `scopes` field, written where the line is written (no `String`): the text
+/// of [`audit::encode_scopes`].
+struct AuditScopes<'a>(&'a [ScopeDecision]);
+
+impl std::fmt::Display for AuditScopes<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        audit::write_scopes(
+            f,
+            self.0.iter().map(|d| {
+                (
+                    &d.scope,
+                    d.granted.as_slice(),
+                    Decider::from_grant(d.decided_by),
+                )
+            }),
+        )
     }
 }
 
