@@ -260,28 +260,16 @@ impl Loader {
                 let (auth, shown) = auth(&c.username, &c.password);
                 let hosts = addrs.join(",");
                 let s = Self::tls_s(&c.tlsconfig);
-                let url = format!("redis{s}+cluster://{auth}{hosts}");
-                self.warnings
-                    .extend(super::super::warnings::redis_transport(&path, &url));
-                match store::parse_redis_url(&url) {
-                    Ok(target) => {
-                        self.warnings.push(ConfigIssue::new(
-                            path.clone(),
-                            format!(
-                                "docker_auth's Redis Cluster token DB is mapped onto `store: \
-                                 {{type: redis, url: \"redis{s}+cluster://{shown}{hosts}\"}}` \
-                                 (docker_auth's entries are not read: people sign in once \
-                                 more); write that `store` instead (the password in \
-                                 `url_file`) to silence this"
-                            ),
-                        ));
-                        out.push((path, StoreSettings::Redis { target }));
-                    }
-                    Err(e) => {
-                        self.issue(format!("{path}.redis_cluster_options"), e);
-                        ok = false;
-                    }
-                }
+                ok &= self.redis_token_db(
+                    path,
+                    "Redis Cluster token DB",
+                    "redis_cluster_options",
+                    [
+                        format!("redis{s}+cluster://{auth}{hosts}"),
+                        format!("redis{s}+cluster://{shown}{hosts}"),
+                    ],
+                    out,
+                );
             } else if let Some(o) = &r.redis_options {
                 if o.network.as_deref().is_some_and(|n| n != "tcp") {
                     self.issue(
@@ -298,33 +286,56 @@ impl Loader {
                 let (auth, shown) = auth(&o.username, &o.password);
                 let db = o.db.unwrap_or(0);
                 let s = Self::tls_s(&o.tlsconfig);
-                let url = format!("redis{s}://{auth}{addr}/{db}");
-                self.warnings
-                    .extend(super::super::warnings::redis_transport(&path, &url));
-                match store::parse_redis_url(&url) {
-                    Ok(target) => {
-                        self.warnings.push(ConfigIssue::new(
-                            path.clone(),
-                            format!(
-                                "docker_auth's Redis token DB is mapped onto `store: {{type: \
-                                 redis, url: \"redis{s}://{shown}{addr}/{db}\"}}` (docker_auth's \
-                                 entries are not read: people sign in once more); write that \
-                                 `store` instead (the password in `url_file`) to silence this"
-                            ),
-                        ));
-                        out.push((path, StoreSettings::Redis { target }));
-                    }
-                    Err(e) => {
-                        self.issue(format!("{path}.redis_options"), e);
-                        ok = false;
-                    }
-                }
+                ok &= self.redis_token_db(
+                    path,
+                    "Redis token DB",
+                    "redis_options",
+                    [
+                        format!("redis{s}://{auth}{addr}/{db}"),
+                        format!("redis{s}://{shown}{addr}/{db}"),
+                    ],
+                    out,
+                );
             } else {
                 self.issue(path, "needs `redis_options: {addr: HOST:PORT}`");
                 ok = false;
             }
         }
         ok
+    }
+
+    /// docker_auth's Redis token DB at `path` (`what`, options under `options`) mapped onto a
+    /// Redis `store` at `url` (`shown`: the same URL with the password as `***`): the transport
+    /// warning, the mapping warning, and the store in `out`; false after an issue.
+    fn redis_token_db(
+        &mut self,
+        path: String,
+        what: &str,
+        options: &str,
+        [url, shown]: [String; 2],
+        out: &mut Vec<(String, StoreSettings)>,
+    ) -> bool {
+        self.warnings
+            .extend(super::super::warnings::redis_transport(&path, &url));
+        match store::parse_redis_url(&url) {
+            Ok(target) => {
+                self.warnings.push(ConfigIssue::new(
+                    path.clone(),
+                    format!(
+                        "docker_auth's {what} is mapped onto `store: {{type: redis, url: \
+                         \"{shown}\"}}` (docker_auth's entries are not read: people sign in \
+                         once more); write that `store` instead (the password in `url_file`) \
+                         to silence this"
+                    ),
+                ));
+                out.push((path, StoreSettings::Redis { target }));
+                true
+            }
+            Err(e) => {
+                self.issue(format!("{path}.{options}"), e);
+                false
+            }
+        }
     }
 
     /// `s` (`rediss://`) when go-redis options carry a `tlsconfig`, else nothing.
