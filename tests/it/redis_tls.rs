@@ -32,7 +32,8 @@ use crate::common::redis::{
 use crate::common::server::{log_when, run_cli, synced_log};
 use crate::common::stack::tempdir;
 use crate::replicas::{
-    ALICE_PASSWORD, BOB_PASSWORD, Replicas, password_grant, refresh_grant, refresh_token, revoke,
+    ALICE_PASSWORD, BOB_PASSWORD, Replicas, password_grant, refresh_grant, refresh_token,
+    revocation_by_id_is_shared, revoke,
 };
 
 /// The servers' PKI, the clients' PKI and the bundle of both CAs the servers trust.
@@ -117,16 +118,7 @@ fn replicas_share_revocations_and_lockout_over_rediss() {
     };
 
     // A revocation written through replica 1's config is refused by both.
-    let token = refresh_token(&bases[0], "alice", ALICE_PASSWORD);
-    let kept = refresh_token(&bases[1], "alice", ALICE_PASSWORD);
-    for base in &bases {
-        assert_eq!(refresh_grant(base, &token).status, 200, "{}", diag());
-    }
-    revoke(&replicas.configs[1], &[&token]);
-    for base in &bases {
-        assert_eq!(refresh_grant(base, &token).status, 401, "{}", diag());
-        assert_eq!(refresh_grant(base, &kept).status, 200, "{}", diag());
-    }
+    revocation_by_id_is_shared(&replicas, &diag);
     // Three wrong passwords for bob over the two replicas lock him out on both.
     for base in [&bases[0], &bases[1], &bases[0]] {
         let r = password_grant(base, "bob", "wrong", false);
